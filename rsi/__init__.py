@@ -1,0 +1,1 @@
+"""Recursive Self-Improvement Suite."""

