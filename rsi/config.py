@@ -1,0 +1,127 @@
+"""Typed configuration: dataclasses mirroring conf/ (Hydra structured configs), validated before Ray starts.
+
+The schema is registered in Hydra's ConfigStore as `rsi_schema`, so an unknown key or a wrongly typed value
+fails at composition with the key's name; `validate` then checks what types cannot (paths, ranges, choices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from rsi.train.config import TrainConfig
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m"  # preset: tiny | smollm2-135m | hf
+    path: str | None = None  # HF id or folder; overrides the preset's built/cached folder
+    dtype: str = "float32"
+    max_model_len: int = 2048
+
+
+@dataclass
+class BackendConfig:
+    name: str = "vllm"  # vllm | hf
+    num_cpus: float = 1
+    num_gpus: float = 0
+    threads: int = 2
+    kv_cache_gb: float = 1.0
+    tensor_parallel_size: int = 1
+    enforce_eager: bool = True
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs/default"
+    seed: int = 0
+    resume: bool = False
+
+
+@dataclass
+class LoopConfig:
+    iterations: int = 1
+
+
+@dataclass
+class TasksConfig:
+    family: str = "programming"
+    domains: list[str] = field(default_factory=lambda: ["string processing", "data validation"])
+    samples_per_domain: int = 4
+    max_tokens: int = 192
+    temperature: float = 0.9
+
+
+@dataclass
+class JudgingConfig:
+    rankings_per_set: int = 2
+    max_tokens: int = 160
+    temperature: float = 0.7
+    rationale_chars: int = 200
+
+
+@dataclass
+class ClusterConfig:
+    address: str | None = None
+    num_cpus: int | None = None
+
+
+@dataclass
+class RsiConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    judging: JudgingConfig = field(default_factory=JudgingConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+
+def register_schema() -> None:
+    ConfigStore.instance().store(name="rsi_schema", node=RsiConfig)
+
+
+def to_dataclass(cfg: Any) -> RsiConfig:
+    """Turn a composed DictConfig into the typed tree (values already type-checked by Hydra)."""
+    from omegaconf import OmegaConf
+
+    obj = OmegaConf.to_object(cfg)
+    if not isinstance(obj, RsiConfig):
+        raise ConfigError(f"config did not compose into RsiConfig: got {type(obj).__name__}")
+    return obj
+
+
+def _require(cond: bool, key: str, why: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {why}")
+
+
+def validate(cfg: RsiConfig) -> None:
+    """Checks that need no model load and no Ray: ranges and choices, each error naming its key."""
+    _require(cfg.model.name in ("tiny", "smollm2-135m", "hf"), "model.name",
+             f"unknown preset {cfg.model.name!r} (tiny | smollm2-135m | hf)")
+    _require(cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", f"{cfg.model.dtype!r}")
+    _require(cfg.backend.name in ("vllm", "hf"), "backend.name", f"unknown backend {cfg.backend.name!r}")
+    _require(cfg.backend.threads >= 1, "backend.threads", "must be >= 1")
+    _require(cfg.loop.iterations >= 1, "loop.iterations", "must be >= 1")
+    _require(cfg.tasks.family == "programming", "tasks.family", f"unknown family {cfg.tasks.family!r}")
+    _require(len(cfg.tasks.domains) >= 1, "tasks.domains", "needs at least one domain")
+    _require(cfg.tasks.samples_per_domain >= 2, "tasks.samples_per_domain",
+             "a judge ranks sets: needs >= 2 candidates")
+    _require(cfg.judging.rankings_per_set >= 2, "judging.rankings_per_set",
+             "the meta-judge ranks rankings: needs >= 2")
+    _require(cfg.train.deepspeed in ("none", "zero2", "zero3"), "train.deepspeed",
+             f"unknown {cfg.train.deepspeed!r} (none | zero2 | zero3)")
+    _require(cfg.train.num_workers >= 1, "train.num_workers", "must be >= 1")
+    if cfg.model.path is not None and (cfg.model.path.startswith(("/", ".", "~")) or Path(cfg.model.path).exists()):
+        _require(Path(cfg.model.path).expanduser().is_dir(), "model.path",
+                 f"no such model folder: {cfg.model.path}")
