@@ -63,6 +63,7 @@ class TasksConfig:
 @dataclass
 class JudgingConfig:
     rankings_per_set: int = 2
+    meta_rankings_per_set: int = 1
     max_tokens: int = 160
     temperature: float = 0.7
     rationale_chars: int = 200

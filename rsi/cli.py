@@ -1,0 +1,96 @@
+"""`rsi` command line. `rsi run` is a Hydra app (overrides, multirun sweeps); the other verbs are argparse."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+USAGE = """usage: rsi <command> [args]
+
+commands:
+  run [overrides…]            the self-improvement loop (Hydra: rsi run model=tiny loop.iterations=2 run.dir=/tmp/r)
+  model build NAME [--out D]  build/convert a preset model offline (tiny | smollm2-135m) and print its folder
+  sandbox run …               run a program against tests in the sandbox, print a Verdict
+  eval humaneval --samples S  HumanEval pass@k of a samples file, through the sandbox
+"""
+
+
+def run_main(overrides: list[str]) -> int:
+    import hydra
+    from omegaconf import DictConfig
+
+    from rsi.config import ConfigError, register_schema, to_dataclass
+
+    register_schema()
+    status = {"code": 0}
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+    def _app(dcfg: DictConfig) -> None:
+        from rsi.loop import run_loop
+
+        try:
+            run_loop(to_dataclass(dcfg))
+        except ConfigError as e:
+            print(f"rsi: config error: {e}", file=sys.stderr)
+            status["code"] = 2
+
+    argv = sys.argv
+    sys.argv = ["rsi run", *overrides]
+    try:
+        _app()
+    except ConfigError as e:
+        print(f"rsi: config error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        sys.argv = argv
+    return status["code"]
+
+
+def model_main(args: list[str]) -> int:
+    import argparse
+
+    from rsi.models import build_tiny_model, ensure_smollm2
+
+    parser = argparse.ArgumentParser(prog="rsi model")
+    parser.add_argument("action", choices=["build"])
+    parser.add_argument("name", choices=["tiny", "smollm2-135m"])
+    parser.add_argument("--out", default=None)
+    ns = parser.parse_args(args)
+    if ns.name == "tiny":
+        from rsi.models.smollm2 import cache_root
+
+        print(build_tiny_model(ns.out or cache_root() / "models" / "tiny"))
+    else:
+        print(ensure_smollm2(ns.out))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "run":
+        return run_main(rest)
+    if cmd == "model":
+        return model_main(rest)
+    if cmd == "sandbox":
+        from rsi.sandbox.cli import main as sandbox_main
+
+        return sandbox_main(rest[1:] if rest[:1] == ["run"] else rest)
+    if cmd == "eval":
+        if rest[:1] != ["humaneval"]:
+            print("usage: rsi eval humaneval --samples S.jsonl", file=sys.stderr)
+            return 2
+        from rsi.evals.humaneval import main as humaneval_main
+
+        return humaneval_main(rest[1:])
+    print(f"rsi: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

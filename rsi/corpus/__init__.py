@@ -1,0 +1,1 @@
+"""The preference corpus: ids, Arrow schemas, atomic Parquet writes."""

@@ -1,0 +1,69 @@
+"""Arrow schemas of the three corpus tables. Chat fields are lists of {role, content}: TRL's conversational
+format, so `preferences` loads as is with `datasets.load_dataset("parquet")` and goes to DPOTrainer."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+MESSAGES = pa.list_(MESSAGE)
+
+PERFORMANCES = pa.schema([
+    ("id", pa.string()),
+    ("iteration", pa.int32()),
+    ("model_version", pa.int32()),
+    ("family", pa.string()),
+    ("step", pa.string()),
+    ("task_id", pa.string()),  # the candidate set this output belongs to
+    ("domain", pa.string()),
+    ("prompt", MESSAGES),
+    ("completion", pa.string()),  # raw model text, kept whatever the parse outcome
+    ("parse_status", pa.string()),
+    ("parse_error", pa.string()),
+    ("parsed", pa.string()),  # JSON of the parsed value, null when parsing failed
+    ("procedural_score", pa.float64()),
+    ("temperature", pa.float64()),
+    ("seed", pa.int64()),
+    ("num_prompt_tokens", pa.int32()),
+    ("num_tokens", pa.int32()),
+    ("finish_reason", pa.string()),
+])
+
+JUDGMENTS = pa.schema([
+    ("id", pa.string()),
+    ("iteration", pa.int32()),
+    ("judge_model_version", pa.int32()),
+    ("level", pa.int8()),  # 1 judges performances, 2 judges level-1 judgments, …
+    ("family", pa.string()),
+    ("step", pa.string()),
+    ("task_id", pa.string()),
+    ("candidate_ids", pa.list_(pa.string())),  # canonical order; labels A, B, … (J1, J2, … at level 2)
+    ("presented_order", pa.list_(pa.int32())),  # the permutation shown to the judge
+    ("ranking", pa.list_(pa.int32())),  # candidate indices best first; null when the answer was invalid
+    ("rationale", pa.string()),
+    ("parse_status", pa.string()),
+    ("parse_error", pa.string()),
+    ("raw_text", pa.string()),
+    ("prompt", MESSAGES),
+    ("temperature", pa.float64()),
+    ("seed", pa.int64()),
+    ("weight", pa.float64()),  # trust given to this judgment when aggregating (from the level above)
+])
+
+PREFERENCES = pa.schema([
+    ("id", pa.string()),
+    ("iteration", pa.int32()),
+    ("family", pa.string()),
+    ("step", pa.string()),  # the judged step the pair teaches (create_task, rank_tasks, …)
+    ("level", pa.int8()),  # level of the judgments the pair came from
+    ("prompt", MESSAGES),
+    ("chosen", MESSAGES),
+    ("rejected", MESSAGES),
+    ("chosen_id", pa.string()),
+    ("rejected_id", pa.string()),
+    ("margin", pa.float64()),
+    ("weight", pa.float64()),
+    ("source_ids", pa.list_(pa.string())),  # the judgments that decided the pair
+])
+
+TABLES = {"performances": PERFORMANCES, "judgments": JUDGMENTS, "preferences": PREFERENCES}

@@ -1,0 +1,1 @@
+"""Ray Data pipeline: candidate sets streamed through generation, judging and meta-judging."""
