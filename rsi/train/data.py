@@ -1,0 +1,85 @@
+"""The preference pairs as the trainer takes them: loaded, checked, reduced to the columns DPO reads.
+
+Checking happens on the driver so a bad corpus fails with a plain ValueError before Ray Train starts workers;
+the reduced table then travels to the workers through the object store, so no worker needs the corpus path.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import datasets
+    import pyarrow as pa
+
+REQUIRED_COLUMNS = ("prompt", "chosen", "rejected")
+WEIGHT_COLUMN = "weight"  # the name the worker reads; the corpus column is renamed to it
+
+
+def load_preferences(path: str | Path) -> datasets.Dataset:
+    """Load a preferences folder (or one Parquet file) exactly as `datasets.load_dataset("parquet")` does."""
+    import datasets
+
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(str(f) for f in p.rglob("*.parquet") if not f.name.startswith((".", "_")))
+    elif p.is_file():
+        files = [str(p)]
+    else:
+        raise ValueError(f"preferences not found: {p}")
+    if not files:
+        raise ValueError(f"no Parquet files under {p}: the preferences corpus is empty")
+    return datasets.load_dataset("parquet", data_files=files, split="train")
+
+
+def prepare_preferences(dataset: datasets.Dataset, weight_column: str | None) -> tuple[pa.Table, bool]:
+    """Check `dataset`, keep prompt/chosen/rejected (+ weight); return the table and whether it is weighted.
+
+    Extra corpus columns (margin, level, ids) are dropped: TRL would drop them anyway, and a column whose type
+    the tokenising `map` cannot round-trip must not fail a run.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"preferences lack column(s) {missing}; have {dataset.column_names}")
+    if len(dataset) == 0:
+        raise ValueError("preferences are empty: nothing to train on")
+    _check_conversational(dataset[0])
+
+    keep = list(REQUIRED_COLUMNS)
+    weighted = weight_column is not None and weight_column in dataset.column_names
+    if weighted:
+        weights = dataset[weight_column]
+        bad = [w for w in weights if w is None or not math.isfinite(w) or w < 0]
+        if bad:
+            raise ValueError(f"column {weight_column!r} holds {len(bad)} weight(s) that are null, infinite "
+                             f"or negative, e.g. {bad[0]!r}")
+        if sum(weights) <= 0:
+            raise ValueError(f"column {weight_column!r} sums to 0: no pair would ever be sampled")
+        keep.append(weight_column)
+    reduced = dataset.select_columns(keep).flatten_indices()
+    if weighted and weight_column != WEIGHT_COLUMN:
+        reduced = reduced.rename_column(weight_column, WEIGHT_COLUMN)
+    return reduced.data.table, weighted
+
+
+def table_to_dataset(table: pa.Table) -> datasets.Dataset:
+    """Rebuild an in-memory `datasets.Dataset` from the table the driver shipped."""
+    import datasets
+    from datasets.table import InMemoryTable
+
+    return datasets.Dataset(InMemoryTable(table))
+
+
+def _check_conversational(row: dict) -> None:
+    """DPOTrainer takes plain strings too, but the corpus contract is chat messages: catch a mix-up."""
+    for col in REQUIRED_COLUMNS:
+        value = row[col]
+        if not isinstance(value, list) or not value or not all(
+                isinstance(m, dict) and "role" in m and "content" in m for m in value):
+            raise ValueError(f"preferences column {col!r} must hold a list of {{role, content}} messages; "
+                             f"first row has {value!r:.200}")
+    for col in ("chosen", "rejected"):
+        if row[col][-1]["role"] != "assistant":
+            raise ValueError(f"preferences column {col!r} must end with an assistant message")

@@ -1,0 +1,91 @@
+"""`train_dpo`: one DPO run over a preferences corpus, as a Ray Train job, ending in an HF model folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rsi.train.config import TrainConfig, TrainResult
+from rsi.train.data import load_preferences, prepare_preferences
+from rsi.train.worker import train_loop
+
+if TYPE_CHECKING:
+    import datasets
+
+# Set on the driver, these must reach the workers too: offline hub use, caches, DeepSpeed's accelerator pick.
+_PROPAGATED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME",
+                   "HF_DATASETS_CACHE", "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR")
+_PRINT_PATCH_ENV = "RAY_TRAIN_ENABLE_PRINT_PATCH"
+
+
+def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_dir: str, cfg: TrainConfig, *,
+              weight_column: str | None = "weight", storage_path: str | None = None,
+              overwrite: bool = False) -> TrainResult:
+    """DPO fine-tune `base_model` on `preferences` under Ray Train; the policy lands in `out_dir`.
+
+    `preferences` is a folder of Parquet files (or the Dataset `load_preferences` returns for it) with
+    conversational prompt/chosen/rejected columns. With `weight_column` present, pairs are sampled in
+    proportion to it (see `weighted`); other extra columns are dropped. The caller owns `ray.init()`.
+    Ray's run records and the checkpoint go under `storage_path` (default: `<out_dir>.ray/` beside it; on a
+    multi-node cluster pass shared storage); the final checkpoint is then moved or copied to `out_dir`.
+    """
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    cfg.validate()
+    out = Path(out_dir).resolve()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} is not empty; pass overwrite=True to replace it")
+    dataset = preferences if not isinstance(preferences, (str, Path)) else load_preferences(preferences)
+    table, weighted = prepare_preferences(dataset, weight_column)
+
+    storage = Path(storage_path).resolve() if storage_path else out.parent / f"{out.name}.ray"
+    run_name = f"dpo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"  # fresh: never auto-resume
+    resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
+    env = {k: os.environ[k] for k in _PROPAGATED_ENV if k in os.environ}
+    # Train V2 patches `print` to log through its logger and tee redirected streams; that turns dill's
+    # captured `dis` output (datasets fingerprinting TRL's map functions) into thousands of log lines.
+    env.setdefault(_PRINT_PATCH_ENV, os.environ.get(_PRINT_PATCH_ENV, "0"))
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"train": dataclasses.asdict(cfg), "base_model": str(base_model), "table": table},
+        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(name=run_name, storage_path=str(storage),
+                                       worker_runtime_env={"env_vars": env}),
+    )
+    started = time.monotonic()
+    result = trainer.fit()
+    seconds = time.monotonic() - started
+    if result.error is not None:
+        raise RuntimeError(f"DPO training failed: {result.error}") from result.error
+    if result.checkpoint is None:
+        raise RuntimeError("DPO training finished without a checkpoint")
+
+    _place_checkpoint(result.checkpoint, out)
+    metrics = dict(result.metrics or {})
+    metrics["weighted_sampling"] = weighted
+    loss = metrics.pop("train_loss", None)
+    steps = int(metrics.pop("steps", 0))
+    return TrainResult(checkpoint=str(out), steps=steps, loss=loss, metrics=metrics, seconds=seconds)
+
+
+def _place_checkpoint(checkpoint, out: Path) -> None:
+    """Put the checkpoint folder at `out` whole: a rename when it is on this machine, else a download."""
+    import pyarrow.fs
+
+    staging = out.parent / f".{out.name}.incoming-{uuid.uuid4().hex[:6]}"
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem) and Path(checkpoint.path).is_dir():
+        shutil.move(checkpoint.path, staging)
+    else:
+        checkpoint.to_directory(str(staging))
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staging, out)

@@ -1,0 +1,108 @@
+"""The per-worker training loop that Ray Train runs: TRL DPO on this worker's share, rank 0 saves.
+
+Runs inside a Ray Train worker whose torch.distributed group Ray has already set up (gloo on CPU, nccl on
+GPU); the HF Trainer and accelerate pick that group up from the RANK/WORLD_SIZE environment Ray exports.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from typing import Any
+
+# TRL metrics that summarise DPO progress; the last logged value of each is returned to the caller.
+METRIC_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+               "logps/chosen", "logps/rejected", "loss", "grad_norm", "learning_rate")
+
+
+def dpo_config_kwargs(cfg: dict[str, Any], output_dir: str) -> dict[str, Any]:
+    """DPOConfig arguments for a TrainConfig (as a dict, since it crosses the Ray boundary)."""
+    from rsi.train.zero import deepspeed_config
+
+    use_gpu = bool(cfg["use_gpu"])
+    return {
+        "output_dir": output_dir,
+        "learning_rate": cfg["learning_rate"],
+        "beta": cfg["beta"],
+        "loss_type": [cfg["loss_type"]],
+        "num_train_epochs": cfg["epochs"],
+        "max_steps": cfg["max_steps"],
+        "per_device_train_batch_size": cfg["per_device_batch_size"],
+        "gradient_accumulation_steps": cfg["gradient_accumulation_steps"],
+        "max_length": cfg["max_length"],
+        "seed": cfg["seed"],
+        "deepspeed": deepspeed_config(cfg["deepspeed"]),
+        "use_cpu": not use_gpu,
+        # TRL defaults to bf16 and gradient checkpointing; on CPU both slow the step down (and bf16 autocast
+        # on CPU diverges from what the engines serve), so they are GPU-only here.
+        "bf16": use_gpu,
+        "gradient_checkpointing": use_gpu,
+        "report_to": [],
+        "save_strategy": "no",  # the final model is saved once, below; no optimizer-state checkpoints
+        "logging_steps": 1,
+        "disable_tqdm": True,  # Ray captures worker stdout; the printed log dicts are the progress lines
+        "dataloader_num_workers": 0,
+        "ddp_find_unused_parameters": False,
+    }
+
+
+def train_loop(config: dict[str, Any]) -> dict[str, Any]:
+    """Ray Train entry: train, save the policy on rank 0 as a Ray checkpoint, report loss and metrics."""
+    import ray.train
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig
+
+    from rsi.train.data import table_to_dataset
+    from rsi.train.save import check_saved, save_policy
+    from rsi.train.weighted import WeightedDPOTrainer
+
+    cfg: dict[str, Any] = config["train"]
+    rank = ray.train.get_context().get_world_rank()
+    dataset = table_to_dataset(config["table"])
+
+    tokenizer = AutoTokenizer.from_pretrained(config["base_model"])
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(config["base_model"], dtype=torch.float32)
+
+    with tempfile.TemporaryDirectory(prefix="rsi-dpo-") as work:
+        args = DPOConfig(**dpo_config_kwargs(cfg, os.path.join(work, "trainer")))
+        trainer = WeightedDPOTrainer(model=model, args=args, train_dataset=dataset,
+                                     processing_class=tokenizer)
+        started = time.monotonic()
+        output = trainer.train()
+        train_seconds = time.monotonic() - started
+
+        save_dir = os.path.join(work, "model")
+        save_policy(trainer, save_dir)  # every rank: a collective under ZeRO-3
+        metrics = _summary(trainer.state.log_history, output.training_loss, trainer.state.global_step,
+                           train_seconds)
+        checkpoint = None
+        if rank == 0:
+            check_saved(save_dir)
+            checkpoint = ray.train.Checkpoint.from_directory(save_dir)
+        # All ranks report once (it is a barrier); rank 0's metrics are the run's, with the model attached.
+        ray.train.report(metrics, checkpoint=checkpoint)
+    return metrics
+
+
+def _summary(history: list[dict[str, Any]], training_loss: float | None, steps: int,
+             seconds: float) -> dict[str, Any]:
+    """Loss (mean over the run), the last logged value of each TRL metric, and step timing."""
+    last: dict[str, float] = {}
+    for entry in history:
+        for key in METRIC_KEYS:
+            if key in entry:
+                last[key] = float(entry[key])
+    loss = float(training_loss) if training_loss is not None and math.isfinite(training_loss) else None
+    return {
+        "train_loss": loss,
+        "steps": int(steps),
+        "train_seconds": seconds,
+        "seconds_per_step": seconds / steps if steps else None,
+        **{("last_loss" if k == "loss" else k): v for k, v in last.items()},
+    }
+
