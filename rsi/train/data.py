@@ -19,8 +19,13 @@ WEIGHT_COLUMN = "weight"  # the name the worker reads; the corpus column is rena
 
 
 def load_preferences(path: str | Path) -> datasets.Dataset:
-    """Load a preferences folder (or one Parquet file) exactly as `datasets.load_dataset("parquet")` does."""
+    """Load a preferences folder (or one Parquet file) exactly as `datasets.load_dataset("parquet")` does.
+
+    Files with no rows are left out: the corpus may write empty partitions, and `datasets` fails on them
+    ("BatchSize must be greater than 0"); the rows loaded are the same.
+    """
     import datasets
+    import pyarrow.parquet as pq
 
     p = Path(path)
     if p.is_dir():
@@ -31,6 +36,9 @@ def load_preferences(path: str | Path) -> datasets.Dataset:
         raise ValueError(f"preferences not found: {p}")
     if not files:
         raise ValueError(f"no Parquet files under {p}: the preferences corpus is empty")
+    files = [f for f in files if pq.ParquetFile(f).metadata.num_rows > 0]
+    if not files:
+        raise ValueError(f"the Parquet files under {p} hold no rows: the preferences corpus is empty")
     return datasets.load_dataset("parquet", data_files=files, split="train")
 
 

@@ -1,0 +1,188 @@
+"""DPO training on the tiny model: corpus checks, weighted sampling, and real Ray Train runs (plain and ZeRO-2)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import datasets  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import torch  # noqa: E402
+
+from rsi.models.tiny import build_tiny_model  # noqa: E402
+from rsi.train import TrainConfig, load_preferences, train_dpo  # noqa: E402
+from rsi.train.data import prepare_preferences, table_to_dataset  # noqa: E402
+
+N_PAIRS = 12
+
+
+def _pairs(n: int = N_PAIRS) -> list[dict]:
+    """Rows shaped like the corpus' preferences: TRL conversational columns plus the corpus extras."""
+    rows = []
+    for i in range(n):
+        rows.append({
+            "id": f"pair-{i:03d}",
+            "prompt": [{"role": "system", "content": "Answer with code."},
+                       {"role": "user", "content": f"Write solve() that sums the even numbers, case {i}."}],
+            "chosen": [{"role": "assistant",
+                        "content": "def solve(nums):\n    return sum(x for x in nums if x % 2 == 0)\n"}],
+            "rejected": [{"role": "assistant", "content": f"The quick brown fox {i}."}],
+            "margin": 0.5 + i / n,
+            "level": 1 + i % 2,
+            "weight": 1.0 + i % 3,
+            "source_judgment_ids": [f"j{i}", f"j{i + 1}"],
+        })
+    return rows
+
+
+def _write(folder: Path, rows: list[dict], parts: int = 2) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    step = max(1, math.ceil(len(rows) / parts))
+    for k in range(0, max(len(rows), 1), step):
+        pq.write_table(pa.Table.from_pylist(rows[k:k + step]), folder / f"part-{k:05d}.parquet")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def preferences(tmp_path_factory) -> Path:
+    return _write(tmp_path_factory.mktemp("prefs") / "preferences", _pairs())
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=4, log_to_driver=True)
+    yield
+    if started:
+        ray.shutdown()
+
+
+# -- corpus loading and checks (no Ray) ------------------------------------------------------------------
+
+def test_loader_is_load_dataset(preferences: Path) -> None:
+    files = sorted(str(p) for p in preferences.glob("*.parquet"))
+    expected = datasets.load_dataset("parquet", data_files=files, split="train")
+    got = load_preferences(preferences)
+    assert got.features == expected.features
+    assert got.to_list() == expected.to_list()
+    assert len(got) == N_PAIRS
+
+
+def test_prepare_keeps_dpo_columns_and_weight(preferences: Path) -> None:
+    table, weighted = prepare_preferences(load_preferences(preferences), "weight")
+    assert weighted and table.column_names == ["prompt", "chosen", "rejected", "weight"]
+    assert table_to_dataset(table).to_list()[0]["prompt"][1]["role"] == "user"
+    table, weighted = prepare_preferences(load_preferences(preferences), None)
+    assert not weighted and table.column_names == ["prompt", "chosen", "rejected"]
+
+
+def test_empty_and_malformed_corpora_fail_before_training(tmp_path: Path, tiny_model: Path) -> None:
+    cfg = TrainConfig()
+    with pytest.raises(ValueError, match="not found"):
+        train_dpo(str(tmp_path / "nothing-here"), str(tiny_model), str(tmp_path / "o1"), cfg)
+    (tmp_path / "empty-dir").mkdir()
+    with pytest.raises(ValueError, match="no Parquet files"):
+        train_dpo(str(tmp_path / "empty-dir"), str(tiny_model), str(tmp_path / "o2"), cfg)
+    schema_only = tmp_path / "zero-rows"
+    schema_only.mkdir()
+    pq.write_table(pa.Table.from_pylist(_pairs(1)).slice(0, 0), schema_only / "part-0.parquet")
+    with pytest.raises(ValueError, match="empty"):
+        train_dpo(str(schema_only), str(tiny_model), str(tmp_path / "o3"), cfg)
+    no_rejected = [{k: v for k, v in r.items() if k != "rejected"} for r in _pairs(2)]
+    with pytest.raises(ValueError, match="rejected"):
+        train_dpo(str(_write(tmp_path / "missing", no_rejected)), str(tiny_model), str(tmp_path / "o4"), cfg)
+    negative = [{**r, "weight": -1.0} for r in _pairs(2)]
+    with pytest.raises(ValueError, match="weight"):
+        train_dpo(str(_write(tmp_path / "neg", negative)), str(tiny_model), str(tmp_path / "o5"), cfg)
+    with pytest.raises(ValueError, match="deepspeed"):
+        train_dpo(str(_write(tmp_path / "ok", _pairs(2))), str(tiny_model), str(tmp_path / "o6"),
+                  TrainConfig(deepspeed="zero9"))
+
+
+def test_weighted_sampler_draws_by_weight(tiny_model: Path, tmp_path: Path) -> None:
+    """Zero-weight pairs are never drawn; heavier pairs are drawn more."""
+    import dataclasses
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig
+
+    from rsi.train.weighted import WeightedDPOTrainer
+    from rsi.train.worker import dpo_config_kwargs
+
+    rows = [{**r, "weight": 0.0 if i % 2 else 1.0 + (i == 0) * 9.0} for i, r in enumerate(_pairs())]
+    table, _ = prepare_preferences(datasets.Dataset.from_list(rows), "weight")
+    args = DPOConfig(**dpo_config_kwargs(dataclasses.asdict(TrainConfig()), str(tmp_path / "t")))
+    trainer = WeightedDPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model), args=args,
+                                 train_dataset=table_to_dataset(table),
+                                 processing_class=AutoTokenizer.from_pretrained(tiny_model))
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, torch.utils.data.WeightedRandomSampler)
+    draws = [i for _ in range(50) for i in sampler]
+    assert draws and all(i % 2 == 0 for i in draws)
+    counts = {i: draws.count(i) for i in set(draws)}
+    assert counts[0] > 3 * max(c for i, c in counts.items() if i != 0)
+
+
+# -- real Ray Train runs --------------------------------------------------------------------------------
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["none", "zero2"])
+def test_train_dpo_moves_weights_and_saves_loadable_model(mode: str, tiny_model: Path, preferences: Path,
+                                                           tmp_path: Path, ray_local) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / f"policy-{mode}"
+    cfg = TrainConfig(deepspeed=mode, max_steps=4, learning_rate=1e-4, per_device_batch_size=2, max_length=256)
+    # The folder path, or exactly what `datasets.load_dataset("parquet")` returns for it.
+    source = (str(preferences) if mode == "none" else
+              datasets.load_dataset("parquet", data_files=sorted(str(p) for p in preferences.glob("*.parquet")),
+                                    split="train"))
+    result = train_dpo(source, str(tiny_model), str(out), cfg)
+
+    assert Path(result.checkpoint) == out.resolve()
+    assert result.steps == 4
+    assert result.loss is not None and math.isfinite(result.loss)
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"):
+        assert math.isfinite(result.metrics[key]), key
+    assert result.metrics["weighted_sampling"] is True
+    assert result.seconds > 0
+
+    trained, base = _weights(out), _weights(tiny_model)
+    assert set(trained) == set(base), "tied embeddings must not come back as a separate lm_head"
+    assert any(not torch.equal(trained[k], base[k]) for k in base), "training left the weights unchanged"
+    assert all(t.dtype == torch.float32 for t in trained.values())
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.tie_word_embeddings
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    tok, base_tok = AutoTokenizer.from_pretrained(out), AutoTokenizer.from_pretrained(tiny_model)
+    messages = [{"role": "user", "content": "hi"}]
+    assert tok.chat_template and tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) \
+        == base_tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    with torch.no_grad():
+        logits = model(**tok("def solve(nums):", return_tensors="pt")).logits
+    assert torch.isfinite(logits).all()
+
+    with pytest.raises(FileExistsError):
+        train_dpo(str(preferences), str(tiny_model), str(out), cfg)
