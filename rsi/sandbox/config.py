@@ -1,0 +1,60 @@
+"""Typed sandbox configuration (mirrored by conf/sandbox/default.yaml) and per-run limits."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+LAUNCHERS = ("bwrap", "landlock")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-run resource limits. `timeout_s` is wall time for a HumanEval check (load + check) or per JSON
+    case; the CPU rlimit follows it so a busy loop dies even if every clock is ignored."""
+
+    timeout_s: float = 10.0
+    memory_mb: int = 1024  # address space (RLIMIT_AS) of each process
+    nproc: int = 64  # processes + threads of the slot's uid (why each slot needs its own uid)
+    file_mb: int = 16  # largest file the program may write
+    nofile: int = 128
+    tmpfs_mb: int = 64  # size of the only writable directory (bwrap launcher)
+    output_bytes: int = 1 << 20  # stdout + stderr beyond this ends the run as output_limit
+    keep_bytes: int = 8192  # stdout/stderr kept in the verdict, each
+
+    def for_harness(self) -> dict:
+        d = asdict(self)
+        d["cpu_s"] = int(self.timeout_s) + 1
+        return d
+
+    def with_(self, **changes: object) -> Limits:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    launcher: str = "bwrap"  # "bwrap" (user namespaces) or "landlock" (no namespaces needed)
+    slots: int = 2  # concurrent runs per worker; each slot runs under its own uid
+    uid_base: int = 61000  # slot uids are taken from [uid_base, uid_base + uid_count)
+    uid_count: int = 256  # size of the range; workers on one node lock distinct uids inside it
+    lock_dir: str = "/tmp/rsi-sandbox"  # per-uid lock files and (landlock) per-slot work dirs
+    python: str = ""  # interpreter inside the sandbox; "" = the host's base interpreter
+    bwrap: str = "bwrap"
+    share_net: bool = False  # keep False: an own netns also hides the host's abstract Unix sockets
+    infra_retries: int = 2  # a failed launch is retried, never scored as the program's fault
+    canary: bool = True  # run the hostile self-test at start; refuse to judge if isolation is broken
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.launcher not in LAUNCHERS:
+            raise ValueError(f"sandbox.launcher must be one of {LAUNCHERS}, not {self.launcher!r}")
+        if self.slots < 1 or self.uid_count < self.slots:
+            raise ValueError("sandbox.slots must be >= 1 and <= uid_count")
+        if self.uid_base < 1000:
+            raise ValueError("sandbox.uid_base must not overlap system uids (< 1000)")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SandboxConfig:
+        d = dict(d)
+        if isinstance(d.get("limits"), dict):
+            d["limits"] = Limits(**d["limits"])
+        return cls(**d)

@@ -1,0 +1,426 @@
+"""The in-sandbox harness (stdlib only; run as `python -I -S -B -c <codec + confine + this source>`).
+
+Two processes inside one sandbox, so the program can never touch the verdict:
+
+- the *judge* (this script's main process) holds the only fd to the host's result channel and runs the
+  test code. It confines itself (rlimits, and Landlock + seccomp under the Landlock launcher), reports
+  `hello`, then forks the *program* process **before** reading the job, so the program's memory never holds
+  the test code or expected values.
+- the *program* process closes every fd but stdio and its RPC pipes, execs the program source and serves
+  calls. Return values travel back as tagged JSON (rsi.sandbox.codec) and are rebuilt by the judge from
+  plain builtins: no pickle, no `__eq__` of the program's making, no frames or gc to walk (other process).
+
+The judge records a test as passed only when the test code returns normally *and* nothing fatal happened to
+the program (death, timeout, memory, protocol abuse). Fatal events are sticky and raised as BaseException so
+`except Exception` in test code cannot swallow them. Records go out as JSON lines:
+hello, load, test (one per test), done. The host trusts only this channel.
+"""
+
+import builtins
+import importlib
+import json
+import os
+import select
+import struct
+import sys
+import time
+
+try:  # on the host these are separate modules; in the sandbox their source is prepended to this one
+    from rsi.sandbox.codec import CodecError, decode, decode_untrusted, encode
+    from rsi.sandbox.confine import (
+        apply_landlock,
+        harden_process,
+        install_seccomp,
+        set_rlimits,
+    )
+except ImportError:
+    pass
+
+MAX_MESSAGE = 16 << 20
+_HDR = struct.Struct(">I")
+# Modules the judge will import on the program's behalf when test code uses a module the program imported.
+_NO_IMPORT = frozenset({"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "__main__"})
+
+
+# ----------------------------------------------------------------------------------------------- framing
+def send_msg(fd: int, obj: dict) -> None:
+    data = json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+    view = memoryview(_HDR.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+
+def recv_msg_blocking(fd: int) -> dict:
+    (n,) = _HDR.unpack(_read_exact(fd, 4))
+    if n > MAX_MESSAGE:
+        raise EOFError
+    return json.loads(_read_exact(fd, n))
+
+
+# ------------------------------------------------------------------------------------ program process
+def _describe_globals(ns: dict) -> dict:
+    """name -> ["call"] | ["module", modname] | ["value", encoded] for what test code may reference."""
+    out = {}
+    for name, value in list(ns.items()):
+        if name.startswith("__"):
+            continue
+        if type(value).__name__ == "module":
+            out[name] = ["module", str(getattr(value, "__name__", name))]
+        elif callable(value):
+            out[name] = ["call"]
+        else:
+            try:
+                out[name] = ["value", encode(value)]
+            except Exception:
+                pass
+    return out
+
+
+def _exc_reply(exc: BaseException) -> dict:
+    try:
+        msg = str(exc)
+    except BaseException:
+        msg = "<unprintable>"
+    return {"ok": False, "exc": type(exc).__name__, "msg": msg[:2000]}
+
+
+def program_main(rfd: int, wfd: int) -> None:
+    """Serve load/call requests for one program. Everything here may be subverted by the program; the
+    judge relies on none of it beyond the bytes it sends back."""
+    ns: dict = {"__name__": "__candidate__", "__builtins__": builtins}
+    while True:
+        try:
+            req = recv_msg_blocking(rfd)
+        except BaseException:
+            os._exit(0)
+        try:
+            if req["op"] == "load":
+                exec(compile(req["source"], "<program>", "exec", dont_inherit=True), ns)
+                reply = {"ok": True, "names": _describe_globals(ns)}
+            else:
+                args, kwargs = decode(req["args"]), decode(req["kwargs"])
+                value = ns[req["name"]](*args, **kwargs)
+                reply = {"ok": True, "value": encode(value)}
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt included: they are answers too
+            reply = _exc_reply(exc)
+        try:
+            send_msg(wfd, reply)
+        except BaseException as exc:
+            send_msg(wfd, _exc_reply(exc))
+
+
+# -------------------------------------------------------------------------------------- judge process
+class Fatal(BaseException):
+    """Something happened to the program that makes the current test unpassable (sticky)."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ProgramError(Exception):
+    """A program exception whose type is not a builtin, re-raised in the judge with the same message."""
+
+
+class Program:
+    """The judge's handle on the program process: fork, RPC with deadline, death and timeout detection."""
+
+    def __init__(self) -> None:
+        to_child_r, self.wfd = os.pipe()
+        self.rfd, to_parent_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # program process
+            try:
+                # Drop every fd but stdio and the RPC pair: above all the result channel and the job.
+                low, high = sorted((to_child_r, to_parent_w))
+                os.closerange(3, low)
+                os.closerange(low + 1, high)
+                os.closerange(high + 1, 1 << 16)
+                program_main(to_child_r, to_parent_w)
+            finally:
+                os._exit(0)
+        os.close(to_child_r)
+        os.close(to_parent_w)
+        self.pidfd = os.pidfd_open(self.pid)
+        os.set_blocking(self.rfd, False)
+        self.buf = b""
+        self.fatal: Fatal | None = None
+        self.last_exc: BaseException | None = None
+
+    def _kill(self) -> None:
+        for pid in (self.pid, -1):  # -1: every process of this sandbox but the judge (and init)
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+
+    def _died(self, deadline: float) -> Fatal:
+        # The channel closed; give the process until the deadline to actually exit (it may have closed
+        # the pipe and kept running), then report how it ended.
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)
+        if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+            self._kill()
+            os.waitpid(self.pid, 0)
+            return Fatal("timeout", "time limit exceeded")
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            status = 0
+        self._kill()
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            # SIGXCPU / SIGKILL from RLIMIT_CPU: the CPU-time budget is a time limit.
+            if sig in (24, 9):
+                return Fatal("timeout", f"program killed by signal {sig} (CPU time limit)")
+            return Fatal("signal", f"program killed by signal {sig}")
+        return Fatal("error", f"program exited with status {os.waitstatus_to_exitcode(status)}")
+
+    def request(self, msg: dict, deadline: float) -> dict:
+        if self.fatal is not None:
+            raise self.fatal
+        try:
+            send_msg(self.wfd, msg)
+            return self._recv(deadline)
+        except Fatal as f:
+            self.fatal = f
+            raise
+        except OSError:  # EPIPE: the program is gone
+            self.fatal = self._died(deadline)
+            raise self.fatal from None
+
+    def _recv(self, deadline: float) -> dict:
+        poller = select.poll()
+        poller.register(self.rfd, select.POLLIN)
+        poller.register(self.pidfd, select.POLLIN)
+        exited = False
+        while True:
+            if len(self.buf) >= 4:
+                (n,) = _HDR.unpack(self.buf[:4])
+                if n > MAX_MESSAGE:
+                    self._kill()
+                    raise Fatal("error", "program sent an oversized reply")
+                if len(self.buf) >= 4 + n:
+                    data, self.buf = self.buf[4 : 4 + n], self.buf[4 + n :]
+                    try:
+                        reply = json.loads(data)
+                    except (ValueError, RecursionError):
+                        self._kill()
+                        raise Fatal("error", "program sent a malformed reply") from None
+                    if type(reply) is not dict or type(reply.get("ok")) is not bool:
+                        self._kill()
+                        raise Fatal("error", "program sent a malformed reply")
+                    return reply
+            try:
+                chunk = os.read(self.rfd, 1 << 20)
+            except BlockingIOError:
+                chunk = None
+            if chunk:
+                self.buf += chunk
+                continue
+            if chunk == b"" or exited:
+                raise self._died(deadline)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._kill()
+                raise Fatal("timeout", "time limit exceeded")
+            for fd, _ in poller.poll(remaining * 1000):
+                if fd == self.pidfd:
+                    exited = True  # drain what it wrote before dying, then report the death
+
+    def load(self, source: str, deadline: float) -> dict:
+        reply = self.request({"op": "load", "source": source}, deadline)
+        if not reply["ok"]:
+            raise self.program_exception(reply)
+        return reply["names"]
+
+    def call(self, name: str, args: tuple, kwargs: dict, deadline: float) -> object:
+        msg = {"op": "call", "name": name, "args": encode(list(args)), "kwargs": encode(kwargs)}
+        reply = self.request(msg, deadline)
+        if not reply["ok"]:
+            raise self.program_exception(reply)
+        try:
+            return decode_untrusted(reply.get("value"))
+        except CodecError as exc:
+            raise ProgramError(f"unreadable return value: {exc}") from None
+
+    def program_exception(self, reply: dict) -> BaseException:
+        name, msg = str(reply.get("exc")), str(reply.get("msg"))
+        if name == "MemoryError":
+            self.fatal = Fatal("memory", "memory limit exceeded")
+            return self.fatal
+        cls = getattr(builtins, name, None)
+        # Builtin exception types keep their type so `except ValueError` in test code still works.
+        if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, Warning):
+            try:
+                exc: BaseException = cls(msg)
+            except Exception:
+                exc = ProgramError(msg)
+        else:
+            exc = ProgramError(msg)
+        self.last_exc = exc
+        return exc
+
+    def close(self) -> None:
+        self._kill()
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+class Judge:
+    def __init__(self, result_fd: int, job_fd: int, limits: dict) -> None:
+        self.result_fd = result_fd
+        self.job_fd = job_fd
+        self.limits = limits
+        self.program = Program()
+
+    def emit(self, **record: object) -> None:
+        line = json.dumps(record, ensure_ascii=True, allow_nan=False, separators=(",", ":")) + "\n"
+        view = memoryview(line.encode())
+        while view:
+            view = view[os.write(self.result_fd, view) :]
+
+    def read_job(self) -> dict:
+        chunks = []
+        while True:
+            chunk = os.read(self.job_fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(self.job_fd)
+        return json.loads(b"".join(chunks))
+
+    def load(self, source: str, timeout: float) -> dict | None:
+        try:
+            names = self.program.load(source, time.monotonic() + timeout)
+        except Fatal as f:
+            self.emit(t="load", ok=False, status=f.status, message=str(f))
+            return None
+        except BaseException as exc:
+            self.emit(t="load", ok=False, status="error", message=f"{type(exc).__name__}: {exc}")
+            return None
+        self.emit(t="load", ok=True)
+        return names
+
+    def _proxy(self, name: str, deadline_box: list) -> object:
+        program = self.program
+
+        def proxy(*args: object, **kwargs: object) -> object:
+            return program.call(name, args, kwargs, deadline_box[0])
+
+        proxy.__name__ = proxy.__qualname__ = name
+        return proxy
+
+    def _namespace(self, names: dict, deadline_box: list) -> dict:
+        ns: dict = {"__name__": "__tests__", "__builtins__": builtins}
+        for name, desc in names.items():
+            if desc[0] == "call":
+                ns[name] = self._proxy(name, deadline_box)
+            elif desc[0] == "module":
+                top = str(desc[1]).split(".")[0]
+                if top in sys.stdlib_module_names and top not in _NO_IMPORT:
+                    try:
+                        ns[name] = importlib.import_module(str(desc[1]))
+                    except Exception:
+                        pass
+            elif desc[0] == "value":
+                try:
+                    ns[name] = decode_untrusted(desc[1])
+                except CodecError:
+                    pass
+        return ns
+
+    def run_check(self, job: dict) -> None:
+        """HumanEval format: test code defines `check(candidate)`; one test, `check(<entry_point>)`."""
+        timeout = float(self.limits["timeout_s"])
+        deadline = [time.monotonic() + timeout]
+        names = self.load(job["program"], timeout)
+        if names is None:
+            self.emit(t="test", i=0, name="check", status="error", message="program failed to load")
+            return
+        entry = job["entry_point"]
+        status, message = "pass", ""
+        try:
+            if not entry.isidentifier():
+                raise ValueError(f"bad entry point {entry!r}")
+            ns = self._namespace(names, deadline)
+            code = compile(job["tests"] + f"\n\ncheck({entry})\n", "<tests>", "exec", dont_inherit=True, optimize=0)
+            exec(code, ns)
+        except Fatal as f:
+            status, message = f.status, str(f)
+        except AssertionError as exc:
+            status, message = ("error" if exc is self.program.last_exc else "fail"), str(exc)
+        except BaseException as exc:
+            status, message = ("memory" if isinstance(exc, MemoryError) else "error"), str(exc)
+        if self.program.fatal is not None:  # the test code swallowed it; it still counts
+            status, message = self.program.fatal.status, str(self.program.fatal)
+        self.emit(t="test", i=0, name="check", status=status, message=message[:2000])
+
+    def run_cases(self, job: dict) -> None:
+        """JSON format: each case is a call; the judge returns the encoded output and the host compares it
+        with the expected value, which never enters the sandbox."""
+        timeout = float(self.limits["timeout_s"])
+        names = self.load(job["program"], timeout)
+        for i, case in enumerate(job["cases"]):
+            if self.program.fatal is not None and names is not None:
+                # A fatal case (death, timeout, memory) must not sink the others: fresh process, reload.
+                self.program.close()
+                self.program = Program()
+                names = self.load(job["program"], timeout)
+            if names is None:
+                self.emit(t="test", i=i, status="error", message="program failed to load")
+                continue
+            try:
+                value = self.program.call(case["function"], case["args"], case.get("kwargs") or {},
+                                          time.monotonic() + timeout)
+                self.emit(t="test", i=i, status="ok", value=encode(value))
+            except Fatal as f:
+                self.emit(t="test", i=i, status=f.status, message=str(f)[:2000])
+            except BaseException as exc:
+                self.emit(t="test", i=i, status="error", message=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def main(argv: list) -> int:
+    cfg = json.loads(argv[1])
+    result_fd, job_fd = int(cfg["result_fd"]), int(cfg["job_fd"])
+    try:
+        set_rlimits(cfg["limits"])
+        if cfg.get("landlock"):
+            ll = cfg["landlock"]
+            harden_process()
+            apply_landlock(ll["read"], ll["write"], ll["dev"])
+            with open(int(cfg["seccomp_fd"]), "rb") as f:
+                install_seccomp(f.read())
+        if cfg.get("workdir"):
+            os.chdir(cfg["workdir"])
+    except BaseException as exc:
+        os.write(result_fd, (json.dumps({"t": "infra", "message": f"confinement failed: {exc}"}) + "\n").encode())
+        return 3
+    judge = Judge(result_fd, job_fd, cfg["limits"])
+    judge.emit(t="hello")
+    job = judge.read_job()
+    try:
+        if job["format"] == "humaneval":
+            judge.run_check(job)
+        else:
+            judge.run_cases(job)
+    finally:
+        judge.program.close()
+    judge.emit(t="done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
