@@ -47,7 +47,8 @@ class EngineActor:
         elif spec.backend == "hf":
             from rsi.inference.hf_backend import HFBackend
 
-            self.backend = HFBackend(spec.model_path, dtype=spec.dtype, threads=spec.threads, seed=spec.seed)
+            self.backend = HFBackend(spec.model_path, dtype=spec.dtype, threads=spec.threads, seed=spec.seed,
+                                     max_model_len=spec.max_model_len)
         else:
             raise ValueError(f"backend.name={spec.backend!r}: expected 'vllm' or 'hf'")
         self.start_seconds = time.perf_counter() - t0

@@ -7,11 +7,12 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from rsi.inference.requests import Completion, GenerationRequest
+from rsi.inference.requests import Completion, GenerationRequest, prompt_length
 
 
 class HFBackend:
-    def __init__(self, model_path: str, *, dtype: str, threads: int, seed: int, batch_size: int = 16):
+    def __init__(self, model_path: str, *, dtype: str, threads: int, seed: int, max_model_len: int,
+                 batch_size: int = 16):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -24,6 +25,7 @@ class HFBackend:
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()
         self.seed = seed
+        self.max_model_len = max_model_len
         self.batch_size = batch_size
         self._grammar_compiler: Any = None
 
@@ -38,10 +40,14 @@ class HFBackend:
 
     def generate(self, requests: list[GenerationRequest], version: int) -> list[Completion]:
         # Batch requests that share sampling settings; a schema-constrained batch gets one grammar per row.
+        results: list[Completion | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):
+            n = prompt_length(self.tokenizer, r.messages)
+            if n >= self.max_model_len:  # answered alone and empty, as on vLLM; the batch goes on
+                results[i] = Completion("", n, 0, "prompt_too_long", version)
+                continue
             groups[(r.max_tokens, r.temperature, r.top_p, r.json_schema is not None)].append(i)
-        results: list[Completion | None] = [None] * len(requests)
         for indices in groups.values():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start:start + self.batch_size]
@@ -64,9 +70,10 @@ class HFBackend:
         if first.json_schema is not None:
             processors.append(xgr.contrib.hf.LogitsProcessor([self._compiled_grammar(r.json_schema) for r in batch]))
         sampling = first.temperature > 0
+        budget = min(first.max_tokens, self.max_model_len - enc["input_ids"].shape[1])
         with torch.inference_mode():
             out = self.model.generate(
-                **enc, max_new_tokens=first.max_tokens, do_sample=sampling,
+                **enc, max_new_tokens=budget, do_sample=sampling,
                 temperature=first.temperature if sampling else None, top_p=first.top_p if sampling else None,
                 top_k=None, logits_processor=processors or None, pad_token_id=self.tokenizer.pad_token_id,
             )

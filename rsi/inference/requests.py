@@ -34,3 +34,11 @@ class Completion:
 
 def as_request(obj: GenerationRequest | dict[str, Any]) -> GenerationRequest:
     return obj if isinstance(obj, GenerationRequest) else GenerationRequest(**obj)
+
+
+def prompt_length(tokenizer: Any, messages: list[dict[str, str]]) -> int:
+    """Tokens of the chat-templated prompt, as the engines will see it."""
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return len(ids)

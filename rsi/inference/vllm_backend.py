@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from rsi.inference.requests import Completion, GenerationRequest
+from rsi.inference.requests import Completion, GenerationRequest, prompt_length
 
 
 def _refresh_tied_lm_head(worker: Any) -> int:
@@ -44,26 +44,34 @@ class VLLMBackend:
             kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * (1 << 30))
         kwargs.update(engine_kwargs)
         self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
 
     def generate(self, requests: list[GenerationRequest], version: int) -> list[Completion]:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
+        # One over-long prompt would fail the whole batch in vLLM; answer it alone with an empty completion so
+        # the caller records it (as a parse failure) and the rest of the batch goes on.
+        lengths = [prompt_length(self.tokenizer, r.messages) for r in requests]
+        runnable = [i for i, n in enumerate(lengths) if n < self.max_model_len]
         params = [
             SamplingParams(
-                max_tokens=r.max_tokens, temperature=r.temperature, top_p=r.top_p, seed=r.seed,
-                structured_outputs=StructuredOutputsParams(json=r.json_schema) if r.json_schema else None,
+                max_tokens=min(requests[i].max_tokens, self.max_model_len - lengths[i]),
+                temperature=requests[i].temperature, top_p=requests[i].top_p, seed=requests[i].seed,
+                structured_outputs=(StructuredOutputsParams(json=requests[i].json_schema)
+                                    if requests[i].json_schema else None),
             )
-            for r in requests
+            for i in runnable
         ]
-        outputs = self.llm.chat([r.messages for r in requests], params, use_tqdm=False)
-        completions = []
-        for out in outputs:
+        outputs = self.llm.chat([requests[i].messages for i in runnable], params, use_tqdm=False) if runnable else []
+        completions = [Completion("", n, 0, "prompt_too_long", version) for n in lengths]
+        for i, out in zip(runnable, outputs):
             gen = out.outputs[0]
-            completions.append(Completion(
+            completions[i] = Completion(
                 text=gen.text, num_prompt_tokens=len(out.prompt_token_ids or []),
                 num_tokens=len(gen.token_ids), finish_reason=gen.finish_reason or "stop", model_version=version,
-            ))
+            )
         return completions
 
     def load_weights(self, path: str) -> None:

@@ -7,12 +7,17 @@ same thing and can be compared, aggregated and offered as answers to each other'
 
 from __future__ import annotations
 
+import itertools
 import json
 import string
 from dataclasses import dataclass
 from typing import Any
 
 LABELS = string.ascii_uppercase
+# Up to this many candidates the schema lists every permutation, so constrained decoding can only emit a
+# valid ranking (5! = 120 alternatives compile in milliseconds); above it, items are constrained one by one
+# and `parse_ranking` rejects repeats.
+MAX_ENUMERATED = 5
 
 
 def labels_for(n: int, prefix: str = "") -> list[str]:
@@ -25,14 +30,17 @@ def labels_for(n: int, prefix: str = "") -> list[str]:
 
 def ranking_schema(labels: list[str], rationale_chars: int) -> dict[str, Any]:
     """JSON schema of a judge's answer: a bounded rationale first (reasoning before the verdict), then the
-    full order of all labels. A schema cannot force a permutation, so `parse_ranking` checks that."""
+    full order of all labels."""
     n = len(labels)
+    if n <= MAX_ENUMERATED:
+        ranking: dict[str, Any] = {"enum": [list(p) for p in itertools.permutations(labels)]}
+    else:
+        ranking = {"type": "array", "items": {"type": "string", "enum": labels}, "minItems": n, "maxItems": n}
     return {
         "type": "object",
         "properties": {
             "rationale": {"type": "string", "maxLength": rationale_chars},
-            "ranking": {"type": "array", "items": {"type": "string", "enum": labels},
-                        "minItems": n, "maxItems": n},
+            "ranking": ranking,
         },
         "required": ["rationale", "ranking"],
         "additionalProperties": False,
@@ -67,7 +75,7 @@ class ParsedRanking:
 def parse_ranking(text: str, labels: list[str]) -> ParsedRanking:
     """Validate a judge's JSON answer; a bad answer is reported with its reason, never silently fixed."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, strict=False)  # raw control characters inside strings are harmless here
     except json.JSONDecodeError as e:
         return ParsedRanking("invalid_json", None, "", f"{e.msg} at {e.pos}")
     if not isinstance(obj, dict) or not isinstance(obj.get("ranking"), list):

@@ -17,7 +17,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-BUILD_VERSION = 2  # bump when the recipe changes so cached builds are rebuilt
+BUILD_VERSION = 3  # bump when the recipe changes so cached builds are rebuilt
 
 # A fixed training text: enough code, JSON and prose shapes for BPE merges that the tasks will produce.
 _CORPUS = [
@@ -67,7 +67,7 @@ def build_tiny_model(out_dir: str | Path, *, vocab_size: int = 512, hidden_size:
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
-        head_dim=head_dim, max_position_embeddings=2048, tie_word_embeddings=True,
+        head_dim=head_dim, max_position_embeddings=4096, tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, torch_dtype="float32",
         # Large init: a near-uniform random model answers every prompt with one token; tests need outputs

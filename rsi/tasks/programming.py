@@ -58,7 +58,7 @@ def create_task_messages(domain: str) -> list[dict[str, str]]:
 def parse_task(text: str) -> tuple[str, dict[str, Any] | None, str]:
     """(parse_status, parsed task or None, error). Statuses: ok | invalid_json | missing_fields."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, strict=False)
     except json.JSONDecodeError as e:
         return "invalid_json", None, f"{e.msg} at {e.pos}"
     if not isinstance(obj, dict):
