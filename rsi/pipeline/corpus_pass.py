@@ -21,7 +21,8 @@ class PassStats:
 
 
 def seed_sets(cfg: RsiConfig, iteration: int) -> list[dict[str, Any]]:
-    return [{"task_id": content_id("set", run_seed=cfg.run.seed, iteration=iteration, domain=d, family=cfg.tasks.family),
+    family = cfg.tasks.family
+    return [{"task_id": content_id("set", run_seed=cfg.run.seed, iteration=iteration, domain=d, family=family),
              "iteration": iteration, "domain": d}
             for d in cfg.tasks.domains]
 
