@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DEEPSPEED_MODES = ("none", "zero2", "zero3")
+# TRL 1.16 DPOTrainer loss types; checked here so a typo fails before Ray Train starts workers.
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
 
 
 @dataclass
@@ -37,6 +40,8 @@ class TrainConfig:
         if self.learning_rate <= 0 or self.beta <= 0:
             raise ValueError(f"train.learning_rate and train.beta must be > 0 (got {self.learning_rate}, "
                              f"{self.beta})")
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"train.loss_type={self.loss_type!r}: expected one of {LOSS_TYPES}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"train.max_steps={self.max_steps}: use -1 (epochs decide) or a positive count")
 

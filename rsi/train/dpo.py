@@ -31,8 +31,9 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
     `preferences` is a folder of Parquet files (or the Dataset `load_preferences` returns for it) with
     conversational prompt/chosen/rejected columns. With `weight_column` present, pairs are sampled in
     proportion to it (see `weighted`); other extra columns are dropped. The caller owns `ray.init()`.
-    Ray's run records and the checkpoint go under `storage_path` (default: `<out_dir>.ray/` beside it; on a
-    multi-node cluster pass shared storage); the final checkpoint is then moved or copied to `out_dir`.
+    Ray's run records and the checkpoint go under `storage_path` (default: `<out_dir>.ray/` beside it, removed
+    after success; on a multi-node cluster pass shared storage); the checkpoint then moves (or downloads) to
+    `out_dir`. Raises ValueError for a bad config or corpus before any worker starts.
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -69,6 +70,9 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
         raise RuntimeError("DPO training finished without a checkpoint")
 
     _place_checkpoint(result.checkpoint, out)
+    if storage_path is None:
+        # The default run folder now holds only Ray's bookkeeping for a checkpoint that has moved.
+        shutil.rmtree(storage, ignore_errors=True)
     metrics = dict(result.metrics or {})
     metrics["weighted_sampling"] = weighted
     loss = metrics.pop("train_loss", None)
