@@ -25,19 +25,21 @@ def encode(value: Any, depth: int = 0) -> Any:
     # bool before int: bool is an int subclass with its own identity in test expectations.
     if value is None or type(value) is bool or type(value) is str:
         return value
+    # Subclasses are reduced through the base type's own slots, not the subclass's overrides: an IntEnum
+    # is its int, whatever __int__ or __eq__ it defines.
     if isinstance(value, bool):
-        return bool(value)
+        return int.__index__(value) == 1
     if isinstance(value, int):
-        v = int(value)
+        v = int.__index__(value)
         # json refuses ints above sys.int_info's digit limit; hex has no such limit.
         return v if abs(v) < 10**300 else {"$i": hex(v)}
     if isinstance(value, float):
-        v = float(value)
+        v = float.__float__(value)
         if math.isfinite(v):
             return v
         return {"$f": "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")}
     if isinstance(value, str):
-        return str(value)
+        return str.__str__(value)
     if isinstance(value, list):
         return [encode(x, depth + 1) for x in value]
     if isinstance(value, tuple):

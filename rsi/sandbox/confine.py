@@ -28,6 +28,7 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_SECCOMP = 22
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_CHILD_SUBREAPER = 36
 _SECCOMP_MODE_FILTER = 2
 
 
@@ -141,7 +142,10 @@ def install_seccomp(program: bytes) -> None:
 
 def harden_process() -> None:
     """Not dumpable: a same-uid program cannot open this process's /proc files, memory or fds. Killed with
-    the launcher, so nothing outlives a crashed host."""
+    the launcher, so nothing outlives a crashed host. A subreaper: orphans of the program's processes are
+    re-parented here (not to the host's init) and reaped before exit, so no zombie keeps counting against
+    the slot uid's process limit."""
     ctypes, libc = _libc()
     _check(ctypes, libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "dumpable")
     _check(ctypes, libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0), "pdeathsig")
+    _check(ctypes, libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "subreaper")

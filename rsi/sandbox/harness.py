@@ -135,7 +135,8 @@ class ProgramError(Exception):
 class Program:
     """The judge's handle on the program process: fork, RPC with deadline, death and timeout detection."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpu_limit: float) -> None:
+        self.cpu_limit = cpu_limit
         to_child_r, self.wfd = os.pipe()
         self.rfd, to_parent_w = os.pipe()
         self.pid = os.fork()
@@ -174,15 +175,16 @@ class Program:
             os.waitpid(self.pid, 0)
             return Fatal("timeout", "time limit exceeded")
         try:
-            _, status = os.waitpid(self.pid, 0)
+            _, status, usage = os.wait4(self.pid, 0)
+            cpu = usage.ru_utime + usage.ru_stime
         except ChildProcessError:
-            status = 0
+            status, cpu = 0, 0.0
         self._kill()
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            # SIGXCPU / SIGKILL from RLIMIT_CPU: the CPU-time budget is a time limit.
-            if sig in (24, 9):
-                return Fatal("timeout", f"program killed by signal {sig} (CPU time limit)")
+            # SIGXCPU, or SIGKILL at the hard limit, after using the CPU budget: that is a time limit.
+            if sig in (24, 9) and cpu >= self.cpu_limit - 0.05:
+                return Fatal("timeout", f"CPU time limit exceeded (signal {sig})")
             return Fatal("signal", f"program killed by signal {sig}")
         return Fatal("error", f"program exited with status {os.waitstatus_to_exitcode(status)}")
 
@@ -273,10 +275,19 @@ class Program:
 
     def close(self) -> None:
         self._kill()
+        reap_all()
+
+
+def reap_all() -> None:
+    """Wait for every child, adopted orphans included (the judge is pid 1 or a subreaper), after kill(-1):
+    SIGKILL cannot be caught, and killed processes cannot fork, so this ends."""
+    while True:
         try:
-            os.waitpid(self.pid, 0)
+            os.waitpid(-1, 0)
         except ChildProcessError:
-            pass
+            return
+        except InterruptedError:
+            continue
 
 
 class Judge:
@@ -284,7 +295,8 @@ class Judge:
         self.result_fd = result_fd
         self.job_fd = job_fd
         self.limits = limits
-        self.program = Program()
+        self.load_failure = ("error", "")
+        self.program = Program(float(self.limits["cpu_s"]))
 
     def emit(self, **record: object) -> None:
         line = json.dumps(record, ensure_ascii=True, allow_nan=False, separators=(",", ":")) + "\n"
@@ -303,16 +315,18 @@ class Judge:
         return json.loads(b"".join(chunks))
 
     def load(self, source: str, timeout: float) -> dict | None:
+        """The program's globals, or None with `load_failure` set to (status, message)."""
         try:
             names = self.program.load(source, time.monotonic() + timeout)
         except Fatal as f:
-            self.emit(t="load", ok=False, status=f.status, message=str(f))
-            return None
+            self.load_failure = (f.status, str(f))
         except BaseException as exc:
-            self.emit(t="load", ok=False, status="error", message=f"{type(exc).__name__}: {exc}")
-            return None
-        self.emit(t="load", ok=True)
-        return names
+            self.load_failure = ("memory" if isinstance(exc, MemoryError) else "error", str(exc))
+        else:
+            self.emit(t="load", ok=True)
+            return names
+        self.emit(t="load", ok=False, status=self.load_failure[0], message=self.load_failure[1][:2000])
+        return None
 
     def _proxy(self, name: str, deadline_box: list) -> object:
         program = self.program
@@ -348,7 +362,8 @@ class Judge:
         deadline = [time.monotonic() + timeout]
         names = self.load(job["program"], timeout)
         if names is None:
-            self.emit(t="test", i=0, name="check", status="error", message="program failed to load")
+            status, message = self.load_failure
+            self.emit(t="test", i=0, name="check", status=status, message=message[:2000])
             return
         entry = job["entry_point"]
         status, message = "pass", ""
@@ -377,10 +392,11 @@ class Judge:
             if self.program.fatal is not None and names is not None:
                 # A fatal case (death, timeout, memory) must not sink the others: fresh process, reload.
                 self.program.close()
-                self.program = Program()
+                self.program = Program(float(self.limits["cpu_s"]))
                 names = self.load(job["program"], timeout)
             if names is None:
-                self.emit(t="test", i=i, status="error", message="program failed to load")
+                status, message = self.load_failure
+                self.emit(t="test", i=i, status=status, message=message[:2000])
                 continue
             try:
                 value = self.program.call(case["function"], case["args"], case.get("kwargs") or {},

@@ -84,7 +84,7 @@ class BwrapLauncher:
         self.cfg = cfg
         self.python, prefix = interpreter(cfg.python)
         args = [cfg.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
-                "--new-session", "--cap-drop", "ALL", "--clearenv"]
+                "--new-session", "--as-pid-1", "--cap-drop", "ALL", "--clearenv"]
         if cfg.share_net:
             args.append("--share-net")
         for k, v in {**ENV, "HOME": "/tmp", "TMPDIR": "/tmp"}.items():

@@ -171,7 +171,10 @@ def _supervise(proc: subprocess.Popen, res_r: int, job: dict, limits: Limits, sw
                 else:
                     drain(fd)
         if not exited:
-            proc.kill()  # bwrap: its pid namespace goes with it; landlock: the sweep below
+            if sweep_after:
+                proc.kill()  # the Landlock harness; the sweep below takes the rest
+            else:
+                _kill_tree(proc)
         proc.wait()
         for fd in (out_fd, err_fd, res_r):
             drain(fd)
@@ -189,6 +192,26 @@ def _supervise(proc: subprocess.Popen, res_r: int, job: dict, limits: Limits, sw
     verdict = build_verdict(bytes(bufs[res_r]), job, host_status)
     verdict.stdout, verdict.stderr, verdict.wall_ms = stdout, stderr, wall_ms
     return verdict
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the harness before its launcher: under bwrap the harness is pid 1 of the sandbox's pid
+    namespace, so every process in it dies with it, and bwrap (still alive) reaps it; killing bwrap first
+    would orphan a zombie to the host's init. The Landlock launcher's harness is `proc` itself."""
+    try:
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            children = [int(p) for p in f.read().split()]
+    except OSError:
+        children = []
+    for pid in children:
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    try:
+        proc.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def _records(raw: bytes) -> list[dict]:
@@ -259,11 +282,10 @@ def build_verdict(raw: bytes, job: dict, host_status: str) -> Verdict:
                 msg = "" if ok else f"expected {json.dumps(case['expected'])[:500]}, got {json.dumps(got)[:500]}"
                 tests.append(TestResult(name, PASS if ok else FAIL, msg, output=got))
     statuses = [t.status for t in tests]
-    if host_status:
-        statuses.append(host_status)
-    elif not done:
+    if not done:
         statuses.append(ERROR)
-    status = worst(statuses)
+    # The host's own finding (deadline, output cap) is the cause of whatever the tests saw after it.
+    status = host_status or worst(statuses)
     message = ""
     if status != PASS:
         if host_status:

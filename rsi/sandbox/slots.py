@@ -12,6 +12,7 @@ import os
 import queue
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 
 _KILL = "/bin/kill"
@@ -82,31 +83,43 @@ def reset_workdir(slot: Slot) -> None:
     os.chown(slot.workdir, slot.uid, slot.gid)
 
 
-def uid_processes(uid: int) -> list[int]:
-    """Pids whose real uid is `uid` (read from status: a non-dumpable process's /proc dir is root's)."""
+def uid_processes(uid: int, zombies: bool = True) -> list[int]:
+    """Pids whose real uid is `uid` (read from status: a non-dumpable process's /proc dir is root's).
+    Zombies are included by default: until reaped they still count against the uid's process limit."""
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"Uid:"):
-                        if int(line.split()[1]) == uid:
-                            pids.append(int(name))
-                        break
+                head = f.read(1024)
         except OSError:
             continue
+        state = uid_line = b""
+        for line in head.split(b"\n"):
+            if line.startswith(b"State:"):
+                state = line.split()[1]
+            elif line.startswith(b"Uid:"):
+                uid_line = line
+                break
+        if uid_line and int(uid_line.split()[1]) == uid and (zombies or state != b"Z"):
+            pids.append(int(name))
     return pids
 
 
-def sweep(slot: Slot, rounds: int = 5) -> bool:
-    """SIGKILL every process of the slot's uid. kill(-1) as that uid is atomic against fork (the kernel
-    holds the task list while it signals), so a fork bomb cannot outrun it. True when none is left."""
-    for _ in range(rounds):
-        if not uid_processes(slot.uid):
+def sweep(slot: Slot, wait_s: float = 5.0) -> bool:
+    """SIGKILL every process of the slot's uid, then wait (bounded) until none is left, zombies included,
+    so the next run starts with the uid's whole process budget. kill(-1) as that uid is atomic against
+    fork (the kernel holds the task list while it signals), so a fork bomb cannot outrun it. Zombies whose
+    parent died are reaped by the host's init. True when the uid is clean."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        if uid_processes(slot.uid, zombies=False):
+            subprocess.run([_KILL, "-KILL", "--", "-1"], user=slot.uid, group=slot.gid, extra_groups=[],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           close_fds=True, check=False)
+        elif not uid_processes(slot.uid):
             return True
-        subprocess.run([_KILL, "-KILL", "--", "-1"], user=slot.uid, group=slot.gid, extra_groups=[],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       close_fds=True, check=False)
-    return not uid_processes(slot.uid)
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
