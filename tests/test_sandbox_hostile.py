@@ -100,7 +100,10 @@ def sandbox(request):
     base = {"bwrap": 62000, "landlock": 62100}[request.param]
     cfg = SandboxConfig(launcher=request.param, slots=1, uid_base=base, uid_count=16, limits=LIMITS)
     with Sandbox(cfg, canary=False) as sb:
+        uids = [s.uid for s in sb.slots.slots]
         yield sb
+    for uid in uids:  # closed: not even the server is left
+        assert uid_processes(uid) == []
 
 
 def _check(body: str) -> str:
@@ -252,6 +255,13 @@ CASES: dict[str, tuple[str, str]] = {
 }
 
 
+def assert_no_leftovers(sandbox: Sandbox) -> None:
+    """Only the warm sandbox's own launcher and server may remain under the slot uids between jobs."""
+    for slot in sandbox.slots.slots:
+        left = set(uid_processes(slot.uid)) - sandbox.server_pids()
+        assert not left, f"processes of uid {slot.uid} left behind: {sorted(left)}"
+
+
 def _fill(text: str, host: Host, sandbox: Sandbox) -> str:
     from rsi.sandbox import harness
 
@@ -267,8 +277,7 @@ def test_hostile(case: str, sandbox: Sandbox, host: Host) -> None:
     assert v.status != PASS, f"{case} passed under {sandbox.cfg.launcher}: {v}"
     assert v.status != "infra", v
     host.assert_intact()
-    for slot in sandbox.slots.slots:
-        assert uid_processes(slot.uid) == [], f"processes of uid {slot.uid} left behind"
+    assert_no_leftovers(sandbox)
     json_safe = v.to_dict()  # the verdict itself must always serialise, whatever the program printed
     import json
 
@@ -289,3 +298,16 @@ def test_hostile_status(case: str, sandbox: Sandbox, host: Host) -> None:
     program, tests = CASES[case]
     v = sandbox.run(_fill(program, host, sandbox), tests, entry_point="f", limits=LIMITS)
     assert v.status in EXPECTED_STATUS[case], v
+
+
+def test_nothing_crosses_jobs(sandbox: Sandbox, host: Host) -> None:
+    """A job's files, shared memory and processes are gone before the next job of the same warm sandbox."""
+    plant = ("import os, time\ndef f(x):\n    for p in ('/tmp/leak', 'leak', '/dev/shm/leak'):\n        try:\n"
+             "            open(p, 'w').write('x')\n        except OSError:\n            pass\n"
+             "    if os.fork() == 0:\n        os.setsid()\n        time.sleep(30)\n        os._exit(0)\n"
+             "    return 3\n")
+    sandbox.run(plant, WRONG, entry_point="f", limits=LIMITS)
+    look = ("import os\ndef f():\n    return any(os.path.exists(p) for p in ('/tmp/leak', 'leak', '/dev/shm/leak'))\n")
+    v = sandbox.run(look, SUCCEEDED, entry_point="f", limits=LIMITS)
+    assert v.status == "fail", v
+    assert_no_leftovers(sandbox)

@@ -37,21 +37,24 @@ class ConfineError(OSError):
 
 
 def set_rlimits(limits: dict) -> None:
-    """Apply the resource limits; soft == hard so the program cannot raise them back."""
+    """Limits for the sandbox's lifetime (soft == hard, so nothing inside can raise them back)."""
     mb = 1 << 20
-    cpu = int(limits["cpu_s"])
-    pairs = [
-        (resource.RLIMIT_AS, int(limits["memory_mb"]) * mb),
-        # SIGXCPU at the soft limit, SIGKILL one second later for programs that ignore it.
-        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+    for which, value in (
         (resource.RLIMIT_NPROC, int(limits["nproc"])),
         (resource.RLIMIT_FSIZE, int(limits["file_mb"]) * mb),
         (resource.RLIMIT_NOFILE, int(limits["nofile"])),
         (resource.RLIMIT_CORE, 0),
-    ]
-    for which, value in pairs:
-        soft, hard = value if isinstance(value, tuple) else (value, value)
-        resource.setrlimit(which, (soft, hard))
+    ):
+        resource.setrlimit(which, (value, value))
+
+
+def set_job_rlimits(limits: dict) -> None:
+    """Per-job limits, set in each job's fresh judge process and inherited by the program: address space,
+    and CPU time (SIGXCPU at the soft limit, SIGKILL a second later for programs that ignore it)."""
+    mem = int(limits["memory_mb"]) << 20
+    cpu = int(limits["cpu_s"])
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
 
 
 def _libc():  # noqa: ANN202 - ctypes is imported lazily, only the Landlock launcher needs it
@@ -120,6 +123,23 @@ def apply_landlock(read_paths: list, write_paths: list, dev_files: list) -> int:
     finally:
         os.close(ruleset)
     return abi
+
+
+def scope_signals() -> bool:
+    """Enter a nested Landlock domain that may not signal processes outside it (ABI >= 6): the job's
+    processes can then no longer kill or stop the sandbox's server. False where the kernel lacks it."""
+    ctypes, libc = _libc()
+    if landlock_abi() < 6:
+        return False
+    nr_create, _, nr_restrict = _NR[os.uname().machine]
+    attr = (ctypes.c_uint64 * 3)(0, 0, LL_SCOPE_ALL)
+    ruleset = _check(ctypes, libc.syscall(nr_create, ctypes.byref(attr), ctypes.c_size_t(24), 0), "ruleset")
+    try:
+        no_new_privs()
+        _check(ctypes, libc.syscall(nr_restrict, ruleset, 0), "landlock_restrict_self")
+    finally:
+        os.close(ruleset)
+    return True
 
 
 def no_new_privs() -> None:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rsi.sandbox.config import Limits, SandboxConfig
 from rsi.sandbox.launchers import make_launcher
-from rsi.sandbox.runner import launch
+from rsi.sandbox.runner import SlotRunner
 from rsi.sandbox.slots import SlotPool
 from rsi.sandbox.verdict import INFRA, Verdict
 
@@ -42,6 +42,7 @@ class Sandbox:
         self.cfg = cfg or SandboxConfig()
         self.launcher = make_launcher(self.cfg)
         self.slots = SlotPool(self.cfg.slots, self.cfg.uid_base, self.cfg.uid_count, self.cfg.lock_dir)
+        self.runners = {s.uid: SlotRunner(self.cfg, self.launcher, s) for s in self.slots.slots}
         self._threads = ThreadPoolExecutor(self.cfg.slots, thread_name_prefix="sandbox")
         self._lock = threading.Lock()
         self.broken: list[str] = []
@@ -59,7 +60,7 @@ class Sandbox:
         for attempt in range(1, self.cfg.infra_retries + 2):
             slot = self.slots.take()
             try:
-                verdict = launch(job, self.cfg, self.launcher, slot, limits)
+                verdict = self.runners[slot.uid].run(job, limits)
             finally:
                 self.slots.give(slot)
             verdict.attempts = attempt
@@ -85,7 +86,13 @@ class Sandbox:
 
     def close(self) -> None:
         self._threads.shutdown(wait=True)
+        for runner in self.runners.values():
+            runner.stop()
         self.slots.close()
+
+    def server_pids(self) -> set[int]:
+        """Processes of the warm sandboxes themselves (not of any job)."""
+        return set().union(*(r.pids() for r in self.runners.values()))
 
     def __enter__(self) -> Sandbox:
         return self

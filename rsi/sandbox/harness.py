@@ -31,6 +31,8 @@ try:  # on the host these are separate modules; in the sandbox their source is p
         apply_landlock,
         harden_process,
         install_seccomp,
+        scope_signals,
+        set_job_rlimits,
         set_rlimits,
     )
 except ImportError:
@@ -408,23 +410,9 @@ class Judge:
                 self.emit(t="test", i=i, status="error", message=f"{type(exc).__name__}: {exc}"[:2000])
 
 
-def main(argv: list) -> int:
-    cfg = json.loads(argv[1])
-    result_fd, job_fd = int(cfg["result_fd"]), int(cfg["job_fd"])
-    try:
-        set_rlimits(cfg["limits"])
-        if cfg.get("landlock"):
-            ll = cfg["landlock"]
-            harden_process()
-            apply_landlock(ll["read"], ll["write"], ll["dev"])
-            with open(int(cfg["seccomp_fd"]), "rb") as f:
-                install_seccomp(f.read())
-        if cfg.get("workdir"):
-            os.chdir(cfg["workdir"])
-    except BaseException as exc:
-        os.write(result_fd, (json.dumps({"t": "infra", "message": f"confinement failed: {exc}"}) + "\n").encode())
-        return 3
-    judge = Judge(result_fd, job_fd, cfg["limits"])
+def run_job(result_fd: int, job_fd: int, limits: dict) -> None:
+    """One job, in a judge process of its own (forked by the server, never reused)."""
+    judge = Judge(result_fd, job_fd, limits)
     judge.emit(t="hello")
     job = judge.read_job()
     try:
@@ -435,6 +423,112 @@ def main(argv: list) -> int:
     finally:
         judge.program.close()
     judge.emit(t="done")
+
+
+def wipe(path: str) -> None:
+    """Empty `path`. Everything in it belongs to this uid, so directories the program made unwritable
+    (chmod 000) are made writable again rather than left behind for the next job."""
+    for _ in range(3):
+        try:
+            names = os.listdir(path)
+        except OSError:
+            return
+        if not names:
+            return
+        for name in names:
+            full = os.path.join(path, name)
+            try:
+                if os.path.isdir(full) and not os.path.islink(full):
+                    os.chmod(full, 0o700)
+                    wipe(full)
+                    os.rmdir(full)
+                else:
+                    os.unlink(full)
+            except OSError:
+                pass
+
+
+class Server:
+    """The sandbox's long-lived process. It runs no untrusted code and never reads a job: per job it
+    receives fds (stdout, stderr, result channel, job memfd) over the control socket, forks a fresh judge
+    on them, waits for it within the deadline, then kills every other process in the sandbox (kill(-1)
+    spares only the caller; under bwrap this is pid 1), reaps them and wipes the writable dirs, so nothing
+    of one job reaches the next."""
+
+    def __init__(self, cfg: dict) -> None:
+        import socket
+
+        self.ctrl = socket.socket(fileno=int(cfg["ctrl_fd"]))
+        self.recv_fds = socket.recv_fds
+        self.workdir = cfg["workdir"]
+        self.wipe_dirs = cfg["wipe"]
+        self.landlock = bool(cfg.get("landlock"))
+
+    def send(self, **msg: object) -> None:
+        self.ctrl.sendall(json.dumps(msg).encode())
+
+    def serve(self) -> None:
+        self.send(t="ready")
+        while True:
+            msg, fds, _, _ = self.recv_fds(self.ctrl, 1 << 16, 4)
+            if not msg:
+                return
+            hdr = json.loads(msg)
+            status, code = self.one(hdr, fds)
+            self.send(t="end", id=hdr["id"], status=status, exit=code)
+
+    def one(self, hdr: dict, fds: list) -> tuple:
+        out, err, res, job = fds
+        limits = hdr["limits"]
+        pid = os.fork()
+        if pid == 0:  # the judge
+            try:
+                os.dup2(out, 1)
+                os.dup2(err, 2)
+                for fd in (out, err, self.ctrl.fileno()):
+                    os.close(fd)
+                set_job_rlimits(limits)
+                if self.landlock:
+                    # Same uid as this server and no pid namespace: only a Landlock signal scope keeps
+                    # the job from killing it (where the kernel lacks one, that costs a restart).
+                    scope_signals()
+                os.chdir(self.workdir)
+                run_job(res, job, limits)
+            finally:
+                os._exit(0)
+        for fd in fds:
+            os.close(fd)
+        pidfd = os.pidfd_open(pid)
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        finished = bool(poller.poll(float(hdr["deadline_s"]) * 1000))
+        os.close(pidfd)
+        try:
+            os.kill(-1, 9)
+        except OSError:
+            pass
+        _, st = os.waitpid(pid, 0)
+        reap_all()
+        for d in self.wipe_dirs:
+            wipe(d)
+        return ("ok" if finished else "timeout"), st
+
+
+def main(argv: list) -> int:
+    cfg = json.loads(argv[1])
+    try:
+        set_rlimits(cfg["limits"])
+        if cfg.get("landlock"):
+            ll = cfg["landlock"]
+            harden_process()
+            apply_landlock(ll["read"], ll["write"], ll["dev"])
+            with open(int(cfg["seccomp_fd"]), "rb") as f:
+                install_seccomp(f.read())
+        server = Server(cfg)
+    except BaseException as exc:
+        os.write(2, f"rsi sandbox: confinement failed: {exc}\n".encode())
+        return 3
+    server.serve()
     return 0
 
 

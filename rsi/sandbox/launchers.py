@@ -107,7 +107,7 @@ class BwrapLauncher:
     def spec(self, slot: Slot, limits: Limits, cfg_json_fn: Callable[[dict], str], seccomp_fd: int) -> LaunchSpec:
         argv = self.base + ["--size", str(limits.tmpfs_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp",
                             "--seccomp", str(seccomp_fd), "--"]
-        cfg = cfg_json_fn({"workdir": "/tmp"})
+        cfg = cfg_json_fn({"workdir": "/tmp", "wipe": ["/tmp", "/dev/shm"]})
         return LaunchSpec(argv + _python_cmd(self.python, HARNESS_INSIDE, cfg), {}, "/", (seccomp_fd,), "/tmp")
 
 
@@ -126,7 +126,8 @@ class LandlockLauncher:
 
     def spec(self, slot: Slot, limits: Limits, cfg_json_fn: Callable[[dict], str], seccomp_fd: int) -> LaunchSpec:
         ll = {"read": self.reads, "write": [slot.workdir], "dev": list(_DEV_FILES)}
-        cfg = cfg_json_fn({"workdir": slot.workdir, "landlock": ll, "seccomp_fd": seccomp_fd})
+        cfg = cfg_json_fn({"workdir": slot.workdir, "wipe": [slot.workdir], "landlock": ll,
+                           "seccomp_fd": seccomp_fd})
         env = {**ENV, "HOME": slot.workdir, "TMPDIR": slot.workdir}
         return LaunchSpec(_python_cmd(self.python, self.harness, cfg), env, slot.workdir, (seccomp_fd,),
                           slot.workdir, sweep_after=True)

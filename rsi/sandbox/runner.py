@@ -1,8 +1,9 @@
-"""One sandbox launch, host side: start the harness, pump its pipes, enforce the deadline and output cap,
-clean up, and turn the harness's records into a Verdict.
+"""Host side of a slot's sandbox: start it, hand it jobs, pump each job's pipes, enforce deadlines and
+the output cap, tear it down on anything unexpected, and turn the judge's records into a Verdict.
 
-Never waits for pipe EOF (a daemon child can hold a pipe open forever): the loop ends when the harness
-process exits (a pidfd) or the deadline passes, then drains what is already buffered without blocking.
+Never waits for pipe EOF (a daemon child can hold a pipe open forever): a job ends when the in-sandbox
+server reports it over the control socket (after killing everything but itself), the server dies, or
+the deadline passes; then what is already buffered is drained without blocking.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import socket
 import subprocess
 import time
 from functools import cache
@@ -33,7 +35,10 @@ from rsi.sandbox.verdict import (
 )
 
 RESULT_CAP = 32 << 20  # the harness's records (JSON case outputs can be large); it is trusted, this is a guard
-GRACE_S = 2.0  # beyond the harness's own deadline: its startup, teardown and the records' trip
+GRACE_S = 2.0  # host deadline beyond the server's own per-job deadline
+JOB_GRACE_S = 1.0  # server deadline beyond the judge's: judge start-up and teardown
+STARTUP_S = 20.0
+RECYCLE_JOBS = 2000  # a fresh sandbox now and then bounds whatever slowly accumulates in one
 
 
 @cache
@@ -75,135 +80,232 @@ def _job_fd(job: dict) -> int:
 
 def _deadline_s(job: dict, limits: Limits) -> float:
     units = 1 if job["format"] == "humaneval" else 1 + 2 * len(job["cases"])
-    return limits.timeout_s * units + GRACE_S
+    return limits.timeout_s * units + JOB_GRACE_S
 
 
-def launch(job: dict, cfg: SandboxConfig, launcher: BwrapLauncher | LandlockLauncher, slot: Slot,
-           limits: Limits) -> Verdict:
-    """Run one job (see harness.Judge) in one fresh sandbox and return its verdict."""
-    t0 = time.monotonic()
-    owned: list[int] = []
-    proc = None
-    try:
-        allow_unix = launcher.name == "bwrap" and not cfg.share_net
+class SlotRunner:
+    """One slot's sandbox, kept warm across jobs. A fresh judge (and program) process per job; between jobs
+    the in-sandbox server kills everything else and wipes the writable dirs. Any anomaly (server death, host
+    deadline, output cap, bad control message) tears the whole sandbox down; the next job starts a new one.
+    """
+
+    def __init__(self, cfg: SandboxConfig, launcher: BwrapLauncher | LandlockLauncher, slot: Slot) -> None:
+        self.cfg, self.launcher, self.slot = cfg, launcher, slot
+        self.proc: subprocess.Popen | None = None
+        self.ctrl: socket.socket | None = None
+        self.pidfd = -1
+        self.key: tuple = ()
+        self.jobs = 0
+        self.next_id = 0
+
+    # ------------------------------------------------------------------------------------- lifecycle
+    def _start(self, limits: Limits) -> str:
+        """Start the sandbox server; '' on success, else why not (an infra failure)."""
+        allow_unix = self.launcher.name == "bwrap" and not self.cfg.share_net
         seccomp_fd = _pipe_with(seccomp_filter(allow_unix))
-        owned.append(seccomp_fd)
-        job_fd = _job_fd(job)
-        owned.append(job_fd)
-        res_r, res_w = os.pipe()
-        owned += [res_r, res_w]
+        host_end, box_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            def cfg_json(extra: dict) -> str:
+                return json.dumps({"ctrl_fd": box_end.fileno(), "limits": limits.for_harness(), **extra})
 
-        def cfg_json(extra: dict) -> str:
-            return json.dumps({"result_fd": res_w, "job_fd": job_fd, "limits": limits.for_harness(), **extra})
+            spec = self.launcher.spec(self.slot, limits, cfg_json, seccomp_fd)
+            self.proc = subprocess.Popen(
+                spec.argv, env=spec.env, cwd=spec.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, pass_fds=(*spec.pass_fds, box_end.fileno()), close_fds=True,
+                user=self.slot.uid, group=self.slot.gid, extra_groups=[], start_new_session=True,
+            )
+        except OSError as exc:
+            host_end.close()
+            return f"launch failed: {exc}"
+        finally:
+            os.close(seccomp_fd)
+            box_end.close()
+        self.ctrl, self.sweep_after = host_end, spec.sweep_after
+        self.pidfd = os.pidfd_open(self.proc.pid)
+        self.key = _server_key(limits)
+        self.jobs = 0
+        msg = self._recv_ctrl(time.monotonic() + STARTUP_S)
+        if msg is None or msg.get("t") != "ready":
+            err = b""
+            if self.proc.stderr is not None:
+                os.set_blocking(self.proc.stderr.fileno(), False)
+                try:
+                    err = self.proc.stderr.read(4096) or b""
+                except OSError:
+                    pass
+            self.stop()
+            return "sandbox did not start: " + err.decode("utf-8", "replace").strip()
+        self.proc.stderr.close()  # type: ignore[union-attr]  (the server writes nothing once ready)
+        return ""
 
-        spec = launcher.spec(slot, limits, cfg_json, seccomp_fd)
-        proc = subprocess.Popen(
-            spec.argv, env=spec.env, cwd=spec.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, pass_fds=(*spec.pass_fds, res_w, job_fd), close_fds=True,
-            user=slot.uid, group=slot.gid, extra_groups=[], start_new_session=True,
-        )
-    except OSError as exc:
-        for fd in owned:
-            os.close(fd)
-        if proc is not None:
-            proc.kill()
-            proc.wait()
-        return Verdict(INFRA, message=f"launch failed: {exc}", wall_ms=(time.monotonic() - t0) * 1e3)
-    for fd in (seccomp_fd, job_fd, res_w):
-        os.close(fd)
-    try:
-        return _supervise(proc, res_r, job, limits, spec.sweep_after, slot, t0, cfg)
-    finally:
-        os.close(res_r)
+    def stop(self) -> None:
+        """Tear the sandbox down: harness first (see _kill_tree), then sweep the uid."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                if self.sweep_after:
+                    self.proc.kill()
+                else:
+                    _kill_tree(self.proc)
+            self.proc.wait()
+            if self.proc.stderr and not self.proc.stderr.closed:
+                self.proc.stderr.close()
+            os.close(self.pidfd)
+            self.ctrl.close()  # type: ignore[union-attr]
+            self.proc, self.ctrl, self.pidfd = None, None, -1
+            sweep(self.slot)
+            if self.sweep_after:
+                reset_workdir(self.slot)
 
-
-def _supervise(proc: subprocess.Popen, res_r: int, job: dict, limits: Limits, sweep_after: bool, slot: Slot,
-               t0: float, cfg: SandboxConfig) -> Verdict:
-    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()  # type: ignore[union-attr]
-    bufs = {out_fd: bytearray(), err_fd: bytearray(), res_r: bytearray()}
-    totals = {out_fd: 0, err_fd: 0}
-    for fd in bufs:
-        os.set_blocking(fd, False)
-    pidfd = os.pidfd_open(proc.pid)
-    poller = select.poll()
-    for fd in (*bufs, pidfd):
-        poller.register(fd, select.POLLIN)
-    deadline = t0 + _deadline_s(job, limits)
-    host_status = ""
-    eof: set[int] = set()
-
-    def drain(fd: int) -> None:
-        nonlocal host_status
+    def _recv_ctrl(self, deadline: float) -> dict | None:
+        """Next control message, None if the server died or the deadline passed."""
+        poller = select.poll()
+        poller.register(self.ctrl, select.POLLIN)  # type: ignore[arg-type]
+        poller.register(self.pidfd, select.POLLIN)
         while True:
-            try:
-                chunk = os.read(fd, 1 << 16)
-            except (BlockingIOError, OSError):
-                return
-            if not chunk:
-                if fd not in eof:
-                    eof.add(fd)
-                    poller.unregister(fd)
-                return
-            if fd == res_r:
-                if len(bufs[fd]) + len(chunk) > RESULT_CAP:
-                    host_status = host_status or ERROR
-                    return
-                bufs[fd] += chunk
-            else:
-                totals[fd] += len(chunk)
-                room = limits.keep_bytes + 1 - len(bufs[fd])
-                if room > 0:
-                    bufs[fd] += chunk[:room]
-                if totals[out_fd] + totals[err_fd] > limits.output_bytes:
-                    host_status = host_status or OUTPUT_LIMIT
-                    return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            events = dict(poller.poll(remaining * 1000))
+            if self.ctrl.fileno() in events:  # type: ignore[union-attr]
+                return _parse_ctrl(self.ctrl.recv(1 << 16))  # type: ignore[union-attr]
+            if events:
+                return None
 
-    exited = False
-    try:
-        while not exited and not host_status:
+    # ------------------------------------------------------------------------------------------- jobs
+    def run(self, job: dict, limits: Limits) -> Verdict:
+        t0 = time.monotonic()
+        if self.proc is not None and (self.key != _server_key(limits) or self.jobs >= RECYCLE_JOBS):
+            self.stop()
+        if self.proc is None:
+            why = self._start(limits)
+            if why:
+                return Verdict(INFRA, message=why, wall_ms=(time.monotonic() - t0) * 1e3)
+        self.jobs += 1
+        self.next_id += 1
+        job_id = self.next_id
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        res_r, res_w = os.pipe()
+        job_fd = _job_fd(job)
+        deadline_s = _deadline_s(job, limits)
+        hdr = json.dumps({"id": job_id, "limits": limits.for_harness(), "deadline_s": deadline_s}).encode()
+        try:
+            socket.send_fds(self.ctrl, [hdr], [out_w, err_w, res_w, job_fd])  # type: ignore[arg-type]
+        except OSError as exc:
+            for fd in (out_r, err_r, res_r):
+                os.close(fd)
+            self.stop()
+            return Verdict(INFRA, message=f"sandbox server unreachable: {exc}", wall_ms=(time.monotonic() - t0) * 1e3)
+        finally:
+            for fd in (out_w, err_w, res_w, job_fd):
+                os.close(fd)
+        try:
+            return self._supervise(job, job_id, limits, out_r, err_r, res_r, t0, t0 + deadline_s + GRACE_S)
+        finally:
+            for fd in (out_r, err_r, res_r):
+                os.close(fd)
+
+    def _supervise(self, job: dict, job_id: int, limits: Limits, out_fd: int, err_fd: int, res_r: int,
+                   t0: float, deadline: float) -> Verdict:
+        bufs = {out_fd: bytearray(), err_fd: bytearray(), res_r: bytearray()}
+        totals = {out_fd: 0, err_fd: 0}
+        for fd in bufs:
+            os.set_blocking(fd, False)
+        poller = select.poll()
+        for fd in (*bufs, self.ctrl.fileno(), self.pidfd):  # type: ignore[union-attr]
+            poller.register(fd, select.POLLIN)
+        host_status = ""
+        eof: set[int] = set()
+
+        def drain(fd: int) -> None:
+            nonlocal host_status
+            while True:
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except OSError:
+                    return
+                if not chunk:
+                    if fd not in eof:
+                        eof.add(fd)
+                        poller.unregister(fd)
+                    return
+                if fd == res_r:
+                    if len(bufs[fd]) + len(chunk) > RESULT_CAP:
+                        host_status = host_status or ERROR
+                        return
+                    bufs[fd] += chunk
+                else:
+                    totals[fd] += len(chunk)
+                    room = limits.keep_bytes + 1 - len(bufs[fd])
+                    if room > 0:
+                        bufs[fd] += chunk[:room]
+                    if totals[out_fd] + totals[err_fd] > limits.output_bytes:
+                        host_status = host_status or OUTPUT_LIMIT
+                        return
+
+        end: dict | None = None
+        server_died = False
+        while end is None and not host_status and not server_died:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 host_status = TIMEOUT
                 break
             for fd, _ in poller.poll(remaining * 1000):
-                if fd == pidfd:
-                    exited = True
+                if fd == self.pidfd:
+                    server_died = True
+                elif fd == self.ctrl.fileno():  # type: ignore[union-attr]
+                    end = _parse_ctrl(self.ctrl.recv(1 << 16))  # type: ignore[union-attr]
+                    if end is None or end.get("t") != "end" or end.get("id") != job_id:
+                        server_died, end = True, None
                 else:
                     drain(fd)
-        if not exited:
-            if sweep_after:
-                proc.kill()  # the Landlock harness; the sweep below takes the rest
-            else:
-                _kill_tree(proc)
-        proc.wait()
+        if end is None:
+            self.stop()  # the job's processes die with the sandbox; drain what they left in the pipes
+        elif end.get("status") == "timeout":
+            host_status = TIMEOUT
         for fd in (out_fd, err_fd, res_r):
             drain(fd)
-    finally:
-        os.close(pidfd)
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
-        if sweep_after or host_status:
-            sweep(slot)
-        if sweep_after:
-            reset_workdir(slot)
-    wall_ms = (time.monotonic() - t0) * 1e3
-    stdout = decode_output(bytes(bufs[out_fd]), limits.keep_bytes)
-    stderr = decode_output(bytes(bufs[err_fd]), limits.keep_bytes)
-    verdict = build_verdict(bytes(bufs[res_r]), job, host_status)
-    verdict.stdout, verdict.stderr, verdict.wall_ms = stdout, stderr, wall_ms
-    return verdict
+        if host_status == OUTPUT_LIMIT:
+            self.stop()  # the program may still be writing; it and everything else go with the sandbox
+        verdict = build_verdict(bytes(bufs[res_r]), job, host_status)
+        verdict.stdout = decode_output(bytes(bufs[out_fd]), limits.keep_bytes)
+        verdict.stderr = decode_output(bytes(bufs[err_fd]), limits.keep_bytes)
+        verdict.wall_ms = (time.monotonic() - t0) * 1e3
+        return verdict
+
+    def pids(self) -> set[int]:
+        """The warm sandbox's own processes (launcher and server), for leak checks."""
+        if self.proc is None:
+            return set()
+        return {self.proc.pid, *_children(self.proc.pid)}
+
+
+def _server_key(limits: Limits) -> tuple:
+    # What is fixed for a server's lifetime; a job asking for other values gets a fresh sandbox.
+    return (limits.nproc, limits.nofile, limits.file_mb, limits.tmpfs_mb)
+
+
+def _parse_ctrl(data: bytes) -> dict | None:
+    try:
+        msg = json.loads(data)
+    except ValueError:
+        return None
+    return msg if isinstance(msg, dict) else None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL the harness before its launcher: under bwrap the harness is pid 1 of the sandbox's pid
     namespace, so every process in it dies with it, and bwrap (still alive) reaps it; killing bwrap first
     would orphan a zombie to the host's init. The Landlock launcher's harness is `proc` itself."""
-    try:
-        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
-            children = [int(p) for p in f.read().split()]
-    except OSError:
-        children = []
-    for pid in children:
+    for pid in _children(proc.pid):
         try:
             os.kill(pid, 9)
         except OSError:

@@ -1,0 +1,1 @@
+"""Evaluations: HumanEval pass@k, head-to-head win-rate, judge accuracy."""

