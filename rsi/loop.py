@@ -6,6 +6,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -30,6 +31,13 @@ class IterationSummary:
     swap_seconds: float
     new_version: int
     checkpoint: str
+    engine_pid: int  # the same process every iteration: weights change under a live engine
+
+
+@dataclass
+class RunResult:
+    summaries: list[IterationSummary]
+    engine: Any  # the live policy/judge actor, still serving the last weights
 
 
 def init_ray(cluster: ClusterConfig) -> None:
@@ -41,7 +49,7 @@ def init_ray(cluster: ClusterConfig) -> None:
         ray.init(address=cluster.address)
     else:
         # Logical CPUs: the engine idles while the trainer works, so a small box may oversubscribe safely.
-        ray.init(num_cpus=cluster.num_cpus or max(4, os.cpu_count() or 1), include_dashboard=False)
+        ray.init(num_cpus=cluster.num_cpus or max(4, os.cpu_count() or 1))
 
 
 def engine_spec(cfg: RsiConfig, model_path: str) -> EngineSpec:
@@ -52,7 +60,7 @@ def engine_spec(cfg: RsiConfig, model_path: str) -> EngineSpec:
                       seed=cfg.run.seed, engine_kwargs=dict(b.engine_kwargs))
 
 
-def run_loop(cfg: RsiConfig, console: Console | None = None) -> list[IterationSummary]:
+def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
     import ray
 
     console = console or Console()
@@ -85,11 +93,11 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> list[IterationSu
             judgments=stats.rows["judgments"], preferences=stats.rows["preferences"],
             parse_rate=sum(parsed) / len(parsed) if parsed else 0.0, dpo_loss=result.loss,
             train_seconds=result.seconds, swap_seconds=swap_seconds, new_version=new_version,
-            checkpoint=result.checkpoint,
+            checkpoint=result.checkpoint, engine_pid=ray.get(engine.health.remote())["pid"],
         ))
         console.print(summary_table(summaries))
     write_summary(run_dir, summaries)
-    return summaries
+    return RunResult(summaries, engine)
 
 
 def summary_table(summaries: list[IterationSummary]) -> Table:

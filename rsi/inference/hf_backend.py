@@ -10,6 +10,44 @@ from typing import Any
 from rsi.inference.requests import Completion, GenerationRequest, prompt_length
 
 
+class RowSampler:
+    """Per-row sampling inside a greedy `generate`: temperature, top-p, then the Gumbel-max trick
+    (argmax of log-probabilities plus Gumbel noise is an exact sample from the softmax).
+
+    Each row draws its noise from its own generator seeded by the request's seed, so a request's text does not
+    depend on which other requests share its batch: a rerun reproduces it, as vLLM's per-request seeds do.
+    Rows with temperature 0 stay greedy.
+    """
+
+    def __init__(self, batch: list[GenerationRequest], engine_seed: int, device: str):
+        import torch
+
+        self.temperature = [r.temperature for r in batch]
+        self.top_p = [r.top_p for r in batch]
+        self.generators = []
+        for r in batch:
+            seed = r.seed if r.seed is not None else int.from_bytes(
+                hashlib.sha256(json.dumps([engine_seed, r.messages]).encode()).digest()[:8], "little") >> 1
+            self.generators.append(torch.Generator(device=device).manual_seed(seed))
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        scores = scores.float()
+        for i, (t, p, gen) in enumerate(zip(self.temperature, self.top_p, self.generators)):
+            if t <= 0:
+                continue
+            logp = torch.log_softmax(scores[i] / t, dim=-1)
+            if p < 1.0:
+                sorted_logp, order = torch.sort(logp, descending=True)
+                cum = sorted_logp.exp().cumsum(-1)
+                drop = cum - sorted_logp.exp() > p  # keep the smallest prefix whose mass reaches p
+                logp[order[drop]] = float("-inf")
+            u = torch.rand(logp.shape, generator=gen, device=logp.device).clamp_(1e-20, 1.0)
+            scores[i] = logp - torch.log(-torch.log(u))
+        return scores
+
+
 class HFBackend:
     def __init__(self, model_path: str, *, dtype: str, threads: int, seed: int, max_model_len: int,
                  batch_size: int = 16):
@@ -39,15 +77,16 @@ class HFBackend:
         return self._grammar_compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
 
     def generate(self, requests: list[GenerationRequest], version: int) -> list[Completion]:
-        # Batch requests that share sampling settings; a schema-constrained batch gets one grammar per row.
+        # Sampling is per row (see RowSampler), so any requests may share a batch; only the presence of a
+        # grammar splits them, since xgrammar's processor needs one grammar for every row.
         results: list[Completion | None] = [None] * len(requests)
-        groups: dict[tuple, list[int]] = defaultdict(list)
+        groups: dict[bool, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):
             n = prompt_length(self.tokenizer, r.messages)
             if n >= self.max_model_len:  # answered alone and empty, as on vLLM; the batch goes on
                 results[i] = Completion("", n, 0, "prompt_too_long", version)
                 continue
-            groups[(r.max_tokens, r.temperature, r.top_p, r.json_schema is not None)].append(i)
+            groups[r.json_schema is not None].append(i)
         for indices in groups.values():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start:start + self.batch_size]
@@ -62,34 +101,29 @@ class HFBackend:
         texts = [self.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
                  for r in batch]
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        # One generator draw per batch: seeding from all request seeds makes a rerun of the same batch repeat.
-        digest = hashlib.sha256(json.dumps([r.seed for r in batch] + [self.seed]).encode()).digest()
-        torch.manual_seed(int.from_bytes(digest[:8], "little") % (2**63))
-        first = batch[0]
-        processors = []
-        if first.json_schema is not None:
+        processors: list[Any] = []
+        if batch[0].json_schema is not None:
             processors.append(xgr.contrib.hf.LogitsProcessor([self._compiled_grammar(r.json_schema) for r in batch]))
-        sampling = first.temperature > 0
-        budget = min(first.max_tokens, self.max_model_len - enc["input_ids"].shape[1])
+        processors.append(RowSampler(batch, self.seed, self.device))  # after the grammar: samples among allowed
+        budget = min(max(r.max_tokens for r in batch), self.max_model_len - enc["input_ids"].shape[1])
         with torch.inference_mode():
             out = self.model.generate(
-                **enc, max_new_tokens=budget, do_sample=sampling,
-                temperature=first.temperature if sampling else None, top_p=first.top_p if sampling else None,
-                top_k=None, logits_processor=processors or None, pad_token_id=self.tokenizer.pad_token_id,
+                **enc, max_new_tokens=budget, do_sample=False, temperature=None, top_p=None, top_k=None,
+                logits_processor=processors, pad_token_id=self.tokenizer.pad_token_id,
             )
         prompt_len = enc["input_ids"].shape[1]
-        eos = {self.tokenizer.eos_token_id, *(self.model.generation_config.eos_token_id or [])} \
-            if isinstance(self.model.generation_config.eos_token_id, list) else \
-            {self.tokenizer.eos_token_id, self.model.generation_config.eos_token_id}
+        eos_ids = self.model.generation_config.eos_token_id
+        eos = {self.tokenizer.eos_token_id, *(eos_ids if isinstance(eos_ids, list) else [eos_ids])}
         completions = []
-        for row, mask in zip(out, enc["attention_mask"]):
-            new = row[prompt_len:].tolist()
+        for r, row, mask in zip(batch, out, enc["attention_mask"]):
+            new = row[prompt_len:].tolist()[: r.max_tokens]
             stopped = next((k for k, t in enumerate(new) if t in eos), None)
             tokens = new if stopped is None else new[:stopped]
             completions.append(Completion(
                 text=self.tokenizer.decode(tokens, skip_special_tokens=True),
                 num_prompt_tokens=int(mask.sum()), num_tokens=len(tokens),
                 finish_reason="stop" if stopped is not None else "length", model_version=version,
+                token_ids=tokens,
             ))
         return completions
 

@@ -26,6 +26,7 @@ class Completion:
     num_tokens: int
     finish_reason: str  # "stop" | "length"
     model_version: int  # the weights version that produced it, recorded on every corpus row
+    token_ids: list[int] = field(default_factory=list)  # exact tokens: texts can differ in partial UTF-8 tails
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

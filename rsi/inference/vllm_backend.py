@@ -71,6 +71,7 @@ class VLLMBackend:
             completions[i] = Completion(
                 text=gen.text, num_prompt_tokens=len(out.prompt_token_ids or []),
                 num_tokens=len(gen.token_ids), finish_reason=gen.finish_reason or "stop", model_version=version,
+                token_ids=list(gen.token_ids),
             )
         return completions
 
