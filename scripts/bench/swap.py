@@ -1,0 +1,95 @@
+"""Weight swap vs fresh engine start, per model and backend, measured in the same run.
+
+For each model: start an engine on the base weights, swap in a second checkpoint (timed, repeated), then
+start a fresh engine on that checkpoint (timed, repeated; the first vLLM start in a process also pays the
+import, reported apart). Prints medians and the ratio swap/fresh, and checks the swapped engine's greedy
+tokens equal the fresh engine's.
+
+    .venv/bin/python scripts/bench/swap.py [--models tiny smollm2-135m] [--backends vllm hf] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from rsi.inference.engine import EngineActor, EngineSpec
+from rsi.models import resolve_model_path
+
+
+def perturbed_copy(src: str, out: Path) -> str:
+    """A second checkpoint of the same model (every weight nudged), as a training step would produce."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * p.abs().mean() * 0.05)
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(src).save_pretrained(out)
+    return str(out)
+
+
+def measure(model: str, backend: str, repeats: int, work: Path) -> dict[str, float | bool]:
+    base = resolve_model_path(model, None)
+    other = perturbed_copy(base, work / f"{model}-b")
+    spec = EngineSpec(model_path=base, backend=backend, kv_cache_gb=0.5, max_model_len=2048)
+    prompts = [{"messages": [{"role": "user", "content": f"Write a Python function #{i} that parses dates."}],
+                "max_tokens": 24} for i in range(8)]
+
+    t0 = time.perf_counter()
+    engine = EngineActor(spec)
+    first_start = time.perf_counter() - t0
+    swaps = []
+    for i in range(repeats):
+        target = other if i % 2 == 0 else base
+        t0 = time.perf_counter()
+        engine.update_weights(target)
+        swaps.append(time.perf_counter() - t0)
+    if repeats % 2 == 0:  # end on the second checkpoint for the equality check
+        engine.update_weights(other)
+    swapped = [c["token_ids"] for c in engine.generate(prompts)]
+    del engine
+
+    starts = []
+    fresh_tokens: list = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fresh = EngineActor(EngineSpec(**{**spec.__dict__, "model_path": other}))
+        starts.append(time.perf_counter() - t0)
+        fresh_tokens = [c["token_ids"] for c in fresh.generate(prompts)]
+        del fresh
+    return {"swap_s": statistics.median(swaps), "fresh_s": statistics.median(starts),
+            "first_start_s": first_start, "equal": swapped == fresh_tokens}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", nargs="+", default=["tiny", "smollm2-135m"])
+    parser.add_argument("--backends", nargs="+", default=["vllm", "hf"])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    table = Table(title="weight swap vs fresh engine (medians)")
+    for col in ("model", "backend", "swap s", "fresh start s", "swap/fresh", "first start s (with import)",
+                "greedy equal"):
+        table.add_column(col, justify="right")
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models:
+            for backend in args.backends:
+                r = measure(model, backend, args.repeats, Path(tmp))
+                table.add_row(model, backend, f"{r['swap_s']:.3f}", f"{r['fresh_s']:.2f}",
+                              f"{r['swap_s'] / r['fresh_s']:.4f}", f"{r['first_start_s']:.2f}", str(r["equal"]))
+    Console(width=140).print(table)
+
+
+if __name__ == "__main__":
+    main()
