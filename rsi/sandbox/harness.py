@@ -115,6 +115,11 @@ def program_main(rfd: int, wfd: int) -> None:
                 reply = {"ok": True, "value": encode(value)}
         except BaseException as exc:  # SystemExit and KeyboardInterrupt included: they are answers too
             reply = _exc_reply(exc)
+        for stream in (sys.stdout, sys.stderr):  # the process ends with SIGKILL: nothing flushes later
+            try:
+                stream.flush()
+            except BaseException:
+                pass
         try:
             send_msg(wfd, reply)
         except BaseException as exc:
