@@ -28,12 +28,15 @@ class EngineSpec:
     enforce_eager: bool = True
     seed: int = 0
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    initial_version: int = 0  # a replica restarted on version v's checkpoint reports v, not 0
+    weight_transfer: str | None = None  # vLLM weight-transfer backend (nccl | ipc) for trainer pushes; None = disk
+    sleep_mode: bool = False  # colocated with a trainer: let the engine free its GPU memory while training runs
 
 
 class EngineActor:
     def __init__(self, spec: EngineSpec):
         self.spec = spec
-        self._version = 0
+        self._version = spec.initial_version
         self._weights_path = spec.model_path
         t0 = time.perf_counter()
         if spec.backend == "vllm":
@@ -43,6 +46,7 @@ class EngineActor:
                 spec.model_path, dtype=spec.dtype, max_model_len=spec.max_model_len, threads=spec.threads,
                 kv_cache_gb=spec.kv_cache_gb, tensor_parallel_size=spec.tensor_parallel_size,
                 enforce_eager=spec.enforce_eager, seed=spec.seed, engine_kwargs=spec.engine_kwargs,
+                weight_transfer=spec.weight_transfer, sleep_mode=spec.sleep_mode,
             )
         elif spec.backend == "hf":
             from rsi.inference.hf_backend import HFBackend
@@ -59,14 +63,48 @@ class EngineActor:
         completions = self.backend.generate([as_request(r) for r in requests], self._version)
         return [c.to_dict() for c in completions]
 
-    def update_weights(self, path: str) -> int:
-        """Load the checkpoint folder at `path` into the running engine; returns the new version."""
+    def update_weights(self, path: str, version: int | None = None) -> int:
+        """Load the checkpoint folder at `path` into the running engine; returns the new version.
+
+        A pool passes `version` so every replica (restarted ones included) reports the pool's number.
+        """
         if not os.path.isdir(path):
             raise FileNotFoundError(f"no checkpoint folder at {path}")
         self.backend.load_weights(path)
-        self._version += 1
+        self._version = self._version + 1 if version is None else version
         self._weights_path = path
         return self._version
+
+    # Trainer-pushed weights (vLLM weight-transfer API): the trainer drives init → start → receive → finish;
+    # see rsi/inference/weight_sync.py. Only the vLLM backend supports it.
+    def init_weight_transfer(self, init_info: dict[str, Any]) -> None:
+        self._transfer_backend().init_weight_transfer(init_info)
+
+    def start_weight_update(self) -> None:
+        self._transfer_backend().start_weight_update()
+
+    def receive_weights(self, update_info: dict[str, Any]) -> None:
+        self._transfer_backend().receive_weights(update_info)
+
+    def finish_weight_update(self, version: int, checkpoint: str | None = None) -> int:
+        """Close a pushed update; `checkpoint` (the same weights on disk) is where a restart reloads from."""
+        self._transfer_backend().finish_weight_update()
+        self._version = version
+        if checkpoint is not None:
+            self._weights_path = checkpoint
+        return self._version
+
+    def _transfer_backend(self) -> Any:
+        if not hasattr(self.backend, "init_weight_transfer"):
+            raise NotImplementedError(f"backend {self.spec.backend!r} has no weight-transfer API: use disk swaps")
+        return self.backend
+
+    def sleep(self, level: int = 1) -> bool:
+        """Free accelerator memory while a colocated trainer runs; False where the backend cannot."""
+        return bool(getattr(self.backend, "sleep", lambda level: False)(level))
+
+    def wake_up(self) -> bool:
+        return bool(getattr(self.backend, "wake_up", lambda: False)())
 
     def version(self) -> int:
         return self._version
@@ -76,14 +114,29 @@ class EngineActor:
                 "pid": os.getpid(), "start_seconds": self.start_seconds}
 
 
-def start_engine(spec: EngineSpec, *, num_cpus: float = 1, num_gpus: float = 0, name: str | None = None) -> Any:
+def engine_env(spec: EngineSpec) -> dict[str, str]:
+    return {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": str(spec.threads),
+            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}
+
+
+def launch_engine(spec: EngineSpec, *, num_cpus: float = 1, num_gpus: float = 0, name: str | None = None,
+                  scheduling_strategy: Any = None) -> Any:
+    """Create an EngineActor without waiting for its model to load (pools start replicas in parallel)."""
+    import ray
+
+    options: dict[str, Any] = dict(num_cpus=num_cpus, num_gpus=num_gpus, name=name,
+                                   runtime_env={"env_vars": engine_env(spec)})
+    if scheduling_strategy is not None:
+        options["scheduling_strategy"] = scheduling_strategy
+    return ray.remote(EngineActor).options(**options).remote(spec)
+
+
+def start_engine(spec: EngineSpec, *, num_cpus: float = 1, num_gpus: float = 0, name: str | None = None,
+                 scheduling_strategy: Any = None) -> Any:
     """Start an EngineActor on the cluster and wait until its model is loaded; returns the actor handle."""
     import ray
 
-    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": str(spec.threads),
-           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}
-    actor = ray.remote(EngineActor).options(
-        num_cpus=num_cpus, num_gpus=num_gpus, name=name, runtime_env={"env_vars": env},
-    ).remote(spec)
+    actor = launch_engine(spec, num_cpus=num_cpus, num_gpus=num_gpus, name=name,
+                          scheduling_strategy=scheduling_strategy)
     ray.get(actor.health.remote())  # surfaces a load failure here, not at the first generate
     return actor

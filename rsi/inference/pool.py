@@ -1,0 +1,309 @@
+"""EnginePool: N long-lived EngineActor replicas behind one async router actor with the engine's own API.
+
+Ray Data stages call `ray.get(pool.generate.remote(requests))` exactly as on a single engine. The router
+splits each call's requests over the replicas, merges requests of concurrent calls into engine batches, and
+bounds the requests in flight per replica (`max_in_flight`); callers simply wait, which is the backpressure.
+
+Routing is least-loaded by construction: a replica is only sent work when it has none in flight, so the
+next batch always goes to an idle replica; when several are idle the queue is split evenly among them.
+
+A replica that dies is replaced (up to `max_restarts` times per replica) by a fresh actor loaded from the
+pool's current checkpoint at the pool's current version, and its unfinished requests go back to the front of
+the queue. A retried request is answered exactly once to its caller, and since corpus ids are content
+hashes, a retried row is the same row: nothing is lost and nothing duplicated.
+
+A swap (`update_weights`) pauses dispatch, lets the in-flight batches finish on the old weights, swaps every
+replica, then resumes: each completion carries the version of the replica that produced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rsi.inference.engine import EngineSpec
+
+
+@dataclass
+class PoolConfig:
+    replicas: int = 1
+    max_in_flight: int = 64  # requests outstanding per replica: one engine batch at most
+    max_restarts: int = 3  # replacements per replica before it is given up
+    num_cpus: float = 1  # per replica (tests use 0: few logical CPUs otherwise deadlock the scheduler)
+    num_gpus: float = 0  # per replica; with tensor parallelism the GPUs come from a placement group instead
+    name: str = "policy"
+
+
+@dataclass
+class _Replica:
+    index: int
+    handle: Any
+    restarts: int = 0
+    in_flight: int = 0  # requests sent and not yet answered
+    alive: bool = True
+    served: int = 0
+
+
+# Errors that mean the replica process is gone (or unreachable): retry elsewhere, restart it.
+def _replica_lost(exc: BaseException) -> bool:
+    import ray.exceptions as rex
+
+    return isinstance(exc, (rex.RayActorError, rex.ActorUnavailableError))
+
+
+class EnginePool:
+    """The router actor (async): holds the replica handles, the request queue and the pool's version."""
+
+    def __init__(self, spec: EngineSpec, config: PoolConfig, launcher: Callable[..., Any] | None = None):
+        self.spec = spec
+        self.config = config
+        # launcher(spec, index) -> actor handle; replaceable so tests can drive the router with stand-in actors.
+        self._launch = launcher or _default_launcher(config)
+        self._version = spec.initial_version
+        self._weights = spec.model_path
+        self._queue: deque[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = deque()
+        self._paused = False
+        self._changed = asyncio.Event()  # anything that may let the dispatcher send work
+        self._idle = asyncio.Event()  # nothing in flight: a swap may proceed
+        self._idle.set()
+        self._swap_lock = asyncio.Lock()
+        self._restarting: dict[int, asyncio.Task[None]] = {}
+        self._replicas = [_Replica(i, self._launch(spec, i)) for i in range(config.replicas)]
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._calls = 0
+        self._retried = 0
+        self._swap_seconds: list[float] = []
+
+    async def ready(self) -> dict[str, Any]:
+        """Wait until every replica has loaded its model (they load in parallel)."""
+        await asyncio.gather(*(r.handle.health.remote() for r in self._replicas))
+        return await self.health()
+
+    # ---- the engine API -------------------------------------------------------------------------------------
+    async def generate(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not requests:
+            return []
+        self._ensure_dispatcher()
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in requests]
+        self._queue.extend(zip((_as_dict(r) for r in requests), futures))
+        self._changed.set()
+        return list(await asyncio.gather(*futures))
+
+    async def update_weights(self, path: str, version: int | None = None) -> int:
+        """Swap every replica to the checkpoint at `path` (disk path: vLLM `reload_weights`); returns the version."""
+        async with self._swap_lock:
+            t0 = time.perf_counter()
+            await self._drain()
+            new = self._version + 1 if version is None else version
+            try:
+                await self._swap_all(path, new)
+            finally:
+                self._resume()
+            self._swap_seconds.append(time.perf_counter() - t0)
+            return new
+
+    async def version(self) -> int:
+        return self._version
+
+    async def health(self) -> dict[str, Any]:
+        return {
+            "name": self.config.name, "version": self._version, "weights": self._weights,
+            "replicas": [{"index": r.index, "alive": r.alive, "restarts": r.restarts, "in_flight": r.in_flight,
+                          "served": r.served} for r in self._replicas],
+            "queued": len(self._queue), "calls": self._calls, "retried": self._retried, "paused": self._paused,
+            "swap_seconds": list(self._swap_seconds),
+        }
+
+    # ---- trainer-pushed swaps (rsi/inference/weight_sync.py) and colocation ---------------------------------
+    async def begin_swap(self) -> list[Any]:
+        """Pause and drain, then hand out the replica handles for a trainer to push weights into."""
+        await self._swap_lock.acquire()
+        await self._drain()
+        return [r.handle for r in self._replicas if r.alive]
+
+    async def end_swap(self, version: int, checkpoint: str | None, pushed: bool) -> int:
+        """Close a pushed swap and resume. `pushed=False` (the push failed): swap from `checkpoint` on disk."""
+        try:
+            if pushed:
+                self._version = version
+                self._weights = checkpoint or self._weights
+            elif checkpoint is None:
+                raise ValueError("a failed push needs a checkpoint folder to fall back to")
+            else:
+                await self._swap_all(checkpoint, version)
+            return self._version
+        finally:
+            self._resume()
+            self._swap_lock.release()
+
+    async def sleep(self, level: int = 1) -> list[bool]:
+        """Drain and put every replica to sleep (colocated training); stays paused until `wake_up`."""
+        await self._swap_lock.acquire()
+        await self._drain()
+        return list(await asyncio.gather(*(r.handle.sleep.remote(level) for r in self._replicas if r.alive)))
+
+    async def wake_up(self) -> list[bool]:
+        try:
+            return list(await asyncio.gather(*(r.handle.wake_up.remote() for r in self._replicas if r.alive)))
+        finally:
+            self._resume()
+            self._swap_lock.release()
+
+    async def replica_handles(self) -> list[Any]:
+        return [r.handle for r in self._replicas]
+
+    # ---- internals ------------------------------------------------------------------------------------------
+    def _ensure_dispatcher(self) -> None:
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            if self._paused:
+                continue
+            idle = [r for r in self._replicas if r.alive and r.in_flight == 0]
+            if not self._queue:
+                continue
+            if not any(r.alive for r in self._replicas) and not self._restarting:
+                self._fail_all(RuntimeError(f"pool {self.config.name}: every replica is gone"))
+                continue
+            for k, replica in enumerate(idle):
+                # Split what is queued evenly over the idle replicas; one batch each, at most max_in_flight.
+                share = math.ceil(len(self._queue) / (len(idle) - k))
+                take = min(share, self.config.max_in_flight)
+                batch = [self._queue.popleft() for _ in range(min(take, len(self._queue)))]
+                if not batch:
+                    break
+                self._send(replica, batch)
+
+    def _send(self, replica: _Replica, batch: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]]) -> None:
+        replica.in_flight += len(batch)
+        self._idle.clear()
+        self._calls += 1
+        asyncio.get_running_loop().create_task(self._call(replica, replica.handle, batch))
+
+    async def _call(self, replica: _Replica, handle: Any,
+                    batch: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]]) -> None:
+        try:
+            outputs = await handle.generate.remote([req for req, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - sorted below: lost replica → retry, anything else → caller
+            if _replica_lost(exc):
+                self._retried += len(batch)
+                self._queue.extendleft(reversed([item for item in batch if not item[1].done()]))
+                self._lose(replica, handle)
+            else:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+        else:
+            replica.served += len(batch)
+            for (_, fut), out in zip(batch, outputs):
+                if not fut.done():  # a caller that went away leaves its future cancelled
+                    fut.set_result(out)
+        finally:
+            replica.in_flight -= len(batch)
+            if all(r.in_flight == 0 for r in self._replicas):
+                self._idle.set()
+            self._changed.set()
+
+    def _lose(self, replica: _Replica, handle: Any) -> None:
+        if handle is not replica.handle or not replica.alive:
+            return  # already replaced by an earlier failure of the same actor
+        replica.alive = False
+        if replica.restarts >= self.config.max_restarts:
+            return
+        replica.restarts += 1
+        task = asyncio.get_running_loop().create_task(self._restart(replica))
+        self._restarting[replica.index] = task
+
+    async def _restart(self, replica: _Replica) -> None:
+        import ray
+
+        try:
+            ray.kill(replica.handle, no_restart=True)
+        except Exception:  # noqa: BLE001 - it is usually dead already
+            pass
+        # The replacement loads the pool's current weights and reports the pool's version, so rows it serves
+        # are tagged exactly like rows from replicas that were swapped in place.
+        spec = dataclasses.replace(self.spec, model_path=self._weights, initial_version=self._version)
+        while True:
+            handle = self._launch(spec, replica.index)
+            try:
+                await handle.health.remote()
+                break
+            except Exception as exc:  # noqa: BLE001
+                if not _replica_lost(exc) or replica.restarts >= self.config.max_restarts:
+                    self._restarting.pop(replica.index, None)
+                    self._changed.set()
+                    return
+                replica.restarts += 1
+        replica.handle, replica.alive = handle, True
+        self._restarting.pop(replica.index, None)
+        self._changed.set()
+
+    async def _drain(self) -> None:
+        self._paused = True
+        await self._idle.wait()
+        if self._restarting:
+            await asyncio.gather(*self._restarting.values(), return_exceptions=True)
+
+    async def _swap_all(self, path: str, version: int) -> None:
+        replicas = [r for r in self._replicas if r.alive]
+        results = await asyncio.gather(*(r.handle.update_weights.remote(path, version) for r in replicas),
+                                       return_exceptions=True)
+        self._weights, self._version = path, version
+        for replica, result in zip(replicas, results):
+            if isinstance(result, BaseException):
+                if not _replica_lost(result):
+                    raise result
+                self._lose(replica, replica.handle)  # restarts on the new weights
+        if self._restarting:
+            await asyncio.gather(*self._restarting.values(), return_exceptions=True)
+
+    def _resume(self) -> None:
+        self._paused = False
+        self._changed.set()
+
+    def _fail_all(self, exc: Exception) -> None:
+        while self._queue:
+            _, fut = self._queue.popleft()
+            if not fut.done():
+                fut.set_exception(exc)
+
+
+def _as_dict(request: Any) -> dict[str, Any]:
+    return request if isinstance(request, dict) else request.to_dict()
+
+
+def _default_launcher(config: PoolConfig) -> Callable[[EngineSpec, int], Any]:
+    from rsi.inference.engine import launch_engine
+    from rsi.inference.placement import replica_strategy
+
+    groups: dict[int, Any] = {}
+
+    def launch(spec: EngineSpec, index: int) -> Any:
+        strategy, num_gpus = replica_strategy(spec.tensor_parallel_size, config.num_gpus, groups, index)
+        return launch_engine(spec, num_cpus=config.num_cpus, num_gpus=num_gpus, scheduling_strategy=strategy)
+
+    return launch
+
+
+def start_pool(spec: EngineSpec, config: PoolConfig, *, launcher: Callable[..., Any] | None = None,
+               name: str | None = None) -> Any:
+    """Start the router and its replicas; returns the router handle once every replica has loaded."""
+    import ray
+
+    # An async actor: thousands of concurrent generate calls wait on futures in one event loop. It needs no CPU.
+    router = ray.remote(EnginePool).options(num_cpus=0, name=name, max_concurrency=10_000).remote(
+        spec, config, launcher)
+    ray.get(router.ready.remote())
+    return router
