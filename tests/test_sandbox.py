@@ -16,16 +16,39 @@ from rsi.sandbox.executor import IsolationBroken, Sandbox
 from rsi.sandbox.seccomp import ARCHES, DENIED, build_filter
 from rsi.sandbox.verdict import TestResult, Verdict, decode_output, worst
 
-needs_sandbox = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("bwrap"),
-                                   reason="the sandbox needs root (per-slot uids) and bubblewrap")
+needs_sandbox = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("bwrap"),
+    reason="the sandbox needs root (per-slot uids) and bubblewrap",
+)
 LIMITS = Limits(timeout_s=3.0, memory_mb=512)
 
 
 # ------------------------------------------------------------------------------------------------ units
-@pytest.mark.parametrize("value", [
-    None, True, False, 0, -7, 10**400, 1.5, float("inf"), -float("inf"), "héllo\x00", [1, [2, (3, 4)]], (1, "a"),
-    {"a": 1, 2: [3], (4, 5): None}, {1, 2}, frozenset({"x"}), b"\x00\xff", 1 + 2j, [], (), {},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        False,
+        0,
+        -7,
+        10**400,
+        1.5,
+        float("inf"),
+        -float("inf"),
+        "héllo\x00",
+        [1, [2, (3, 4)]],
+        (1, "a"),
+        {"a": 1, 2: [3], (4, 5): None},
+        {1, 2},
+        frozenset({"x"}),
+        b"\x00\xff",
+        1 + 2j,
+        [],
+        (),
+        {},
+    ],
+)
 def test_codec_round_trip_keeps_types(value: object) -> None:
     back = codec.loads(codec.dumps(value))
     assert back == value and type(back) is type(value)
@@ -47,8 +70,19 @@ def test_codec_nan_and_subclasses() -> None:
     assert type(back) is int and back == 7  # the base value, not the overrides
 
 
-@pytest.mark.parametrize("bad", ['{"$x": 1}', '{"a": 1, "b": 2}', '{"$t": 5}', '{"$d": [[1]]}', '{"$d": [[[1], 2]]}',
-                                 '{"$c": ["a", 1]}', "[" * 5000 + "]" * 5000, '{"$f": "1e9"}'])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '{"$x": 1}',
+        '{"a": 1, "b": 2}',
+        '{"$t": 5}',
+        '{"$d": [[1]]}',
+        '{"$d": [[[1], 2]]}',
+        '{"$c": ["a", 1]}',
+        "[" * 5000 + "]" * 5000,
+        '{"$f": "1e9"}',
+    ],
+)
 def test_codec_rejects_malformed(bad: str) -> None:
     with pytest.raises(codec.CodecError):
         codec.loads(bad)
@@ -110,7 +144,9 @@ def sandbox(request):
     base = {"bwrap": 63000, "landlock": 63100}[request.param]
     if os.geteuid() != 0 or not shutil.which("bwrap"):
         pytest.skip("the sandbox needs root (per-slot uids) and bubblewrap")
-    with Sandbox(SandboxConfig(launcher=request.param, slots=2, uid_base=base, uid_count=16, limits=LIMITS)) as sb:
+    with Sandbox(
+        SandboxConfig(launcher=request.param, slots=2, uid_base=base, uid_count=16, limits=LIMITS)
+    ) as sb:
         yield sb
 
 
@@ -120,26 +156,41 @@ ADD = "def add(a, b):\n    return a + b\n"
 def test_humaneval_format(sandbox: Sandbox) -> None:
     ok = sandbox.run(ADD, "def check(candidate):\n    assert candidate(1, 2) == 3\n", entry_point="add")
     assert ok.status == "pass" and ok.tests[0].status == "pass"
-    bad = sandbox.run(ADD, "def check(candidate):\n    assert candidate(1, 2) == 4, 'nope'\n", entry_point="add")
+    bad = sandbox.run(
+        ADD, "def check(candidate):\n    assert candidate(1, 2) == 4, 'nope'\n", entry_point="add"
+    )
     assert bad.status == "fail" and bad.tests[0].message == "nope"
-    raises = sandbox.run("def add(a, b):\n    raise ValueError('boom')\n",
-                         "def check(candidate):\n    assert candidate(1, 2) == 3\n", entry_point="add")
+    raises = sandbox.run(
+        "def add(a, b):\n    raise ValueError('boom')\n",
+        "def check(candidate):\n    assert candidate(1, 2) == 3\n",
+        entry_point="add",
+    )
     assert raises.status == "error" and raises.tests[0].message == "boom"
-    caught = sandbox.run("def add(a, b):\n    raise ValueError('boom')\n",
-                         "def check(candidate):\n    try:\n        candidate(1, 2)\n    except ValueError:\n"
-                         "        return\n    assert False\n", entry_point="add")
+    caught = sandbox.run(
+        "def add(a, b):\n    raise ValueError('boom')\n",
+        "def check(candidate):\n    try:\n        candidate(1, 2)\n    except ValueError:\n"
+        "        return\n    assert False\n",
+        entry_point="add",
+    )
     assert caught.status == "pass"  # program exceptions keep their builtin type for the test code
-    syntax = sandbox.run("def add(a, b)\n    return a + b\n", "def check(candidate):\n    pass\n", entry_point="add")
+    syntax = sandbox.run(
+        "def add(a, b)\n    return a + b\n", "def check(candidate):\n    pass\n", entry_point="add"
+    )
     assert syntax.status == "error"
-    printed = sandbox.run("print('hi')\n" + ADD, "def check(candidate):\n    assert candidate(1, 1) == 2\n",
-                          entry_point="add")
+    printed = sandbox.run(
+        "print('hi')\n" + ADD, "def check(candidate):\n    assert candidate(1, 1) == 2\n", entry_point="add"
+    )
     assert printed.status == "pass" and printed.stdout == "hi\n"
 
 
 def test_helpers_and_modules_of_the_program_reach_the_tests(sandbox: Sandbox) -> None:
-    program = "import math\nK = (1, 2)\ndef helper(x):\n    return x * 2\ndef f(x):\n    return helper(x) + 1\n"
-    tests = "def check(candidate):\n    assert candidate(2) == helper(2) + 1 == 5\n    assert K == (1, 2)\n" \
-            "    assert math.floor(2.5) == 2\n"
+    program = (
+        "import math\nK = (1, 2)\ndef helper(x):\n    return x * 2\ndef f(x):\n    return helper(x) + 1\n"
+    )
+    tests = (
+        "def check(candidate):\n    assert candidate(2) == helper(2) + 1 == 5\n    assert K == (1, 2)\n"
+        "    assert math.floor(2.5) == 2\n"
+    )
     assert sandbox.run(program, tests, entry_point="f").status == "pass"
 
 
@@ -159,8 +210,10 @@ def test_json_format(sandbox: Sandbox) -> None:
 
 
 def test_json_case_crash_does_not_sink_the_others(sandbox: Sandbox) -> None:
-    program = "import ctypes\ndef f(x):\n    if x == 0:\n        ctypes.string_at(0)\n    if x == 1:\n" \
-              "        while True:\n            pass\n    return x\n"
+    program = (
+        "import ctypes\ndef f(x):\n    if x == 0:\n        ctypes.string_at(0)\n    if x == 1:\n"
+        "        while True:\n            pass\n    return x\n"
+    )
     cases = [{"args": [0], "expected": 0}, {"args": [1], "expected": 1}, {"args": [2], "expected": 2}]
     v = sandbox.run(program, cases, fmt="json", entry_point="f", limits=LIMITS.with_(timeout_s=1.0))
     assert [t.status for t in v.tests] == ["signal", "timeout", "pass"]
@@ -168,21 +221,28 @@ def test_json_case_crash_does_not_sink_the_others(sandbox: Sandbox) -> None:
 
 def test_expected_values_and_test_code_never_enter_the_program(sandbox: Sandbox) -> None:
     """The program cannot find the answers by searching its own memory."""
-    search = ("import gc, sys\ndef f(x):\n    marker = '-'.join(['zq', 'unique'])\n"
-              "    for o in gc.get_objects() + list(sys.modules.values()):\n"
-              "        if marker in repr(o):\n            return marker + '-777'\n    return 'nope'\n")
+    search = (
+        "import gc, sys\ndef f(x):\n    marker = '-'.join(['zq', 'unique'])\n"
+        "    for o in gc.get_objects() + list(sys.modules.values()):\n"
+        "        if marker in repr(o):\n            return marker + '-777'\n    return 'nope'\n"
+    )
     v = sandbox.run(search, [{"args": [1], "expected": "zq-unique-777"}], fmt="json", entry_point="f")
     assert v.status == "fail", v
-    v = sandbox.run(search, "def check(candidate):\n    assert candidate(1) == 'zq-unique' + '-777'\n",
-                    entry_point="f")
+    v = sandbox.run(
+        search, "def check(candidate):\n    assert candidate(1) == 'zq-unique' + '-777'\n", entry_point="f"
+    )
     assert v.status == "fail", v
 
 
 def test_run_many_keeps_order(sandbox: Sandbox) -> None:
     from rsi.sandbox.executor import humaneval_job
 
-    jobs = [humaneval_job(f"def f():\n    return {i}\n", f"def check(c):\n    assert c() == {i if i % 3 else -1}\n", "f")
-            for i in range(12)]
+    jobs = [
+        humaneval_job(
+            f"def f():\n    return {i}\n", f"def check(c):\n    assert c() == {i if i % 3 else -1}\n", "f"
+        )
+        for i in range(12)
+    ]
     assert [v.status for v in sandbox.run_many(jobs)] == ["fail" if i % 3 == 0 else "pass" for i in range(12)]
 
 
@@ -226,7 +286,9 @@ def test_cli_run(tmp_path, capsys) -> None:  # noqa: ANN001
     assert main(base + ["--tests", str(tests), "--entry-point", "add"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "pass" and out["tests"][0]["name"] == "check"
-    assert main(base + ["--tests", str(cases), "--format", "json", "--entry-point", "add", "--no-canary"]) == 1
+    assert (
+        main(base + ["--tests", str(cases), "--format", "json", "--entry-point", "add", "--no-canary"]) == 1
+    )
     out = json.loads(capsys.readouterr().out)
     assert [t["status"] for t in out["tests"]] == ["pass", "fail"]
     assert main(["run", "--program", str(prog), "--tests", str(tests)]) == 2  # humaneval needs --entry-point

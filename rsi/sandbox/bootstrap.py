@@ -1,5 +1,5 @@
-"""The harness as the sandbox runs it: codec + confine + harness sources joined into one script (the
-sandbox has no rsi package), compiled to bytecode once per interpreter."""
+"""The harness as the sandbox runs it: codec + confine + program + harness sources joined into one
+script (the sandbox has no rsi package), compiled to bytecode once per interpreter."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from importlib import resources
 
 @cache
 def harness_source() -> str:
-    """codec + confine + harness as one script: the sandbox has no rsi package."""
+    """codec + confine + program + harness as one script: the sandbox has no rsi package."""
     pkg = resources.files("rsi.sandbox")
-    return "\n\n".join((pkg / name).read_text() for name in ("codec.py", "confine.py", "harness.py"))
+    return "\n\n".join(
+        (pkg / name).read_text() for name in ("codec.py", "confine.py", "program.py", "harness.py")
+    )
 
 
 _pyc_lock = threading.Lock()
@@ -36,9 +38,21 @@ def harness_pyc(python: str, lock_dir: str) -> str:
             f.write(source)
         tmp = src + "c"
         try:
-            subprocess.run([python, "-I", "-S", "-c", "import py_compile, sys; py_compile.compile(sys.argv[1], "
-                            "cfile=sys.argv[2], dfile='rsi-harness', doraise=True)", src, tmp],
-                           check=True, capture_output=True, timeout=60)
+            subprocess.run(
+                [
+                    python,
+                    "-I",
+                    "-S",
+                    "-c",
+                    "import py_compile, sys; py_compile.compile(sys.argv[1], "
+                    "cfile=sys.argv[2], dfile='rsi-harness', doraise=True)",
+                    src,
+                    tmp,
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         finally:

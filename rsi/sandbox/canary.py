@@ -24,23 +24,57 @@ def _cases(probe_dir: str, port: int) -> list[tuple[str, str, str, bool]]:
     """(name, program, tests, must_pass)."""
     target = os.path.join(probe_dir, "escaped")
     return [
-        ("honest program passes", "def f(x):\n    return x + 1\n",
-         "def check(candidate):\n    assert candidate(1) == 2\n", True),
-        ("wrong answer fails", "def f(x):\n    return x\n", "def check(candidate):\n    assert candidate(1) == 2\n",
-         False),
-        ("exit(0) before the asserts", "import os\nprint('PASSED')\nos._exit(0)\ndef f(x):\n    return x\n",
-         "def check(candidate):\n    assert candidate(1) == 2\n", False),
-        ("write outside the sandbox", f"def f():\n    open({target!r}, 'w').write('x')\n    return True\n",
-         _SUCCEEDED, False),
-        ("TCP to the host", f"import socket\ndef f():\n    socket.create_connection(('127.0.0.1', {port}), 1)\n"
-         "    return True\n", _SUCCEEDED, False),
-        ("environment leak", f"import os\ndef f():\n    return not set(os.environ) <= {sorted(_ENV_ALLOWED)!r}\n",
-         _SUCCEEDED, False),
-        ("fork bomb", "import os, time\ndef f():\n    n = 0\n    for _ in range(200):\n        try:\n"
-         "            if os.fork() == 0:\n                time.sleep(30)\n                os._exit(0)\n"
-         "            n += 1\n        except OSError:\n            pass\n    return n >= 200\n", _SUCCEEDED, False),
-        ("new namespaces", "import ctypes\ndef f():\n    return ctypes.CDLL(None).unshare(0x10000000) == 0\n",
-         _SUCCEEDED, False),
+        (
+            "honest program passes",
+            "def f(x):\n    return x + 1\n",
+            "def check(candidate):\n    assert candidate(1) == 2\n",
+            True,
+        ),
+        (
+            "wrong answer fails",
+            "def f(x):\n    return x\n",
+            "def check(candidate):\n    assert candidate(1) == 2\n",
+            False,
+        ),
+        (
+            "exit(0) before the asserts",
+            "import os\nprint('PASSED')\nos._exit(0)\ndef f(x):\n    return x\n",
+            "def check(candidate):\n    assert candidate(1) == 2\n",
+            False,
+        ),
+        (
+            "write outside the sandbox",
+            f"def f():\n    open({target!r}, 'w').write('x')\n    return True\n",
+            _SUCCEEDED,
+            False,
+        ),
+        (
+            "TCP to the host",
+            f"import socket\ndef f():\n    socket.create_connection(('127.0.0.1', {port}), 1)\n"
+            "    return True\n",
+            _SUCCEEDED,
+            False,
+        ),
+        (
+            "environment leak",
+            f"import os\ndef f():\n    return not set(os.environ) <= {sorted(_ENV_ALLOWED)!r}\n",
+            _SUCCEEDED,
+            False,
+        ),
+        (
+            "fork bomb",
+            "import os, time\ndef f():\n    n = 0\n    for _ in range(200):\n        try:\n"
+            "            if os.fork() == 0:\n                time.sleep(30)\n                os._exit(0)\n"
+            "            n += 1\n        except OSError:\n            pass\n    return n >= 200\n",
+            _SUCCEEDED,
+            False,
+        ),
+        (
+            "new namespaces",
+            "import ctypes\ndef f():\n    return ctypes.CDLL(None).unshare(0x10000000) == 0\n",
+            _SUCCEEDED,
+            False,
+        ),
     ]
 
 

@@ -20,9 +20,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one program against its tests and print the verdict")
     run.add_argument("--program", required=True, help="Python source of the program")
-    run.add_argument("--tests", required=True,
-                     help="humaneval: test code defining check(candidate); json: a list of cases "
-                          '[{"function"?, "args", "kwargs"?, "expected", "rel_tol"?}]')
+    run.add_argument(
+        "--tests",
+        required=True,
+        help="humaneval: test code defining check(candidate); json: a list of cases "
+        '[{"function"?, "args", "kwargs"?, "expected", "rel_tol"?}]',
+    )
     run.add_argument("--format", choices=("humaneval", "json"), default="humaneval")
     run.add_argument("--entry-point", default="", help="function under test (humaneval: required)")
     run.add_argument("--timeout", type=float, default=Limits.timeout_s, help="seconds (per case for json)")
@@ -47,18 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.format == "json" and isinstance(tests, dict):
         tests = tests.get("cases", [])
     limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb)
-    cfg = SandboxConfig(launcher=args.launcher, slots=1, uid_base=args.uid_base, limits=limits,
-                        canary=not args.no_canary)
+    cfg = SandboxConfig(
+        launcher=args.launcher, slots=1, uid_base=args.uid_base, limits=limits, canary=not args.no_canary
+    )
     try:
         with Sandbox(cfg) as sandbox:
-            verdict = sandbox.run(program, tests, fmt=args.format, entry_point=args.entry_point, limits=limits)
+            verdict = sandbox.run(
+                program, tests, fmt=args.format, entry_point=args.entry_point, limits=limits
+            )
     except IsolationBroken as exc:
         print(f"rsi sandbox: {exc}", file=sys.stderr)
         return 3
     if args.json:
         print(json.dumps(verdict.to_dict()))
     else:
-        print(f"{verdict.status} ({verdict.wall_ms:.0f} ms){': ' + verdict.message if verdict.message else ''}")
+        print(
+            f"{verdict.status} ({verdict.wall_ms:.0f} ms){': ' + verdict.message if verdict.message else ''}"
+        )
         for t in verdict.tests:
             print(f"  {t.name}: {t.status}{': ' + t.message if t.message else ''}")
     if verdict.status == PASS:

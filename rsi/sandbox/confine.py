@@ -115,7 +115,9 @@ def apply_landlock(read_paths: list, write_paths: list, dev_files: list) -> int:
                 if not os.path.isdir(path):
                     access &= file_rights
                 rule = PathBeneath(access & fs, fd)
-                _check(ctypes, libc.syscall(nr_add, ruleset, _LL_RULE_PATH_BENEATH, ctypes.byref(rule), 0), path)
+                _check(
+                    ctypes, libc.syscall(nr_add, ruleset, _LL_RULE_PATH_BENEATH, ctypes.byref(rule), 0), path
+                )
             finally:
                 os.close(fd)
         no_new_privs()

@@ -33,7 +33,9 @@ def json_job(program: str, cases: Sequence[dict], entry_point: str = "") -> dict
         fn = c.get("function") or entry_point
         if not fn:
             raise ValueError("a JSON test case needs a 'function' (or an entry point)")
-        full.append({**c, "function": fn, "args": list(c.get("args", [])), "kwargs": dict(c.get("kwargs") or {})})
+        full.append(
+            {**c, "function": fn, "args": list(c.get("args", [])), "kwargs": dict(c.get("kwargs") or {})}
+        )
     return {"format": "json", "program": program, "cases": full}
 
 
@@ -68,8 +70,15 @@ class Sandbox:
                 break
         return verdict
 
-    def run(self, program: str, tests: str | Sequence[dict], *, fmt: str = "humaneval", entry_point: str = "",
-            limits: Limits | None = None) -> Verdict:
+    def run(
+        self,
+        program: str,
+        tests: str | Sequence[dict],
+        *,
+        fmt: str = "humaneval",
+        entry_point: str = "",
+        limits: Limits | None = None,
+    ) -> Verdict:
         if fmt == "humaneval":
             if not isinstance(tests, str) or not entry_point:
                 raise ValueError("the humaneval format needs test code and an entry point")

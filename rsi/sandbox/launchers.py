@@ -56,8 +56,11 @@ def interpreter(python: str = "") -> tuple[str, str]:
     the slot uids, unlike a python under /root), else the host's base interpreter. Never a venv's
     site-packages: the harness and the programs get the bare standard library."""
     if not python:
-        python = SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else os.path.join(
-            sys.base_prefix, "bin", os.path.basename(sys.executable))
+        python = (
+            SYSTEM_PYTHON
+            if os.path.exists(SYSTEM_PYTHON)
+            else os.path.join(sys.base_prefix, "bin", os.path.basename(sys.executable))
+        )
     exe = os.path.realpath(python)
     return exe, os.path.realpath(os.path.dirname(os.path.dirname(exe)))
 
@@ -74,7 +77,9 @@ def check_lock_dir(path: str) -> None:
     os.makedirs(path, mode=0o711, exist_ok=True)
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise PermissionError(f"sandbox lock_dir {path} must be a directory owned by us, not group/other-writable")
+        raise PermissionError(
+            f"sandbox lock_dir {path} must be a directory owned by us, not group/other-writable"
+        )
 
 
 class BwrapLauncher:
@@ -83,8 +88,18 @@ class BwrapLauncher:
     def __init__(self, cfg: SandboxConfig) -> None:
         self.cfg = cfg
         self.python, prefix = interpreter(cfg.python)
-        args = [cfg.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
-                "--new-session", "--as-pid-1", "--cap-drop", "ALL", "--clearenv"]
+        args = [
+            cfg.bwrap,
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--as-pid-1",
+            "--cap-drop",
+            "ALL",
+            "--clearenv",
+        ]
         if cfg.share_net:
             args.append("--share-net")
         for k, v in {**ENV, "HOME": "/tmp", "TMPDIR": "/tmp"}.items():
@@ -104,11 +119,24 @@ class BwrapLauncher:
         self.harness = harness_pyc(self.python, cfg.lock_dir)
         self.base = args + ["--ro-bind", self.harness, HARNESS_INSIDE, "--dev", "/dev"]
 
-    def spec(self, slot: Slot, limits: Limits, cfg_json_fn: Callable[[dict], str], seccomp_fd: int) -> LaunchSpec:
-        argv = self.base + ["--size", str(limits.tmpfs_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp",
-                            "--seccomp", str(seccomp_fd), "--"]
+    def spec(
+        self, slot: Slot, limits: Limits, cfg_json_fn: Callable[[dict], str], seccomp_fd: int
+    ) -> LaunchSpec:
+        argv = self.base + [
+            "--size",
+            str(limits.tmpfs_mb << 20),
+            "--tmpfs",
+            "/tmp",
+            "--chdir",
+            "/tmp",
+            "--seccomp",
+            str(seccomp_fd),
+            "--",
+        ]
         cfg = cfg_json_fn({"workdir": "/tmp", "wipe": ["/tmp", "/dev/shm"]})
-        return LaunchSpec(argv + _python_cmd(self.python, HARNESS_INSIDE, cfg), {}, "/", (seccomp_fd,), "/tmp")
+        return LaunchSpec(
+            argv + _python_cmd(self.python, HARNESS_INSIDE, cfg), {}, "/", (seccomp_fd,), "/tmp"
+        )
 
 
 class LandlockLauncher:
@@ -124,13 +152,22 @@ class LandlockLauncher:
         self.harness = harness_pyc(self.python, cfg.lock_dir)
         self.reads = [*reads, self.harness]
 
-    def spec(self, slot: Slot, limits: Limits, cfg_json_fn: Callable[[dict], str], seccomp_fd: int) -> LaunchSpec:
+    def spec(
+        self, slot: Slot, limits: Limits, cfg_json_fn: Callable[[dict], str], seccomp_fd: int
+    ) -> LaunchSpec:
         ll = {"read": self.reads, "write": [slot.workdir], "dev": list(_DEV_FILES)}
-        cfg = cfg_json_fn({"workdir": slot.workdir, "wipe": [slot.workdir], "landlock": ll,
-                           "seccomp_fd": seccomp_fd})
+        cfg = cfg_json_fn(
+            {"workdir": slot.workdir, "wipe": [slot.workdir], "landlock": ll, "seccomp_fd": seccomp_fd}
+        )
         env = {**ENV, "HOME": slot.workdir, "TMPDIR": slot.workdir}
-        return LaunchSpec(_python_cmd(self.python, self.harness, cfg), env, slot.workdir, (seccomp_fd,),
-                          slot.workdir, sweep_after=True)
+        return LaunchSpec(
+            _python_cmd(self.python, self.harness, cfg),
+            env,
+            slot.workdir,
+            (seccomp_fd,),
+            slot.workdir,
+            sweep_after=True,
+        )
 
 
 def make_launcher(cfg: SandboxConfig) -> BwrapLauncher | LandlockLauncher:

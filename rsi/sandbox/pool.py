@@ -42,8 +42,13 @@ class SandboxPool:
     """`num_workers` actors with `cfg.slots` concurrent runs each. Workers on one node take distinct uids
     from `[uid_base, uid_base + uid_count)` through file locks, whatever the placement."""
 
-    def __init__(self, cfg: SandboxConfig | None = None, num_workers: int = 1, num_cpus_per_worker: float = 1.0,
-                 chunk: int | None = None) -> None:
+    def __init__(
+        self,
+        cfg: SandboxConfig | None = None,
+        num_workers: int = 1,
+        num_cpus_per_worker: float = 1.0,
+        chunk: int | None = None,
+    ) -> None:
         import ray
 
         self.cfg = cfg or SandboxConfig()

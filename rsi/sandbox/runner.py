@@ -16,25 +16,15 @@ import subprocess
 import time
 from functools import cache
 
-from rsi.sandbox import codec
 from rsi.sandbox.config import Limits, SandboxConfig
 from rsi.sandbox.launchers import BwrapLauncher, LandlockLauncher
 from rsi.sandbox.seccomp import build_filter
 from rsi.sandbox.slots import Slot, reset_workdir, sweep
-from rsi.sandbox.verdict import (
-    ERROR,
-    FAIL,
-    INFRA,
-    OUTPUT_LIMIT,
-    PASS,
-    TIMEOUT,
-    TestResult,
-    Verdict,
-    decode_output,
-    worst,
-)
+from rsi.sandbox.verdict import ERROR, INFRA, OUTPUT_LIMIT, TIMEOUT, Verdict, build_verdict, decode_output
 
-RESULT_CAP = 32 << 20  # the harness's records (JSON case outputs can be large); it is trusted, this is a guard
+RESULT_CAP = (
+    32 << 20
+)  # the harness's records (JSON case outputs can be large); it is trusted, this is a guard
 GRACE_S = 2.0  # host deadline beyond the server's own per-job deadline
 JOB_GRACE_S = 1.0  # server deadline beyond the judge's: judge start-up and teardown
 STARTUP_S = 20.0
@@ -63,8 +53,10 @@ def wire_job(job: dict) -> dict:
     """What enters the sandbox: for JSON cases only the calls; expected values stay on the host."""
     if job["format"] == "humaneval":
         return {k: job[k] for k in ("format", "program", "tests", "entry_point")}
-    calls = [{"function": c["function"], "args": c.get("args", []), "kwargs": c.get("kwargs") or {}}
-             for c in job["cases"]]
+    calls = [
+        {"function": c["function"], "args": c.get("args", []), "kwargs": c.get("kwargs") or {}}
+        for c in job["cases"]
+    ]
     return {"format": "json", "program": job["program"], "cases": calls}
 
 
@@ -105,14 +97,24 @@ class SlotRunner:
         seccomp_fd = _pipe_with(seccomp_filter(allow_unix))
         host_end, box_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
+
             def cfg_json(extra: dict) -> str:
                 return json.dumps({"ctrl_fd": box_end.fileno(), "limits": limits.for_harness(), **extra})
 
             spec = self.launcher.spec(self.slot, limits, cfg_json, seccomp_fd)
             self.proc = subprocess.Popen(
-                spec.argv, env=spec.env, cwd=spec.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, pass_fds=(*spec.pass_fds, box_end.fileno()), close_fds=True,
-                user=self.slot.uid, group=self.slot.gid, extra_groups=[], start_new_session=True,
+                spec.argv,
+                env=spec.env,
+                cwd=spec.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(*spec.pass_fds, box_end.fileno()),
+                close_fds=True,
+                user=self.slot.uid,
+                group=self.slot.gid,
+                extra_groups=[],
+                start_new_session=True,
             )
         except OSError as exc:
             host_end.close()
@@ -195,7 +197,9 @@ class SlotRunner:
             for fd in (out_r, err_r, res_r):
                 os.close(fd)
             self.stop()
-            return Verdict(INFRA, message=f"sandbox server unreachable: {exc}", wall_ms=(time.monotonic() - t0) * 1e3)
+            return Verdict(
+                INFRA, message=f"sandbox server unreachable: {exc}", wall_ms=(time.monotonic() - t0) * 1e3
+            )
         finally:
             for fd in (out_w, err_w, res_w, job_fd):
                 os.close(fd)
@@ -205,8 +209,17 @@ class SlotRunner:
             for fd in (out_r, err_r, res_r):
                 os.close(fd)
 
-    def _supervise(self, job: dict, job_id: int, limits: Limits, out_fd: int, err_fd: int, res_r: int,
-                   t0: float, deadline: float) -> Verdict:
+    def _supervise(
+        self,
+        job: dict,
+        job_id: int,
+        limits: Limits,
+        out_fd: int,
+        err_fd: int,
+        res_r: int,
+        t0: float,
+        deadline: float,
+    ) -> Verdict:
         bufs = {out_fd: bytearray(), err_fd: bytearray(), res_r: bytearray()}
         totals = {out_fd: 0, err_fd: 0}
         for fd in bufs:
@@ -314,88 +327,3 @@ def _kill_tree(proc: subprocess.Popen) -> None:
         proc.wait(timeout=1.0)
     except subprocess.TimeoutExpired:
         proc.kill()
-
-
-def _records(raw: bytes) -> list[dict]:
-    out = []
-    for line in raw.split(b"\n"):
-        if not line:
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            break  # a torn last line: the harness died mid-write
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
-
-
-def _same(a: object, b: object, rel_tol: float) -> bool:
-    """Structural equality of plain JSON data: bool is not a number, 1 == 1.0, optional float tolerance."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        if a == b:
-            return True
-        return rel_tol > 0 and abs(a - b) <= rel_tol * max(abs(a), abs(b))
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y, rel_tol) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k], rel_tol) for k in a)
-    return type(a) is type(b) and a == b
-
-
-def build_verdict(raw: bytes, job: dict, host_status: str) -> Verdict:
-    """Decide from the harness's records. A test passes only on its own record; anything missing fails."""
-    recs = _records(raw)
-    kinds = [r.get("t") for r in recs]
-    if "hello" not in kinds:
-        infra = next((r for r in recs if r.get("t") == "infra"), None)
-        msg = infra.get("message", "") if infra else "harness did not start"
-        if host_status == "output_limit":  # nothing untrusted ran before hello; but say what we saw
-            msg += " (output limit)"
-        return Verdict(INFRA, message=str(msg))
-    done = "done" in kinds
-    by_index = {int(r["i"]): r for r in recs if r.get("t") == "test" and isinstance(r.get("i"), int)}
-    load = next((r for r in recs if r.get("t") == "load"), None)
-    missing_status = host_status or ERROR
-    missing_msg = {TIMEOUT: "time limit exceeded", OUTPUT_LIMIT: "output limit exceeded"}.get(
-        missing_status, "harness ended before reporting this test")
-    tests: list[TestResult] = []
-    if job["format"] == "humaneval":
-        r = by_index.get(0)
-        tests.append(TestResult("check", str(r["status"]), str(r.get("message", ""))) if r
-                     else TestResult("check", missing_status, missing_msg))
-    else:
-        for i, case in enumerate(job["cases"]):
-            name = case.get("name") or f"case {i}"
-            r = by_index.get(i)
-            if r is None:
-                tests.append(TestResult(name, missing_status, missing_msg))
-            elif r.get("status") != "ok":
-                tests.append(TestResult(name, str(r.get("status")), str(r.get("message", ""))))
-            else:
-                try:
-                    got = codec.to_plain(codec.decode_untrusted(r.get("value")))
-                except codec.CodecError as exc:
-                    tests.append(TestResult(name, ERROR, f"unreadable output: {exc}"))
-                    continue
-                ok = _same(got, case["expected"], float(case.get("rel_tol", 0.0)))
-                msg = "" if ok else f"expected {json.dumps(case['expected'])[:500]}, got {json.dumps(got)[:500]}"
-                tests.append(TestResult(name, PASS if ok else FAIL, msg, output=got))
-    statuses = [t.status for t in tests]
-    if not done:
-        statuses.append(ERROR)
-    # The host's own finding (deadline, output cap) is the cause of whatever the tests saw after it.
-    status = host_status or worst(statuses)
-    message = ""
-    if status != PASS:
-        if host_status:
-            message = missing_msg
-        elif load is not None and not load.get("ok"):
-            message = f"program failed to load: {load.get('message', '')}"
-        elif not done:
-            message = "harness killed before finishing"
-        else:
-            message = next((t.message for t in tests if t.status == status), "")
-    return Verdict(status, tests, message=message)

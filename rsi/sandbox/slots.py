@@ -57,7 +57,9 @@ class SlotPool:
             self.slots.append(slot)
         if len(self.slots) < n:
             self.close()
-            raise RuntimeError(f"only {len(self.slots)} of {n} sandbox uids free in [{uid_base}, +{uid_count})")
+            raise RuntimeError(
+                f"only {len(self.slots)} of {n} sandbox uids free in [{uid_base}, +{uid_count})"
+            )
         self._free: queue.Queue[Slot] = queue.Queue()
         for slot in self.slots:
             self._free.put(slot)
@@ -115,9 +117,17 @@ def sweep(slot: Slot, wait_s: float = 5.0) -> bool:
     deadline = time.monotonic() + wait_s
     while True:
         if uid_processes(slot.uid, zombies=False):
-            subprocess.run([_KILL, "-KILL", "--", "-1"], user=slot.uid, group=slot.gid, extra_groups=[],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           close_fds=True, check=False)
+            subprocess.run(
+                [_KILL, "-KILL", "--", "-1"],
+                user=slot.uid,
+                group=slot.gid,
+                extra_groups=[],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+                check=False,
+            )
         elif not uid_processes(slot.uid):
             return True
         if time.monotonic() > deadline:

