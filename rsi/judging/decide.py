@@ -1,0 +1,205 @@
+"""One candidate set's verdict: judge weights, aggregate scores with uncertainty, and the preference pairs.
+
+`decide_pairs` is the entry the pipeline's assemble step calls per set. Levels are generic: level 1 ranks the
+candidates, level L+1 ranks the level-L judgments of the same set (meta-judging at any depth). Trust flows
+down: the top level is weighted by consensus alone, every level below by the aggregate of the level above
+(and level 1 also by its agreement with execution, where procedural scores exist).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rsi.judging.aggregate import borda, pad_rankings
+from rsi.judging.trust import consensus_weights, meta_factor, tau_factor, truth_tau
+
+
+@dataclass
+class Candidate:
+    id: str
+    length: int  # characters (or tokens) of the text: length control prefers the shorter of near-equals
+    procedural: float | None = None  # execution score (e.g. share of tests passed); None where none exists
+    key: str | None = None  # hash of the text: two candidates with the same key never form a pair
+
+
+@dataclass
+class Judgment:
+    id: str
+    ranking: list[int] | None  # indices into the judged items, best first; None when the answer was invalid
+    presented: list[int]  # the order the items were shown in
+    tied: bool = False  # pairwise mode: the judge called the two items equal
+
+
+@dataclass
+class DecideConfig:
+    """The judging knobs `decide_pairs` reads (a JudgingConfig carries the same names)."""
+
+    aggregator: str = "bt"  # bt | borda
+    bt_prior: float = 0.1
+    bt_iterations: int = 25
+    consensus_rounds: int = 2  # 0: no consensus calibration
+    min_margin: float = 0.1  # BT advantage 2σ(Δθ)-1 below which no pair is written
+    length_control: bool = True
+    length_tolerance: float = 1.0  # "within the uncertainty of the top": Δθ ≤ tolerance × combined SE
+
+
+@dataclass
+class Pair:
+    level: int  # 0: candidates (a performance pair); L ≥ 1: two level-L judgments (a judgement pair)
+    chosen: int  # index into that level's items
+    rejected: int
+    margin: float  # in [0, 1]
+    source_ids: list[str]
+    origin: str  # judges | procedural
+
+
+@dataclass
+class Decision:
+    weights: list[list[float]]  # per judging level (index 0 = level 1), one weight per judgment
+    scores: list[list[float]]  # per item level (0 = candidates, L = level-L judgments): aggregate θ
+    uncertainty: list[list[float]]  # standard error of each θ
+    pairs: list[Pair] = field(default_factory=list)
+    truth_tau: list[float | None] = field(default_factory=list)  # level-1 judgments vs execution
+    first_shown_wins: list[tuple[int, int, float]] = field(default_factory=list)  # per level: wins, valid, chance
+
+
+def cfg_from(obj: Any) -> DecideConfig:
+    """Read the DecideConfig fields from any object that has them (a JudgingConfig); defaults elsewhere."""
+    base = DecideConfig()
+    return DecideConfig(**{k: getattr(obj, k, getattr(base, k)) for k in base.__dataclass_fields__})
+
+
+def _fit_level(judgments: list[Judgment], n: int, base: np.ndarray, cfg: DecideConfig,
+               truth: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Weights, θ, SE and truth tau for one level's judgments of n items."""
+    rankings = pad_rankings([j.ranking for j in judgments])
+    set_idx = np.zeros(len(judgments), dtype=np.int64)
+    valid = np.array([j.ranking is not None for j in judgments], dtype=np.float64)
+    tau_truth = np.full(len(judgments), np.nan)
+    if truth is not None:
+        tau_truth = truth_tau(rankings, set_idx, truth[None, :])
+    prior = valid * base * tau_factor(tau_truth)
+    tied = np.array([j.tied for j in judgments], dtype=bool)
+    weights, fit, _ = consensus_weights(rankings, set_idx, prior, 1, n, rounds=cfg.consensus_rounds,
+                                        prior=cfg.bt_prior, iterations=cfg.bt_iterations, tied=tied)
+    theta, se = fit.theta[0], fit.se[0]
+    if cfg.aggregator == "borda":
+        theta = borda(rankings, set_idx, weights, 1, n)[0]
+        theta = (theta - theta.mean()) / max(valid.sum(), 1.0)
+    return weights, theta, se, tau_truth
+
+
+def _first_shown(judgments: list[Judgment]) -> tuple[int, int, float]:
+    valid = [j for j in judgments if j.ranking]
+    wins = sum(j.ranking[0] == j.presented[0] for j in valid)
+    chance = float(np.mean([1.0 / len(j.ranking) for j in valid])) if valid else 0.0
+    return wins, len(valid), chance
+
+
+def _margin(delta: float) -> float:
+    return float(2.0 / (1.0 + np.exp(-delta)) - 1.0)
+
+
+def _judge_pair(level: int, theta: np.ndarray, se: np.ndarray, lengths: list[int] | None, keys: list[str | None],
+                sources: list[str], cfg: DecideConfig) -> Pair | None:
+    """Best vs worst by θ; with length control the shortest item within the top's uncertainty is chosen."""
+    n = len(theta)
+    top = int(np.argmax(theta))
+    chosen = top
+    if cfg.length_control and lengths is not None:
+        near = [i for i in range(n)
+                if theta[top] - theta[i] <= cfg.length_tolerance * np.hypot(se[top], se[i])]
+        chosen = min(near, key=lambda i: (lengths[i], -theta[i]))
+    rejected = min(range(n), key=lambda i: (theta[i], -(lengths[i] if lengths else 0)))
+    if chosen == rejected or (keys[chosen] is not None and keys[chosen] == keys[rejected]):
+        return None
+    margin = _margin(theta[chosen] - theta[rejected])
+    if margin < cfg.min_margin:
+        return None
+    return Pair(level, chosen, rejected, margin, sources, "judges")
+
+
+def _procedural_pair(scores: list[float], theta: np.ndarray, lengths: list[int] | None,
+                     keys: list[str | None], cfg: DecideConfig) -> Pair | None:
+    """Execution decides: best vs worst procedural score, the judges' θ and then length break ties."""
+    n = len(scores)
+    length = lengths or [0] * n
+    chosen = max(range(n), key=lambda i: (scores[i], theta[i], -length[i]))
+    rejected = min(range(n), key=lambda i: (scores[i], theta[i], -length[i]))
+    gap = scores[chosen] - scores[rejected]
+    span = max(scores) - min(scores)
+    if gap <= 0 or (keys[chosen] is not None and keys[chosen] == keys[rejected]):
+        return None
+    margin = gap / max(span, abs(max(scores)), 1e-9)
+    return Pair(0, chosen, rejected, float(min(1.0, margin)), [], "procedural") if margin >= cfg.min_margin else None
+
+
+def decide_pairs(candidates: list[Candidate], levels: list[list[Judgment]], cfg: Any = None) -> Decision:
+    """Weights for every judgment, aggregate θ ± SE per item, and one pair per level that has a clear gap.
+
+    levels[0] ranks `candidates`; levels[L] ranks the judgments of levels[L-1]. Procedural scores, where every
+    candidate has one and they differ, decide the performance pair and the better level-1 judgment (its
+    agreement with execution), overriding the judges.
+    """
+    c = cfg_from(cfg) if not isinstance(cfg, DecideConfig) else cfg
+    truth_vals = [x.procedural for x in candidates]
+    has_truth = all(v is not None for v in truth_vals) and len(set(truth_vals)) > 1
+    truth = np.array(truth_vals, dtype=np.float64) if has_truth else None
+
+    depth = len(levels)
+    weights: list[np.ndarray] = [np.zeros(0)] * depth
+    thetas: list[np.ndarray] = [np.zeros(0)] * (depth + 1)
+    ses: list[np.ndarray] = [np.zeros(0)] * (depth + 1)
+    tau_truth = np.full(len(levels[0]) if levels else 0, np.nan)
+    # top-down: level L's judgments are the items of level L+1, whose fit gives their meta factor
+    base_next: np.ndarray | None = None
+    for lvl in range(depth - 1, -1, -1):
+        items = len(candidates) if lvl == 0 else len(levels[lvl - 1])
+        base = np.ones(len(levels[lvl])) if base_next is None else base_next
+        w, theta, se, tt = _fit_level(levels[lvl], items, base, c, truth if lvl == 0 else None)
+        weights[lvl], thetas[lvl], ses[lvl] = w, theta, se
+        if lvl == 0:
+            tau_truth = tt
+        # meta factor for the level below; an item level judged by nobody valid keeps factor 1
+        base_next = meta_factor(theta) if lvl > 0 and w.sum() > 0 else None
+
+    pairs: list[Pair] = []
+    lengths = [x.length for x in candidates]
+    keys = [x.key for x in candidates]
+    if levels:
+        src = [j.id for j, w in zip(levels[0], weights[0]) if w > 0]
+        pair = _procedural_pair(truth_vals, thetas[0], lengths, keys, c) if has_truth else None
+        pair = pair or _judge_pair(0, thetas[0], ses[0], lengths, keys, src, c)
+        if pair:
+            pairs.append(pair)
+    for lvl in range(1, depth + 1):
+        judged = levels[lvl - 1]
+        if lvl == 1 and has_truth and np.isfinite(tau_truth).sum() >= 2:
+            # execution ranks the level-1 judgments: the most accurate against the least
+            acc = np.nan_to_num(tau_truth, nan=-2.0)
+            best, worst = int(np.argmax(acc)), int(np.argmin(acc))
+            if acc[best] > acc[worst]:
+                pairs.append(Pair(1, best, worst, float(min(1.0, (acc[best] - acc[worst]) / 2)), [], "procedural"))
+            continue
+        if lvl >= depth:
+            break  # nobody judged the top level's judgments
+        if (weights[lvl] > 0).sum() == 0:
+            continue
+        jkeys: list[str | None] = [None] * len(judged)
+        src = [j.id for j, w in zip(levels[lvl], weights[lvl]) if w > 0]
+        pair = _judge_pair(lvl, thetas[lvl], ses[lvl], None, jkeys, src, c)
+        if pair:
+            pairs.append(pair)
+
+    return Decision(
+        weights=[list(map(float, w)) for w in weights],
+        scores=[list(map(float, t)) for t in thetas[:depth]],
+        uncertainty=[list(map(float, s)) for s in ses[:depth]],
+        pairs=pairs,
+        truth_tau=[None if np.isnan(t) else float(t) for t in tau_truth],
+        first_shown_wins=[_first_shown(lv) for lv in levels],
+    )
+

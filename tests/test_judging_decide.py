@@ -1,0 +1,78 @@
+"""decide_pairs: one candidate set's weights, scores and pairs, as the pipeline's assemble step uses them."""
+
+from __future__ import annotations
+
+from rsi.judging.decide import Candidate, DecideConfig, Judgment, decide_pairs
+
+
+def _cands(n: int, lengths: list[int] | None = None, procedural: list[float] | None = None) -> list[Candidate]:
+    return [Candidate(f"c{i}", (lengths or [100] * n)[i], None if procedural is None else procedural[i])
+            for i in range(n)]
+
+
+def _j(name: str, ranking: list[int] | None, presented: list[int] | None = None) -> Judgment:
+    return Judgment(name, ranking, presented or sorted(ranking or [0, 1, 2, 3]))
+
+
+def test_performance_pair_and_weights() -> None:
+    level1 = [_j("a", [0, 1, 2, 3]), _j("b", [0, 2, 1, 3]), _j("c", [0, 1, 3, 2]), _j("x", None)]
+    d = decide_pairs(_cands(4), [level1], DecideConfig(length_control=False))
+    assert d.weights[0][3] == 0.0 and all(w > 0 for w in d.weights[0][:3])  # invalid answers weigh nothing
+    (pair,) = d.pairs
+    assert (pair.level, pair.chosen, pair.rejected, pair.origin) == (0, 0, 3, "judges")
+    assert 0 < pair.margin < 1 and pair.source_ids == ["a", "b", "c"]
+    assert len(d.scores[0]) == len(d.uncertainty[0]) == 4
+
+
+def test_length_control_prefers_the_shorter_near_top() -> None:
+    # 0 and 1 split the judges evenly: within each other's uncertainty; 1 is much shorter
+    level1 = [_j("a", [0, 1, 2, 3]), _j("b", [1, 0, 2, 3])] * 2
+    with_lc = decide_pairs(_cands(4, lengths=[900, 100, 50, 50]), [level1], DecideConfig())
+    without = decide_pairs(_cands(4, lengths=[900, 100, 50, 50]), [level1], DecideConfig(length_control=False))
+    assert with_lc.pairs[0].chosen == 1
+    assert without.pairs[0].chosen in (0, 1)
+
+
+def test_procedural_truth_overrides_judges_and_ranks_level1() -> None:
+    # the judges prefer 0, execution says 3 passes everything
+    level1 = [_j("a", [0, 1, 2, 3]), _j("b", [3, 2, 1, 0]), _j("c", [0, 2, 1, 3])]
+    d = decide_pairs(_cands(4, procedural=[0.0, 0.25, 0.5, 1.0]), [level1], DecideConfig())
+    perf = [p for p in d.pairs if p.level == 0][0]
+    assert (perf.chosen, perf.rejected, perf.origin) == (3, 0, "procedural")
+    judge = [p for p in d.pairs if p.level == 1][0]
+    assert (judge.chosen, judge.origin) == (1, "procedural")  # b agrees with execution
+    assert d.truth_tau[1] == 1.0 and d.truth_tau[0] == -1.0
+    assert d.weights[0][1] > d.weights[0][0]
+
+
+def test_meta_judgments_weight_level1_and_make_a_judgement_pair() -> None:
+    level1 = [_j("a", [0, 1, 2]), _j("b", [2, 1, 0]), _j("c", [0, 1, 2])]
+    # three meta-judges all put b last
+    level2 = [_j("m1", [0, 2, 1]), _j("m2", [2, 0, 1]), _j("m3", [0, 2, 1])]
+    d = decide_pairs(_cands(3), [level1, level2], DecideConfig(consensus_rounds=0))
+    assert d.weights[0][1] < min(d.weights[0][0], d.weights[0][2])
+    judge = [p for p in d.pairs if p.level == 1][0]
+    assert judge.rejected == 1 and judge.origin == "judges" and set(judge.source_ids) == {"m1", "m2", "m3"}
+
+
+def test_depth_three_weights_flow_down() -> None:
+    level1 = [_j("a", [0, 1]), _j("b", [1, 0])]
+    level2 = [_j("m1", [0, 1]), _j("m2", [1, 0])]
+    level3 = [_j("t1", [0, 1]), _j("t2", [0, 1])]  # the top prefers m1, who prefers a
+    d = decide_pairs(_cands(2), [level1, level2, level3], DecideConfig(consensus_rounds=0, min_margin=0.0))
+    assert d.weights[1][0] > d.weights[1][1] and d.weights[0][0] > d.weights[0][1]
+    assert {p.level for p in d.pairs} == {0, 1, 2}
+
+
+def test_no_pair_without_a_gap_or_for_identical_texts() -> None:
+    level1 = [_j("a", [0, 1]), _j("b", [1, 0])]
+    assert decide_pairs(_cands(2), [level1], DecideConfig()).pairs == []
+    same = [Candidate("c0", 10, key="k"), Candidate("c1", 10, key="k")]
+    assert decide_pairs(same, [[_j("a", [0, 1])] * 3], DecideConfig()).pairs == []
+
+
+def test_position_bias_counts_first_shown_wins() -> None:
+    level1 = [_j("a", [2, 0, 1], [2, 0, 1]), _j("b", [1, 0, 2], [1, 2, 0]), _j("c", [0, 1, 2], [2, 1, 0])]
+    d = decide_pairs(_cands(3), [level1], DecideConfig())
+    wins, valid, chance = d.first_shown_wins[0]
+    assert (wins, valid) == (2, 3) and abs(chance - 1 / 3) < 1e-9
