@@ -79,10 +79,13 @@ class EnginePool:
         self._calls = 0
         self._retried = 0
         self._swap_seconds: list[float] = []
+        self._tasks: set[asyncio.Task[None]] = set()  # the loop holds tasks weakly: keep them until they end
 
     async def ready(self) -> dict[str, Any]:
-        """Wait until every replica has loaded its model (they load in parallel)."""
-        await asyncio.gather(*(r.handle.health.remote() for r in self._replicas))
+        """Wait until every replica has loaded its model (they load in parallel), restarted ones included."""
+        await asyncio.gather(*(r.handle.health.remote() for r in self._replicas if r.alive))
+        if self._restarting:
+            await asyncio.gather(*self._restarting.values(), return_exceptions=True)
         return await self.health()
 
     # ---- the engine API -------------------------------------------------------------------------------------
@@ -160,6 +163,12 @@ class EnginePool:
         return [r.handle for r in self._replicas]
 
     # ---- internals ------------------------------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     def _ensure_dispatcher(self) -> None:
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
@@ -189,7 +198,7 @@ class EnginePool:
         replica.in_flight += len(batch)
         self._idle.clear()
         self._calls += 1
-        asyncio.get_running_loop().create_task(self._call(replica, replica.handle, batch))
+        self._spawn(self._call(replica, replica.handle, batch))
 
     async def _call(self, replica: _Replica, handle: Any,
                     batch: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]]) -> None:
@@ -222,8 +231,7 @@ class EnginePool:
         if replica.restarts >= self.config.max_restarts:
             return
         replica.restarts += 1
-        task = asyncio.get_running_loop().create_task(self._restart(replica))
-        self._restarting[replica.index] = task
+        self._restarting[replica.index] = self._spawn(self._restart(replica))
 
     async def _restart(self, replica: _Replica) -> None:
         import ray

@@ -1,0 +1,186 @@
+"""EnginePool router logic on local Ray, driven by stand-in engine actors (no model): routing, backpressure,
+retries after a replica dies, drain-then-swap version tagging, pushed swaps, sleep/wake."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rsi.inference import EngineSpec, PoolConfig, start_pool
+
+
+class FakeEngine:
+    """Answers `<prompt>@v<version>`; records how many calls overlap and the largest batch it was sent.
+
+    A request whose content names a missing marker file makes the process exit mid-batch (once: it creates
+    the file first), as a crashed engine would.
+    """
+
+    def __init__(self, spec: EngineSpec):
+        self.version_ = spec.initial_version
+        self.weights = spec.model_path
+        self.active = 0
+        self.max_active = 0
+        self.max_batch = 0
+        self.lock = threading.Lock()
+        self.delay = float(spec.engine_kwargs.get("delay", 0.01))
+
+    def generate(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        with self.lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            self.max_batch = max(self.max_batch, len(requests))
+        try:
+            for r in requests:
+                marker = r.get("crash_marker")
+                if marker and not os.path.exists(marker):
+                    Path(marker).touch()
+                    os._exit(1)
+            time.sleep(self.delay)  # pacing only: lets concurrent calls pile up at the router
+            return [{"text": f"{r['messages'][0]['content']}@v{self.version_}", "model_version": self.version_,
+                     "num_tokens": 1, "num_prompt_tokens": 1, "finish_reason": "stop", "token_ids": []}
+                    for r in requests]
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    def update_weights(self, path: str, version: int | None = None) -> int:
+        self.weights = path
+        self.version_ = self.version_ + 1 if version is None else version
+        return self.version_
+
+    def finish_weight_update(self, version: int, checkpoint: str | None = None) -> int:
+        self.version_ = version
+        return version
+
+    def stats(self) -> dict[str, int]:
+        return {"max_active": self.max_active, "max_batch": self.max_batch, "version": self.version_}
+
+    def sleep(self, level: int = 1) -> bool:
+        return True
+
+    def wake_up(self) -> bool:
+        return True
+
+    def version(self) -> int:
+        return self.version_
+
+    def health(self) -> dict[str, Any]:
+        return {"version": self.version_, "weights": self.weights, "pid": os.getpid()}
+
+
+def fake_launcher(spec: EngineSpec, index: int) -> Any:
+    import ray
+
+    # Threaded, so overlapping calls would be visible to the fake: the router must never send them.
+    return ray.remote(FakeEngine).options(num_cpus=0, max_concurrency=8).remote(spec)
+
+
+@pytest.fixture(scope="module")
+def by_value(ray_local):
+    from ray import cloudpickle
+
+    # Ray workers cannot import this test module by name; ship the stand-ins by value.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _pool(replicas: int = 2, max_in_flight: int = 4, delay: float = 0.01, max_restarts: int = 2) -> Any:
+    spec = EngineSpec(model_path="/weights/v0", engine_kwargs={"delay": delay})
+    return start_pool(spec, PoolConfig(replicas=replicas, max_in_flight=max_in_flight, max_restarts=max_restarts,
+                                       num_cpus=0), launcher=fake_launcher)
+
+
+def _requests(n: int, prefix: str = "p", **extra: Any) -> list[dict[str, Any]]:
+    return [{"messages": [{"role": "user", "content": f"{prefix}{i}"}], **extra} for i in range(n)]
+
+
+def test_least_loaded_routing_and_bounded_in_flight(by_value) -> None:
+    import ray
+
+    pool = _pool(replicas=2, max_in_flight=4)
+    calls = [pool.generate.remote(_requests(10, prefix=f"c{k}-")) for k in range(6)]
+    outs = ray.get(calls)
+    for k, out in enumerate(outs):  # each caller gets its own answers, in order
+        assert [o["text"] for o in out] == [f"c{k}-{i}@v0" for i in range(10)]
+    stats = ray.get([h.stats.remote() for h in ray.get(pool.replica_handles.remote())])
+    assert all(s["max_active"] == 1 and s["max_batch"] <= 4 for s in stats)
+    served = [r["served"] for r in ray.get(pool.health.remote())["replicas"]]
+    assert sum(served) == 60 and min(served) > 0  # both replicas took work
+
+
+def test_dead_replica_is_restarted_and_its_batch_retried(by_value, tmp_path: Path) -> None:
+    import ray
+
+    pool = _pool(replicas=2, max_in_flight=8)
+    marker = str(tmp_path / "crashed")
+    requests = _requests(40)
+    requests[17]["crash_marker"] = marker  # the replica that gets request 17 dies holding its whole batch
+    out = ray.get(pool.generate.remote(requests))
+    assert [o["text"] for o in out] == [f"p{i}@v0" for i in range(40)]  # every row once, in order
+    health = ray.get(pool.ready.remote())  # waits for the replacement to load
+    assert os.path.exists(marker)
+    assert sum(r["restarts"] for r in health["replicas"]) == 1 and health["retried"] >= 1
+    assert all(r["alive"] for r in health["replicas"])
+
+
+def test_gone_for_good_fails_the_callers(by_value, tmp_path: Path) -> None:
+    import ray
+
+    pool = _pool(replicas=1, max_in_flight=8, max_restarts=0)
+    requests = _requests(4)
+    requests[0]["crash_marker"] = str(tmp_path / "crashed")
+    with pytest.raises(ray.exceptions.RayTaskError, match="every replica is gone"):
+        ray.get(pool.generate.remote(requests))
+
+
+def test_restarted_replica_serves_the_current_version(by_value, tmp_path: Path) -> None:
+    import ray
+
+    pool = _pool(replicas=1, max_in_flight=8)
+    assert ray.get(pool.update_weights.remote("/weights/v1")) == 1
+    requests = _requests(6)
+    requests[2]["crash_marker"] = str(tmp_path / "crashed")
+    out = ray.get(pool.generate.remote(requests))
+    assert {o["model_version"] for o in out} == {1}
+    assert ray.get(ray.get(pool.replica_handles.remote())[0].health.remote())["weights"] == "/weights/v1"
+
+
+def test_swap_waits_for_in_flight_and_tags_every_row(by_value) -> None:
+    import ray
+
+    pool = _pool(replicas=2, max_in_flight=4, delay=0.05)
+    before = [pool.generate.remote(_requests(8, prefix=f"a{k}-")) for k in range(4)]
+    swap = pool.update_weights.remote("/weights/v1")
+    after = [pool.generate.remote(_requests(8, prefix=f"b{k}-")) for k in range(4)]
+    assert ray.get(swap) == 1
+    rows = [o for out in ray.get(before + after) for o in out]
+    assert len(rows) == 64
+    for o in rows:  # the text says which weights answered; the tag must say the same
+        assert o["text"].endswith(f"@v{o['model_version']}")
+    assert {o["model_version"] for out in ray.get(after) for o in out} == {1}  # queued behind the swap
+    assert ray.get(pool.version.remote()) == 1
+
+
+def test_pushed_swap_and_fallback_to_disk(by_value) -> None:
+    import ray
+
+    pool = _pool(replicas=2)
+    handles = ray.get(pool.begin_swap.remote())
+    assert len(handles) == 2
+    ray.get([h.finish_weight_update.remote(1, "/weights/v1") for h in handles])  # what a trainer push ends with
+    assert ray.get(pool.end_swap.remote(1, "/weights/v1", True)) == 1
+    ray.get(pool.begin_swap.remote())
+    assert ray.get(pool.end_swap.remote(2, "/weights/v2", False)) == 2  # push failed: reload from disk
+    out = ray.get(pool.generate.remote(_requests(4)))
+    assert {o["model_version"] for o in out} == {2}
+    assert ray.get(pool.sleep.remote()) == [True, True]
+    assert ray.get(pool.wake_up.remote()) == [True, True]
+    assert ray.get(pool.generate.remote(_requests(1)))[0]["model_version"] == 2
