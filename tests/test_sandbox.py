@@ -292,3 +292,6 @@ def test_cli_run(tmp_path, capsys) -> None:  # noqa: ANN001
     out = json.loads(capsys.readouterr().out)
     assert [t["status"] for t in out["tests"]] == ["pass", "fail"]
     assert main(["run", "--program", str(prog), "--tests", str(tests)]) == 2  # humaneval needs --entry-point
+    assert (
+        main(base[1:] + ["--tests", str(tests), "--entry-point", "add", "--no-canary"]) == 0
+    )  # "run" implied

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] not in (["run"], ["-h"], ["--help"]):
+        argv = ["run", *argv]  # `run` is the only command; callers may pass just its arguments
     args = _parser().parse_args(argv)
     with open(args.program, encoding="utf-8") as f:
         program = f.read()

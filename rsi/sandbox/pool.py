@@ -70,6 +70,10 @@ class SandboxPool:
             out.extend(Verdict.from_dict(d) for d in part)
         return out
 
+    def run_dicts(self, jobs: Sequence[dict], limits: Limits | None = None) -> list[dict]:
+        """`run` with verdicts as plain dicts (Verdict.to_dict), for stages that store or ship them."""
+        return [v.to_dict() for v in self.run(jobs, limits)]
+
     def close(self) -> None:
         import ray
 
