@@ -1,4 +1,6 @@
-"""Atomic Parquet writes: a reader sees a whole file or none, and the manifest is written last."""
+"""Atomic Parquet writes: a reader sees a whole file or none, and the manifest is written last.
+
+Whole-table writes of small tables; the streaming, resumable writer of a pass is `rsi.corpus.stream`."""
 
 from __future__ import annotations
 
@@ -52,5 +54,13 @@ def write_manifest(out_dir: Path, **fields: Any) -> Path:
     return path
 
 
-def read_table(out_dir: Path | str, table_name: str) -> pa.Table:
-    return pq.ParquetDataset(Path(out_dir) / table_name).read()
+def read_table(out_dir: Path | str, table_name: str, columns: list[str] | None = None) -> pa.Table:
+    """A table of one iteration folder; hidden and underscore names (uncommitted parts) are never read.
+    A table no set produced rows for reads as empty with its schema."""
+    path = Path(out_dir) / table_name
+    schema = TABLES[table_name]
+    if not path.is_dir() or not any(p.suffix == ".parquet" and not p.name.startswith((".", "_"))
+                                     for p in path.iterdir()):
+        empty = schema.empty_table()
+        return empty.select(columns) if columns else empty
+    return pq.ParquetDataset(path).read(columns=columns)
