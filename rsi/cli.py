@@ -14,6 +14,8 @@ commands:
   model build NAME [--out D]  build/convert a preset model offline (tiny | smollm2-135m) and print its folder
   sandbox run …               run a program against tests in the sandbox, print a Verdict
   eval humaneval --samples S  HumanEval pass@k of a samples file, through the sandbox
+  corpus stats DIR            rows, parse rates, position bias, judge accuracy vs execution, pairs per step
+  corpus export DIR OUT       the preferences as a DPO-ready dataset (--format trl | jsonl)
 """
 
 
@@ -88,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         from rsi.evals.humaneval import main as humaneval_main
 
         return humaneval_main(rest[1:])
+    if cmd == "corpus":
+        from rsi.corpus.cli import main as corpus_main
+
+        return corpus_main(rest)
     print(f"rsi: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 
