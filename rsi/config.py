@@ -37,6 +37,12 @@ class BackendConfig:
     tensor_parallel_size: int = 1
     enforce_eager: bool = True
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    replicas: int = 1  # policy pool size: EngineActors behind one router
+    judge_replicas: int = 0  # a separate judge pool of this size (same weights: self-judging); 0 = share the policy pool
+    max_in_flight: int = 64  # requests outstanding per replica (one engine batch); callers wait beyond it
+    max_restarts: int = 3  # replacements per replica after it dies; its requests are retried
+    weight_sync: str = "disk"  # disk (reload_weights from the checkpoint) | nccl | ipc (pushed by the trainer, GPU)
+    colocate: bool = False  # trainer shares the engines' GPUs: engines sleep while it trains (GPU vLLM only)
 
 
 @dataclass
@@ -113,6 +119,13 @@ def validate(cfg: RsiConfig) -> None:
     _require(cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", f"{cfg.model.dtype!r}")
     _require(cfg.backend.name in ("vllm", "hf"), "backend.name", f"unknown backend {cfg.backend.name!r}")
     _require(cfg.backend.threads >= 1, "backend.threads", "must be >= 1")
+    _require(cfg.backend.replicas >= 1, "backend.replicas", "must be >= 1")
+    _require(cfg.backend.judge_replicas >= 0, "backend.judge_replicas", "must be >= 0")
+    _require(cfg.backend.max_in_flight >= 1, "backend.max_in_flight", "must be >= 1")
+    _require(cfg.backend.weight_sync in ("disk", "nccl", "ipc"), "backend.weight_sync",
+             f"unknown {cfg.backend.weight_sync!r} (disk | nccl | ipc)")
+    _require(cfg.backend.weight_sync == "disk" or cfg.backend.name == "vllm", "backend.weight_sync",
+             "pushed weights need the vllm backend")
     _require(cfg.loop.iterations >= 1, "loop.iterations", "must be >= 1")
     _require(cfg.tasks.family == "programming", "tasks.family", f"unknown family {cfg.tasks.family!r}")
     _require(len(cfg.tasks.domains) >= 1, "tasks.domains", "needs at least one domain")

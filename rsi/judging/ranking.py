@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import string
 from dataclasses import dataclass
 from typing import Any
@@ -47,11 +48,20 @@ def ranking_schema(labels: list[str], rationale_chars: int) -> dict[str, Any]:
     }
 
 
+def neutralise_tags(text: str, tags: tuple[str, ...] = ("candidate",)) -> str:
+    """Make delimiter tags inside untrusted text inert: `<candidate`/`</candidate` become `‹candidate`, so a
+    candidate cannot close its own block and open a fake one (with a label of its choosing) after it."""
+    for tag in tags:
+        text = re.sub(rf"<(/?\s*{tag})", r"‹\1", text, flags=re.IGNORECASE)
+    return text
+
+
 def ranking_messages(instruction: str, rubric: str, candidates: list[str], labels: list[str],
                      order: list[int], rationale_chars: int) -> list[dict[str, str]]:
     """Chat messages asking to rank `candidates` (canonical order) shown in `order` (a permutation)."""
-    # Each candidate sits between explicit delimiters so that text inside it reads as data, not instructions.
-    blocks = [f"<candidate label=\"{labels[i]}\">\n{candidates[i]}\n</candidate>" for i in order]
+    # Each candidate sits between explicit delimiters so that text inside it reads as data, not instructions;
+    # delimiters inside a candidate are neutralised so it cannot break out of its block.
+    blocks = [f"<candidate label=\"{labels[i]}\">\n{neutralise_tags(candidates[i])}\n</candidate>" for i in order]
     shown = ", ".join(labels[i] for i in order)
     user = (
         f"{instruction}\n\nJudge the candidates by this rubric:\n{rubric}\n\n"
