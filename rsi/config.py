@@ -38,7 +38,7 @@ class BackendConfig:
     enforce_eager: bool = True
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     replicas: int = 1  # policy pool size: EngineActors behind one router
-    judge_replicas: int = 0  # a separate judge pool of this size (same weights: self-judging); 0 = share the policy pool
+    judge_replicas: int = 0  # a separate judge pool of this size (self-judging: same weights); 0 = the policy pool
     max_in_flight: int = 64  # requests outstanding per replica (one engine batch); callers wait beyond it
     max_restarts: int = 3  # replacements per replica after it dies; its requests are retried
     weight_sync: str = "disk"  # disk (reload_weights from the checkpoint) | nccl | ipc (pushed by the trainer, GPU)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rsi.config import ClusterConfig, RsiConfig
-from rsi.inference import EngineSpec, start_engine
+from rsi.inference import EngineSpec, PoolConfig, start_pool
 from rsi.pipeline.corpus_pass import run_corpus_pass
 from rsi.preflight import preflight
 from rsi.train import train_dpo
@@ -37,7 +37,8 @@ class IterationSummary:
 @dataclass
 class RunResult:
     summaries: list[IterationSummary]
-    engine: Any  # the live policy/judge actor, still serving the last weights
+    engine: Any  # the live policy pool (router actor, engine API), still serving the last weights
+    judge: Any = None  # the judge pool: the policy pool itself unless backend.judge_replicas > 0
 
 
 def init_ray(cluster: ClusterConfig) -> None:
@@ -57,7 +58,14 @@ def engine_spec(cfg: RsiConfig, model_path: str) -> EngineSpec:
     return EngineSpec(model_path=model_path, backend=b.name, dtype=cfg.model.dtype,
                       max_model_len=cfg.model.max_model_len, threads=b.threads, kv_cache_gb=b.kv_cache_gb,
                       tensor_parallel_size=b.tensor_parallel_size, enforce_eager=b.enforce_eager,
-                      seed=cfg.run.seed, engine_kwargs=dict(b.engine_kwargs))
+                      seed=cfg.run.seed, engine_kwargs=dict(b.engine_kwargs),
+                      weight_transfer=None if b.weight_sync == "disk" else b.weight_sync, sleep_mode=b.colocate)
+
+
+def pool_config(cfg: RsiConfig, name: str) -> PoolConfig:
+    b = cfg.backend
+    return PoolConfig(replicas=b.judge_replicas if name == "judge" else b.replicas, max_in_flight=b.max_in_flight,
+                      max_restarts=b.max_restarts, num_cpus=b.num_cpus, num_gpus=b.num_gpus, name=name)
 
 
 def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
@@ -67,9 +75,12 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
     model_path = preflight(cfg)  # before Ray: bad keys, paths and models fail here
     run_dir = Path(cfg.run.dir)
     init_ray(cfg.cluster)
-    with console.status(f"starting {cfg.backend.name} engine on {model_path}"):
-        engine = start_engine(engine_spec(cfg, model_path), num_cpus=cfg.backend.num_cpus,
-                              num_gpus=cfg.backend.num_gpus)
+    with console.status(f"starting {cfg.backend.name} pools on {model_path}"):
+        # Long-lived replica pools with the engine's API; the stages call them as they would one engine.
+        engine = start_pool(engine_spec(cfg, model_path), pool_config(cfg, "policy"))
+        judge = start_pool(engine_spec(cfg, model_path), pool_config(cfg, "judge")) \
+            if cfg.backend.judge_replicas else engine
+    pools = [engine] if judge is engine else [engine, judge]
 
     weights, summaries = model_path, []
     for iteration in range(cfg.loop.iterations):
@@ -79,11 +90,16 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
         stats = run_corpus_pass(cfg, engine, iteration, corpus_dir, model_version=version)
 
         ckpt_dir = run_dir / "checkpoints" / f"v{version + 1}"
+        if cfg.backend.colocate:  # free the GPUs for the trainer (a no-op where vLLM cannot sleep)
+            ray.get([p.sleep.remote() for p in pools])
         with console.status("DPO under Ray Train"):
             result = train_dpo(str(corpus_dir / "preferences"), weights, str(ckpt_dir), cfg.train)
+        if cfg.backend.colocate:
+            ray.get([p.wake_up.remote() for p in pools])
 
         t0 = time.perf_counter()
-        new_version = ray.get(engine.update_weights.remote(result.checkpoint))  # same actor, no restart
+        # Every pool drains, swaps its replicas in place and resumes; self-judging keeps one version throughout.
+        new_version = max(ray.get([p.update_weights.remote(result.checkpoint, version + 1) for p in pools]))
         swap_seconds = time.perf_counter() - t0
         weights = result.checkpoint
 
@@ -93,11 +109,11 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
             judgments=stats.rows["judgments"], preferences=stats.rows["preferences"],
             parse_rate=sum(parsed) / len(parsed) if parsed else 0.0, dpo_loss=result.loss,
             train_seconds=result.seconds, swap_seconds=swap_seconds, new_version=new_version,
-            checkpoint=result.checkpoint, engine_pid=ray.get(engine.health.remote())["pid"],
+            checkpoint=result.checkpoint, engine_pid=ray.get(engine.health.remote())["pids"][0],
         ))
         console.print(summary_table(summaries))
     write_summary(run_dir, summaries)
-    return RunResult(summaries, engine)
+    return RunResult(summaries, engine, judge)
 
 
 def summary_table(summaries: list[IterationSummary]) -> Table:
