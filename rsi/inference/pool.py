@@ -116,8 +116,11 @@ class EnginePool:
         return self._version
 
     async def health(self) -> dict[str, Any]:
+        alive = [r for r in self._replicas if r.alive]
+        replies = await asyncio.gather(*(r.handle.health.remote() for r in alive), return_exceptions=True)
         return {
             "name": self.config.name, "version": self._version, "weights": self._weights,
+            "pids": [h["pid"] for h in replies if isinstance(h, dict)],  # a swap keeps them; a restart changes one
             "replicas": [{"index": r.index, "alive": r.alive, "restarts": r.restarts, "in_flight": r.in_flight,
                           "served": r.served} for r in self._replicas],
             "queued": len(self._queue), "calls": self._calls, "retried": self._retried, "paused": self._paused,
