@@ -76,3 +76,26 @@ def test_position_bias_counts_first_shown_wins() -> None:
     d = decide_pairs(_cands(3), [level1], DecideConfig())
     wins, valid, chance = d.first_shown_wins[0]
     assert (wins, valid) == (2, 3) and abs(chance - 1 / 3) < 1e-9
+
+
+def test_pairwise_mode_aggregates_like_listwise() -> None:
+    import json
+
+    from rsi.judging.pairwise import pairwise_requests, pairwise_schedule, parse_pairwise
+
+    texts = ["q=2", "q=0", "q=3", "q=1"]
+    shown = pairwise_schedule(4, rounds=1, seed=1)
+    assert len(shown) == 12 and len(set(shown)) == 12  # every pair, both orders
+    reqs = pairwise_requests("Compare.", "-", texts, shown, 40)
+    judgments = []
+    for k, req in enumerate(reqs):
+        a, b = req.items
+        winner, loser = (a, b) if texts[a] > texts[b] else (b, a)
+        labels = "ABCD"
+        status, ranking = parse_pairwise(json.dumps({"rationale": "", "ranking": [labels[winner], labels[loser]]}),
+                                         req, 4)
+        assert status == "ok" and ranking == [winner, loser]
+        judgments.append(Judgment(f"p{k}", ranking, list(req.shown)))
+    d = decide_pairs(_cands(4), [judgments], DecideConfig(length_control=False))
+    assert (d.pairs[0].chosen, d.pairs[0].rejected) == (2, 1)
+    assert d.first_shown_wins[0][1] == 12 and d.first_shown_wins[0][2] == 0.5
