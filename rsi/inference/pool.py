@@ -35,6 +35,9 @@ class PoolConfig:
     replicas: int = 1
     max_in_flight: int = 64  # requests outstanding per replica: one engine batch at most
     max_restarts: int = 3  # replacements per replica before it is given up
+    # An idle replica facing a short queue waits this long for concurrent callers to add to its batch: vLLM's
+    # throughput grows with batch size, and Ray Data submits a stage's batches a few milliseconds apart.
+    batch_wait_s: float = 0.02
     num_cpus: float = 1  # per replica (tests use 0: few logical CPUs otherwise deadlock the scheduler)
     num_gpus: float = 0  # per replica; with tensor parallelism the GPUs come from a placement group instead
     name: str = "policy"
@@ -182,12 +185,17 @@ class EnginePool:
             self._changed.clear()
             if self._paused:
                 continue
-            idle = [r for r in self._replicas if r.alive and r.in_flight == 0]
             if not self._queue:
                 continue
             if not any(r.alive for r in self._replicas) and not self._restarting:
                 self._fail_all(RuntimeError(f"pool {self.config.name}: every replica is gone"))
                 continue
+            idle = [r for r in self._replicas if r.alive and r.in_flight == 0]
+            if idle and self.config.batch_wait_s > 0 and len(self._queue) < self.config.max_in_flight * len(idle):
+                await asyncio.sleep(self.config.batch_wait_s)
+                if self._paused:
+                    continue
+                idle = [r for r in self._replicas if r.alive and r.in_flight == 0]
             for k, replica in enumerate(idle):
                 # Split what is queued evenly over the idle replicas; one batch each, at most max_in_flight.
                 share = math.ceil(len(self._queue) / (len(idle) - k))
