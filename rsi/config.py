@@ -73,6 +73,16 @@ class JudgingConfig:
     max_tokens: int = 160
     temperature: float = 0.7
     rationale_chars: int = 200
+    # read by rsi.judging.decide (DecideConfig carries the same names)
+    mode: str = "listwise"  # listwise | pairwise (every pair of a set, both orders)
+    meta_depth: int = 2  # judging levels: 1 ranks performances, 2 ranks those rankings, …
+    aggregator: str = "bt"  # bt (weighted Bradley–Terry) | borda
+    bt_prior: float = 0.1  # Gaussian prior precision on strengths: finite scores for undefeated candidates
+    bt_iterations: int = 25
+    consensus_rounds: int = 2  # re-weighting rounds by agreement with the weighted aggregate (0: off)
+    min_margin: float = 0.1  # no pair below this BT advantage 2σ(Δθ)-1 (or normalised procedural gap)
+    length_control: bool = True  # among candidates within the top's uncertainty, choose the shortest
+    length_tolerance: float = 1.0  # "within the uncertainty": Δθ ≤ tolerance × combined standard error
 
 
 @dataclass

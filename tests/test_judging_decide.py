@@ -99,3 +99,11 @@ def test_pairwise_mode_aggregates_like_listwise() -> None:
     d = decide_pairs(_cands(4), [judgments], DecideConfig(length_control=False))
     assert (d.pairs[0].chosen, d.pairs[0].rejected) == (2, 1)
     assert d.first_shown_wins[0][1] == 12 and d.first_shown_wins[0][2] == 0.5
+
+
+def test_judging_config_carries_the_decide_fields() -> None:
+    from rsi.config import JudgingConfig
+    from rsi.judging.decide import cfg_from
+
+    assert cfg_from(JudgingConfig()) == DecideConfig()
+    assert cfg_from(JudgingConfig(min_margin=0.3)).min_margin == 0.3
