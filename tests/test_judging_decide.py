@@ -107,3 +107,20 @@ def test_judging_config_carries_the_decide_fields() -> None:
 
     assert cfg_from(JudgingConfig()) == DecideConfig()
     assert cfg_from(JudgingConfig(min_margin=0.3)).min_margin == 0.3
+
+
+def test_decide_rows_and_position_balance() -> None:
+    from rsi.judging.balance import PositionBalance, position_key
+    from rsi.judging.decide import decide_rows
+
+    cands = [{"id": f"c{i}", "completion": "x" * (i + 1), "procedural_score": None} for i in range(3)]
+    level1 = [{"id": "a", "ranking": [0, 1, 2], "presented_order": [0, 1, 2]},
+              {"id": "b", "ranking": [0, 2, 1], "presented_order": [1, 0, 2]}]
+    d = decide_rows(cands, [level1], DecideConfig(length_control=False))
+    assert d.pairs[0].chosen == 0 and len(d.weights[0]) == 2
+    assert position_key([0, 2, 1], [1, 0, 2]) == 1
+
+    bal = PositionBalance(tolerance=0.1, warmup=10)
+    admitted = [bal.admit(0, 4) for _ in range(40)]  # a judge that always prefers the first shown
+    assert sum(admitted) <= 10 + 1 and bal.dropped >= 29
+    assert bal.admit(2, 4)  # other positions still pass

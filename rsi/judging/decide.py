@@ -203,3 +203,17 @@ def decide_pairs(candidates: list[Candidate], levels: list[list[Judgment]], cfg:
         first_shown_wins=[_first_shown(lv) for lv in levels],
     )
 
+
+
+def decide_rows(candidates: list[dict[str, Any]], levels: list[list[dict[str, Any]]], cfg: Any = None, *,
+                text_key: str = "completion") -> Decision:
+    """`decide_pairs` over the pipeline's dict rows: candidates carry id, the text under `text_key` and
+    procedural_score; judgments carry id, ranking (None when invalid) and presented_order."""
+    import hashlib
+
+    cands = [Candidate(str(c["id"]), len(c.get(text_key) or ""), c.get("procedural_score"),
+                       hashlib.sha256((c.get(text_key) or "").encode()).hexdigest())
+             for c in candidates]
+    judged = [[Judgment(str(j["id"]), j.get("ranking"), list(j.get("presented_order") or []), bool(j.get("tied")))
+               for j in level] for level in levels]
+    return decide_pairs(cands, judged, cfg)
