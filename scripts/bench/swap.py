@@ -5,7 +5,12 @@ start a fresh engine on that checkpoint (timed, repeated; the first vLLM start i
 import, reported apart). Prints medians and the ratio swap/fresh, and checks the swapped engine's greedy
 tokens equal the fresh engine's.
 
+Then the same for replica pools on local Ray: `update_weights` on an N-replica pool (drain, swap every
+replica, resume) vs starting a fresh pool on the new checkpoint (router and N replica processes, until every
+replica has loaded), and the swapped pool's greedy tokens against the fresh pool's.
+
     .venv/bin/python scripts/bench/swap.py [--models tiny smollm2-135m] [--backends vllm hf] [--repeats 3]
+        [--pool-replicas 2] [--pool-threads 1] [--skip-engine] [--skip-pool]
 """
 
 from __future__ import annotations
@@ -71,24 +76,85 @@ def measure(model: str, backend: str, repeats: int, work: Path) -> dict[str, flo
             "first_start_s": first_start, "equal": swapped == fresh_tokens}
 
 
+def measure_pool(model: str, backend: str, replicas: int, threads: int, repeats: int,
+                 work: Path) -> dict[str, float | bool]:
+    import ray
+
+    from rsi.inference import PoolConfig, start_pool
+
+    base = resolve_model_path(model, None)
+    other = perturbed_copy(base, work / f"{model}-pool-b")
+    spec = EngineSpec(model_path=base, backend=backend, kv_cache_gb=0.5, max_model_len=2048, threads=threads)
+    config = PoolConfig(replicas=replicas, num_cpus=0)
+    prompts = [{"messages": [{"role": "user", "content": f"Write a Python function #{i} that parses dates."}],
+                "max_tokens": 24} for i in range(8)]
+
+    def stop(pool: object) -> None:
+        for h in ray.get(pool.replica_handles.remote()):
+            ray.kill(h)
+        ray.kill(pool)
+
+    pool = start_pool(spec, config)
+    ray.get(pool.generate.remote(prompts))  # in service before the swap, as in the loop
+    swaps = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        ray.get(pool.update_weights.remote(other if i % 2 == 0 else base))
+        swaps.append(time.perf_counter() - t0)
+    if repeats % 2 == 0:
+        ray.get(pool.update_weights.remote(other))
+    swapped = [c["token_ids"] for c in ray.get(pool.generate.remote(prompts))]
+    stop(pool)
+
+    starts, fresh_tokens = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fresh = start_pool(EngineSpec(**{**spec.__dict__, "model_path": other}), config)
+        starts.append(time.perf_counter() - t0)
+        fresh_tokens = [c["token_ids"] for c in ray.get(fresh.generate.remote(prompts))]
+        stop(fresh)
+    return {"swap_s": statistics.median(swaps), "fresh_s": statistics.median(starts),
+            "equal": swapped == fresh_tokens}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="+", default=["tiny", "smollm2-135m"])
     parser.add_argument("--backends", nargs="+", default=["vllm", "hf"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pool-replicas", type=int, default=2)
+    parser.add_argument("--pool-threads", type=int, default=1, help="OMP threads per pool replica")
+    parser.add_argument("--skip-engine", action="store_true")
+    parser.add_argument("--skip-pool", action="store_true")
     args = parser.parse_args()
 
     table = Table(title="weight swap vs fresh engine (medians)")
     for col in ("model", "backend", "swap s", "fresh start s", "swap/fresh", "first start s (with import)",
                 "greedy equal"):
         table.add_column(col, justify="right")
+    pools = Table(title=f"pool swap vs fresh pool start · {args.pool_replicas} replicas (medians)")
+    for col in ("model", "backend", "pool swap s", "fresh pool start s", "swap/fresh", "greedy equal"):
+        pools.add_column(col, justify="right")
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             for backend in args.backends:
-                r = measure(model, backend, args.repeats, Path(tmp))
-                table.add_row(model, backend, f"{r['swap_s']:.3f}", f"{r['fresh_s']:.2f}",
-                              f"{r['swap_s'] / r['fresh_s']:.4f}", f"{r['first_start_s']:.2f}", str(r["equal"]))
-    Console(width=140).print(table)
+                if not args.skip_engine:
+                    r = measure(model, backend, args.repeats, Path(tmp))
+                    table.add_row(model, backend, f"{r['swap_s']:.3f}", f"{r['fresh_s']:.2f}",
+                                  f"{r['swap_s'] / r['fresh_s']:.4f}", f"{r['first_start_s']:.2f}", str(r["equal"]))
+                if not args.skip_pool:
+                    import ray
+
+                    if not ray.is_initialized():
+                        ray.init(num_cpus=4, include_dashboard=False)
+                    p = measure_pool(model, backend, args.pool_replicas, args.pool_threads, args.repeats, Path(tmp))
+                    pools.add_row(model, backend, f"{p['swap_s']:.3f}", f"{p['fresh_s']:.2f}",
+                                  f"{p['swap_s'] / p['fresh_s']:.4f}", str(p["equal"]))
+    console = Console(width=140)
+    if not args.skip_engine:
+        console.print(table)
+    if not args.skip_pool:
+        console.print(pools)
 
 
 if __name__ == "__main__":

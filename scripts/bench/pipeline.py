@@ -1,0 +1,179 @@
+"""What our plumbing costs: the same prompts through (a) a bare engine in this process and (b) a streaming Ray
+Data stage sending them to an EnginePool through its router actor. Prints generated tokens/s of each and b/a
+(target >= 0.9), medians over interleaved repeats; then the peak RSS of the whole Ray session for 100 vs 1,000
+streamed tasks (target ratio <= 1.2), split into the engine replicas and everything else (driver, router,
+Ray Data workers, Ray's own daemons).
+
+    .venv/bin/python scripts/bench/pipeline.py [--model smollm2-135m] [--prompts 64] [--max-tokens 32]
+        [--repeats 3] [--replicas 1] [--threads 2] [--batch 8] [--rss-tasks 100 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import threading
+import time
+from typing import Any
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import numpy as np  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from rsi.inference import EngineSpec, PoolConfig, start_pool  # noqa: E402
+from rsi.inference.engine import EngineActor  # noqa: E402
+from rsi.models import resolve_model_path  # noqa: E402
+
+TOPICS = ["parse dates", "merge intervals", "count words", "validate emails", "rotate a matrix",
+          "flatten lists", "dedupe records", "format money"]
+
+
+def requests(n: int, max_tokens: int) -> list[dict[str, Any]]:
+    # ignore_eos-like budget: a fixed length keeps both paths generating the same token count
+    return [{"messages": [{"role": "user", "content": f"Task {i}: write a Python function to {TOPICS[i % 8]}."}],
+             "max_tokens": max_tokens, "temperature": 0.0} for i in range(n)]
+
+
+def stage(batch: dict[str, np.ndarray], *, pool: Any, max_tokens: int) -> dict[str, list[Any]]:
+    """A pipeline stage in the shape the corpus stages use: one blocking call on the pool per batch."""
+    import ray
+
+    reqs = [{"messages": [{"role": "user", "content": str(p)}], "max_tokens": max_tokens, "temperature": 0.0}
+            for p in batch["prompt"]]
+    outs = ray.get(pool.generate.remote(reqs))
+    return {"i": list(batch["i"]), "tokens": [o["num_tokens"] for o in outs],
+            "version": [o["model_version"] for o in outs]}
+
+
+def run_bare(engine: EngineActor, reqs: list[dict[str, Any]]) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    outs = engine.generate(reqs)
+    return sum(o["num_tokens"] for o in outs), time.perf_counter() - t0
+
+
+def run_pipeline(pool: Any, reqs: list[dict[str, Any]], batch: int, max_tokens: int) -> tuple[int, float, int]:
+    import ray.data
+
+    items = [{"i": i, "prompt": r["messages"][0]["content"]} for i, r in enumerate(reqs)]
+    t0 = time.perf_counter()
+    ds = ray.data.from_items(items).map_batches(stage, batch_size=batch, num_cpus=0,
+                                                fn_kwargs={"pool": pool, "max_tokens": max_tokens})
+    tokens = rows = 0
+    for row in ds.iter_rows():  # streamed and dropped: nothing accumulates in the driver
+        tokens += int(row["tokens"])
+        rows += 1
+    return tokens, time.perf_counter() - t0, rows
+
+
+class RssSampler:
+    """Peak of the summed RSS of this process and all its descendants (Ray's daemons and workers included)."""
+
+    def __init__(self, engine_pids: set[int]):
+        import psutil
+
+        self.root = psutil.Process()
+        self.engine_pids = engine_pids
+        self.peak_total = self.peak_rest = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        total = rest = 0
+        for p in [self.root, *self.root.children(recursive=True)]:
+            try:
+                rss = p.memory_info().rss
+            except psutil.Error:
+                continue
+            total += rss
+            if p.pid not in self.engine_pids:
+                rest += rss
+        self.peak_total, self.peak_rest = max(self.peak_total, total), max(self.peak_rest, rest)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(0.1)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    import ray
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="OMP threads per engine (bare and each replica)")
+    parser.add_argument("--batch", type=int, default=8, help="Ray Data batch size of the stage")
+    parser.add_argument("--rss-tasks", type=int, nargs=2, default=[100, 1000])
+    parser.add_argument("--rss-max-tokens", type=int, default=8)
+    args = parser.parse_args()
+
+    path = resolve_model_path(args.model, None)
+    spec = EngineSpec(model_path=path, backend="vllm", kv_cache_gb=0.5, max_model_len=2048, threads=args.threads)
+    ray.init(num_cpus=4, include_dashboard=False)
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(__import__(__name__))  # the stage must reach Ray's workers
+    pool = start_pool(spec, PoolConfig(replicas=args.replicas, num_cpus=0, max_in_flight=256))
+    bare = EngineActor(spec)
+    reqs = requests(args.prompts, args.max_tokens)
+
+    run_bare(bare, reqs[:8])  # warm both paths: first-call compilation, Ray Data's workers
+    run_pipeline(pool, reqs[:8], args.batch, args.max_tokens)
+    a_rates, b_rates = [], []
+    for _ in range(args.repeats):  # interleaved, so drifting load on the box hits both alike
+        tok, sec = run_bare(bare, reqs)
+        a_rates.append(tok / sec)
+        tok, sec, rows = run_pipeline(pool, reqs, args.batch, args.max_tokens)
+        assert rows == len(reqs)
+        b_rates.append(tok / sec)
+    del bare
+
+    engine_pids = set(ray.get(pool.health.remote())["pids"])
+    rss: dict[int, tuple[int, int, float]] = {}
+    for n in args.rss_tasks:
+        with RssSampler(engine_pids) as sampler:
+            tok, sec, rows = run_pipeline(pool, requests(n, args.rss_max_tokens), args.batch, args.rss_max_tokens)
+        assert rows == n
+        rss[n] = (sampler.peak_total, sampler.peak_rest, tok / sec)
+
+    a, b = statistics.median(a_rates), statistics.median(b_rates)
+    table = Table(title=f"bare engine vs Ray Data + pool · {args.model} · {args.prompts} prompts × "
+                        f"{args.max_tokens} tokens · replicas={args.replicas} threads={args.threads} "
+                        f"batch={args.batch} (medians of {args.repeats})")
+    for col in ("path", "tokens/s", "runs"):
+        table.add_column(col, justify="right")
+    table.add_row("(a) bare engine, one process", f"{a:.1f}", " ".join(f"{x:.1f}" for x in a_rates))
+    table.add_row("(b) Ray Data stage → pool", f"{b:.1f}", " ".join(f"{x:.1f}" for x in b_rates))
+    console = Console(width=150)
+    console.print(table)
+    console.print(f"ratio b/a = {b / a:.3f}  (target >= 0.9)")
+    lo, hi = args.rss_tasks
+    mib = 1 << 20
+    for n in args.rss_tasks:
+        total, rest, rate = rss[n]
+        console.print(f"{n:>5} tasks: peak RSS total {total / mib:.0f} MiB, without engine replicas "
+                      f"{rest / mib:.0f} MiB, {rate:.1f} tokens/s")
+    console.print(f"peak RSS ratio {hi}/{lo} tasks: total {rss[hi][0] / rss[lo][0]:.3f}, "
+                  f"without engines {rss[hi][1] / rss[lo][1]:.3f}  (target <= 1.2)")
+
+
+if __name__ == "__main__":
+    main()
