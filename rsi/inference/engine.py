@@ -94,6 +94,9 @@ class EngineActor:
             self._weights_path = checkpoint
         return self._version
 
+    def shutdown_weight_transfer(self) -> None:
+        self._transfer_backend().shutdown_weight_transfer()
+
     def _transfer_backend(self) -> Any:
         if not hasattr(self.backend, "init_weight_transfer"):
             raise NotImplementedError(f"backend {self.spec.backend!r} has no weight-transfer API: use disk swaps")

@@ -41,8 +41,13 @@ class VLLMBackend:
             # models spend their whole budget on blanks.
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
         )
-        if not torch.cuda.is_available() and kv_cache_gb > 0:
-            kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * (1 << 30))
+        if not torch.cuda.is_available():
+            if kv_cache_gb > 0:
+                kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * (1 << 30))
+            # A prompt split over several steps (chunked prefill) rewinds its seeded generator, which CPU
+            # generators cannot do ("CPU Generator does not use offset"): prefill every prompt in one step.
+            kwargs["enable_chunked_prefill"] = False
+            kwargs["max_num_batched_tokens"] = max(max_model_len, 2048)
         if tensor_parallel_size > 1:
             # The workers join the placement group this actor was scheduled in (rsi/inference/placement.py).
             kwargs["distributed_executor_backend"] = "ray"
@@ -97,6 +102,9 @@ class VLLMBackend:
     # vLLM's weight-transfer API (the trainer broadcasts, the workers receive); see rsi/inference/weight_sync.py.
     def init_weight_transfer(self, init_info: dict[str, Any]) -> None:
         self.llm.init_weight_transfer_engine({"init_info": init_info})
+
+    def shutdown_weight_transfer(self) -> None:
+        self.llm.shutdown_weight_transfer_engine()
 
     def start_weight_update(self) -> None:
         self.llm.start_weight_update()
