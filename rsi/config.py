@@ -58,11 +58,16 @@ class LoopConfig:
 
 
 @dataclass
-class TasksConfig:
-    family: str = "programming"
-    domains: list[str] = field(default_factory=lambda: ["string processing", "data validation"])
-    samples_per_domain: int = 4
-    max_tokens: int = 192
+class FamilyConfig:
+    """One task family's sizes; mirrors conf/tasks/<family>.yaml. Counts a family does not use are ignored."""
+
+    seeds: list[str] = field(default_factory=list)  # domains, topics or dilemmas: one chain per seed
+    candidates: int = 4  # samples of the family's first step per seed: the set the judges rank
+    keep: int = 1  # candidates of a set that go on to the next steps
+    evals: int = 2  # evaluation suites per kept task (programming)
+    solutions: int = 3  # solutions per kept task (programming)
+    predictions: int = 3  # predictions per program (python_output)
+    max_tokens: int = 256
     temperature: float = 0.9
 
 
@@ -86,6 +91,18 @@ class JudgingConfig:
 
 
 @dataclass
+class SandboxRunConfig:
+    """The sandbox pool of a run (mirrors conf/config.yaml `sandbox:`); see rsi.sandbox.config for details."""
+
+    launcher: str = "bwrap"  # bwrap (user namespaces) | landlock (where namespaces are unavailable)
+    workers: int = 1  # sandbox actors
+    slots: int = 2  # concurrent runs per actor, each under its own uid
+    timeout_s: float = 10.0
+    memory_mb: int = 1024
+    canary: bool = True  # hostile self-test at start: refuse to judge if isolation is broken
+
+
+@dataclass
 class ClusterConfig:
     address: str | None = None
     num_cpus: int | None = None
@@ -98,8 +115,9 @@ class RsiConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
-    tasks: TasksConfig = field(default_factory=TasksConfig)
+    tasks: dict[str, FamilyConfig] = field(default_factory=dict)  # family name -> sizes
     judging: JudgingConfig = field(default_factory=JudgingConfig)
+    sandbox: SandboxRunConfig = field(default_factory=SandboxRunConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
 
@@ -137,15 +155,27 @@ def validate(cfg: RsiConfig) -> None:
     _require(cfg.backend.weight_sync == "disk" or cfg.backend.name == "vllm", "backend.weight_sync",
              "pushed weights need the vllm backend")
     _require(cfg.loop.iterations >= 1, "loop.iterations", "must be >= 1")
-    _require(cfg.tasks.family == "programming", "tasks.family", f"unknown family {cfg.tasks.family!r}")
-    _require(len(cfg.tasks.domains) >= 1, "tasks.domains", "needs at least one domain")
-    _require(cfg.tasks.samples_per_domain >= 2, "tasks.samples_per_domain",
-             "a judge ranks sets: needs >= 2 candidates")
+    _require(len(cfg.tasks) >= 1, "tasks", "pick at least one family, e.g. tasks=[programming]")
+    from rsi.tasks import get_family
+
+    for name, fam in cfg.tasks.items():
+        try:
+            get_family(name)
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"tasks.{name}: {e}") from e
+        _require(len(fam.seeds) >= 1, f"tasks.{name}.seeds", "needs at least one seed")
+        _require(fam.candidates >= 2, f"tasks.{name}.candidates", "a judge ranks sets: needs >= 2 candidates")
+        _require(fam.keep >= 1, f"tasks.{name}.keep", "must be >= 1")
+        for key in ("evals", "solutions", "predictions", "max_tokens"):
+            _require(getattr(fam, key) >= 1, f"tasks.{name}.{key}", "must be >= 1")
     _require(cfg.judging.rankings_per_set >= 2, "judging.rankings_per_set",
              "the meta-judge ranks rankings: needs >= 2")
     _require(cfg.train.deepspeed in ("none", "zero2", "zero3"), "train.deepspeed",
              f"unknown {cfg.train.deepspeed!r} (none | zero2 | zero3)")
     _require(cfg.train.num_workers >= 1, "train.num_workers", "must be >= 1")
+    _require(cfg.sandbox.launcher in ("bwrap", "landlock"), "sandbox.launcher",
+             f"unknown {cfg.sandbox.launcher!r} (bwrap | landlock)")
+    _require(cfg.sandbox.workers >= 1 and cfg.sandbox.slots >= 1, "sandbox.workers", "workers and slots >= 1")
     if cfg.model.path is not None and (cfg.model.path.startswith(("/", ".", "~")) or Path(cfg.model.path).exists()):
         _require(Path(cfg.model.path).expanduser().is_dir(), "model.path",
                  f"no such model folder: {cfg.model.path}")

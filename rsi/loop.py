@@ -13,7 +13,7 @@ from rich.table import Table
 
 from rsi.config import ClusterConfig, RsiConfig
 from rsi.inference import EngineSpec, PoolConfig, start_pool
-from rsi.pipeline.corpus_pass import run_corpus_pass
+from rsi.pipeline.corpus_pass import needs_sandbox, run_corpus_pass
 from rsi.preflight import preflight
 from rsi.train import train_dpo
 
@@ -68,6 +68,16 @@ def pool_config(cfg: RsiConfig, name: str) -> PoolConfig:
                       max_restarts=b.max_restarts, num_cpus=b.num_cpus, num_gpus=b.num_gpus, name=name)
 
 
+def start_sandbox(cfg: RsiConfig) -> Any:
+    from rsi.sandbox.config import Limits, SandboxConfig
+    from rsi.sandbox.pool import SandboxPool
+
+    s = cfg.sandbox
+    limits = Limits(timeout_s=s.timeout_s, memory_mb=s.memory_mb)
+    return SandboxPool(SandboxConfig(launcher=s.launcher, slots=s.slots, canary=s.canary, limits=limits),
+                       num_workers=s.workers, num_cpus_per_worker=0)
+
+
 def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
     import ray
 
@@ -82,12 +92,14 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
             if cfg.backend.judge_replicas else engine
     pools = [engine] if judge is engine else [engine, judge]
 
+    sandbox = start_sandbox(cfg) if needs_sandbox(cfg) else None
+
     weights, summaries = model_path, []
     for iteration in range(cfg.loop.iterations):
         version = ray.get(engine.version.remote())
         corpus_dir = run_dir / "corpus" / f"iter_{iteration:03d}"
         console.rule(f"iteration {iteration} · policy v{version}")
-        stats = run_corpus_pass(cfg, engine, iteration, corpus_dir, model_version=version)
+        stats = run_corpus_pass(cfg, engine, iteration, corpus_dir, model_version=version, sandbox=sandbox)
 
         ckpt_dir = run_dir / "checkpoints" / f"v{version + 1}"
         if cfg.backend.colocate:  # free the GPUs for the trainer (a no-op where vLLM cannot sleep)

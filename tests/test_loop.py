@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rsi.config import RsiConfig
+from rsi.config import FamilyConfig, RsiConfig
 from rsi.corpus.writer import read_table
 from rsi.inference import EngineSpec, start_engine
 from rsi.loop import run_loop
@@ -18,8 +18,9 @@ def _config(tiny_model: Path, backend: str, run_dir: Path) -> RsiConfig:
     cfg.backend.name, cfg.backend.kv_cache_gb, cfg.backend.num_cpus = backend, 0.25, 0
     cfg.run.dir = str(run_dir)
     cfg.loop.iterations = 2
-    cfg.tasks.domains = ["string processing", "scheduling"]
-    cfg.tasks.samples_per_domain, cfg.tasks.max_tokens = 3, 64
+    # open_ended: the cheapest family (no sandbox); the loop's mechanics are what this test is about
+    cfg.tasks = {"open_ended": FamilyConfig(seeds=["a friend's secret", "credit taken at work"], candidates=3,
+                                            max_tokens=48)}
     cfg.judging.max_tokens, cfg.judging.rationale_chars = 48, 24
     cfg.train.learning_rate = 1e-3  # large enough that two steps visibly move a random model
     return cfg
@@ -46,7 +47,7 @@ def test_two_iterations_end_to_end(backend: str, tiny_model: Path, tmp_path: Pat
         assert perf.num_rows == 2 * 3 and judg.num_rows == 2 * (2 + 1) and pref.num_rows > 0
         assert set(perf.column("model_version").to_pylist()) == {it}
         assert set(judg.column("judge_model_version").to_pylist()) == {it}
-        assert set(judg.column("step").to_pylist()) == {"rank_tasks", "rank_task_rankings"}
+        assert set(judg.column("step").to_pylist()) == {"rank_responses", "rank_response_rankings"}
         assert (corpus / "manifest.json").exists()
         assert s.dpo_loss is not None
 

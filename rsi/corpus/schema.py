@@ -14,14 +14,19 @@ PERFORMANCES = pa.schema([
     ("model_version", pa.int32()),
     ("family", pa.string()),
     ("step", pa.string()),
-    ("task_id", pa.string()),  # the candidate set this output belongs to
-    ("domain", pa.string()),
+    ("task_id", pa.string()),  # the chain (one seed and all grown from it) this output belongs to
+    ("seed_text", pa.string()),  # the family's seed: a domain, a topic, a dilemma
+    ("set_id", pa.string()),  # the candidate set judges ranked this output in
+    ("parent_id", pa.string()),  # the item this output answers (a task for its solutions), null at the root
+    ("template_hash", pa.string()),  # the prompt template's version
     ("prompt", MESSAGES),
     ("completion", pa.string()),  # raw model text, kept whatever the parse outcome
     ("parse_status", pa.string()),
     ("parse_error", pa.string()),
     ("parsed", pa.string()),  # JSON of the parsed value, null when parsing failed
-    ("procedural_score", pa.float64()),
+    ("procedural_score", pa.float64()),  # the sandbox's verdict as a score, null where no procedure applies
+    ("procedural_detail", pa.string()),  # JSON: pass-matrix row/column, mutants killed, program output, …
+    ("kept", pa.bool_()),  # went on to the family's next steps
     ("temperature", pa.float64()),
     ("seed", pa.int64()),
     ("num_prompt_tokens", pa.int32()),
@@ -37,6 +42,8 @@ JUDGMENTS = pa.schema([
     ("family", pa.string()),
     ("step", pa.string()),
     ("task_id", pa.string()),
+    ("set_id", pa.string()),
+    ("template_hash", pa.string()),
     ("candidate_ids", pa.list_(pa.string())),  # canonical order; labels A, B, … (J1, J2, … at level 2)
     ("presented_order", pa.list_(pa.int32())),  # the permutation shown to the judge
     ("ranking", pa.list_(pa.int32())),  # candidate indices best first; null when the answer was invalid

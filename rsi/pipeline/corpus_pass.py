@@ -1,16 +1,22 @@
-"""One pass of the corpus pipeline: seed sets → Ray Data stages → Parquet tables of one iteration."""
+"""One pass of the corpus pipeline: for each family, seed chains → Ray Data stages (one per family operation)
+→ Parquet tables of one iteration."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsi.config import RsiConfig
+from rsi.config import FamilyConfig, RsiConfig
 from rsi.corpus.ids import content_id
 from rsi.corpus.writer import write_manifest, write_rows
-from rsi.pipeline.assemble import assemble_set
-from rsi.pipeline.stages import generate_candidates, meta_rank, rank_candidates
+from rsi.pipeline.assemble import assemble_chain
+from rsi.pipeline.steps import run_op
+from rsi.tasks import get_family
+from rsi.tasks.family import Check
 
 
 @dataclass
@@ -18,49 +24,59 @@ class PassStats:
     rows: dict[str, int] = field(default_factory=dict)
     parse_rate: dict[str, float] = field(default_factory=dict)  # per step: share of outputs that parsed
     pairs_per_step: dict[str, int] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)  # rows per step (performances and judgments)
 
 
-def seed_sets(cfg: RsiConfig, iteration: int) -> list[dict[str, Any]]:
-    family = cfg.tasks.family
-    return [{"task_id": content_id("set", run_seed=cfg.run.seed, iteration=iteration, domain=d, family=family),
-             "iteration": iteration, "domain": d}
-            for d in cfg.tasks.domains]
+def seed_chains(family: str, fam_cfg: FamilyConfig, run_seed: int, iteration: int) -> list[dict[str, Any]]:
+    rows = []
+    for k, seed in enumerate(fam_cfg.seeds):
+        chain_id = content_id("chain", run_seed=run_seed, iteration=iteration, family=family, seed=seed, index=k)
+        rows.append({"task_id": chain_id, "iteration": iteration, "family": family,
+                     "state": json.dumps({"seed": seed, "items": [], "judgments": []})})
+    return rows
 
 
-def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, *,
-                    model_version: int) -> PassStats:
+def needs_sandbox(cfg: RsiConfig) -> bool:
+    return any(isinstance(op, Check) and op.needs_sandbox for name in cfg.tasks for op in get_family(name).ops)
+
+
+def family_dataset(cfg: RsiConfig, family: str, engine: Any, sandbox: Any, iteration: int) -> Any:
+    """The family's chains as a lazy Ray Data dataset: one map_batches stage per operation, streaming."""
     import ray.data
 
-    j = cfg.judging
-    # Small batches keep the stages overlapping (streaming) while each engine call still batches a few sets.
-    batch = 2
-    ds = (
-        ray.data.from_items(seed_sets(cfg, iteration))
-        .map_batches(generate_candidates, batch_size=batch, num_cpus=0,
-                     fn_kwargs={"engine": engine, "samples": cfg.tasks.samples_per_domain,
-                                "max_tokens": cfg.tasks.max_tokens, "temperature": cfg.tasks.temperature})
-        .map_batches(rank_candidates, batch_size=batch, num_cpus=0,
-                     fn_kwargs={"engine": engine, "rankings": j.rankings_per_set, "max_tokens": j.max_tokens,
-                                "temperature": j.temperature, "rationale_chars": j.rationale_chars})
-        .map_batches(meta_rank, batch_size=batch, num_cpus=0,
-                     fn_kwargs={"engine": engine, "rankings": j.meta_rankings_per_set,
-                                "max_tokens": j.max_tokens, "temperature": j.temperature,
-                                "rationale_chars": j.rationale_chars})
-    )
+    fam = get_family(family)
+    fam_cfg = dataclasses.asdict(cfg.tasks[family])
+    judging = dataclasses.asdict(cfg.judging)
+    ds = ray.data.from_items(seed_chains(family, cfg.tasks[family], cfg.run.seed, iteration))
+    for index in range(len(fam.ops)):
+        # Small batches keep stages overlapping while each engine call still batches a few chains.
+        ds = ds.map_batches(run_op, batch_size=2, num_cpus=0,
+                            fn_kwargs={"family": fam, "op_index": index, "fam_cfg": fam_cfg,
+                                       "judging": judging, "engine": engine, "sandbox": sandbox})
+    return ds
+
+
+def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, *, model_version: int,
+                    sandbox: Any = None) -> PassStats:
     tables: dict[str, list[dict[str, Any]]] = {"performances": [], "judgments": [], "preferences": []}
-    for row in ds.iter_rows():
-        for name, rows in assemble_set(row).items():
-            tables[name].extend(rows)
+    for family in cfg.tasks:
+        fam = get_family(family)
+        for row in family_dataset(cfg, family, engine, sandbox, iteration).iter_rows():
+            for name, rows in assemble_chain(row, fam).items():
+                tables[name].extend(rows)
 
     stats = PassStats()
     for name, rows in tables.items():
         write_rows(rows, name, out_dir)
         stats.rows[name] = len(rows)
     for table in ("performances", "judgments"):
-        for step in sorted({r["step"] for r in tables[table]}):
-            of_step = [r for r in tables[table] if r["step"] == step]
-            stats.parse_rate[step] = sum(r["parse_status"] == "ok" for r in of_step) / len(of_step)
-    for r in tables["preferences"]:
-        stats.pairs_per_step[r["step"]] = stats.pairs_per_step.get(r["step"], 0) + 1
-    write_manifest(out_dir, iteration=iteration, model_version=model_version, parse_rate=stats.parse_rate)
+        by_step: dict[str, list[bool]] = {}
+        for r in tables[table]:
+            by_step.setdefault(r["step"], []).append(r["parse_status"] == "ok")
+        for step, oks in by_step.items():
+            stats.parse_rate[step] = sum(oks) / len(oks)
+            stats.steps[step] = len(oks)
+    stats.pairs_per_step = dict(Counter(r["step"] for r in tables["preferences"]))
+    write_manifest(out_dir, iteration=iteration, model_version=model_version, parse_rate=stats.parse_rate,
+                   pairs_per_step=stats.pairs_per_step, families=list(cfg.tasks))
     return stats

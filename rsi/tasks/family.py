@@ -1,0 +1,84 @@
+"""The family API: a task family is a seed list plus a chain of operations, declared as data.
+
+A chain row starts from one seed (a domain, a topic, a dilemma) and flows through the family's operations in
+order; each becomes one Ray Data stage. The operations are few and generic, so a new family is one module that
+lists them, its prompt templates and one YAML under conf/tasks/:
+
+- `Generate`: sample `count` candidates from the policy for the seed, or for each kept item of a parent step.
+- `Rank`: judges rank each candidate set of a generated step listwise, once per permutation (level 1).
+- `MetaRank`: judges rank the rankings of a candidate set (level 2).
+- `Select`: keep the best `keep` candidates of each set (procedural scores first, then the judges).
+- `Check`: a procedural judge (the sandbox) that sets `procedural_score` on items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rsi.tasks.parsing import Parsed
+
+Item = dict[str, Any]  # one model output in a chain: id, step, parent_id, set_id, completion, parsed, …
+Chain = dict[str, Any]  # {"seed": str, "items": [Item], "judgments": [dict]}
+
+
+@dataclass(frozen=True)
+class Generate:
+    step: str
+    template: str  # prompt template file under the family's prompt folder
+    count: str  # FamilyConfig field holding how many samples per seed/parent
+    parse: Callable[[str, Item | None], Parsed]  # (text, parent item) -> Parsed
+    render: Callable[[Item], str]  # what a judge (or a child prompt) sees of an item
+    variables: Callable[[str, Item | None], dict[str, str]]  # (seed, parent item) -> template variables
+    parent: str | None = None  # None: one set per seed; else one set per kept item of that step
+    schema: dict[str, Any] | None = None  # JSON schema for structured decoding, when the output is JSON
+    max_tokens: str = "max_tokens"  # FamilyConfig field
+
+
+@dataclass(frozen=True)
+class Rank:
+    step: str
+    of: str  # the generated step whose candidate sets are ranked
+    template: str  # instruction, then a line '## rubric', then the rubric
+
+
+@dataclass(frozen=True)
+class MetaRank:
+    step: str
+    of: str  # the Rank step whose rankings are ranked
+    template: str
+
+
+@dataclass(frozen=True)
+class Select:
+    of: str
+    keep: str = "keep"  # FamilyConfig field
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    run: Callable[[Chain, Callable[[list[dict]], list[dict]]], None]  # (chain, sandbox runner) -> None
+    needs_sandbox: bool = True
+
+
+Op = Generate | Rank | MetaRank | Select | Check
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    ops: tuple[Op, ...]
+    prompt_dir: str = ""  # folder of this family's template files: relative to rsi/tasks/prompts, or absolute
+    templates: tuple[tuple[str, str], ...] = ()  # inline (name, text) templates, looked up before files
+
+    def op(self, step: str) -> Op:
+        for o in self.ops:
+            if getattr(o, "step", None) == step:
+                return o
+        raise KeyError(f"family {self.name} has no step {step!r}")
+
+    @property
+    def steps(self) -> list[str]:
+        return [o.step for o in self.ops if isinstance(o, (Generate, Rank, MetaRank))]
