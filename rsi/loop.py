@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from rich.table import Table
 
 from rsi.config import ClusterConfig, RsiConfig
 from rsi.inference import EngineSpec, PoolConfig, start_pool
-from rsi.pipeline.corpus_pass import needs_sandbox, run_corpus_pass
+from rsi.pipeline.corpus_pass import PassStats, needs_sandbox, run_corpus_pass
 from rsi.preflight import preflight
 from rsi.train import train_dpo
 
@@ -81,7 +82,8 @@ def start_sandbox(cfg: RsiConfig) -> Any:
 def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
     import ray
 
-    console = console or Console()
+    # Piped into a log, rich would wrap tables at 80 columns; a fixed width keeps them readable there.
+    console = console or (Console() if sys.stdout.isatty() else Console(width=130))
     model_path = preflight(cfg)  # before Ray: bad keys, paths and models fail here
     run_dir = Path(cfg.run.dir)
     init_ray(cfg.cluster)
@@ -99,7 +101,9 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
         version = ray.get(engine.version.remote())
         corpus_dir = run_dir / "corpus" / f"iter_{iteration:03d}"
         console.rule(f"iteration {iteration} · policy v{version}")
-        stats = run_corpus_pass(cfg, engine, iteration, corpus_dir, model_version=version, sandbox=sandbox)
+        stats = run_corpus_pass(cfg, engine, iteration, corpus_dir, model_version=version, sandbox=sandbox,
+                                judge=judge)
+        console.print(step_table(stats))
 
         ckpt_dir = run_dir / "checkpoints" / f"v{version + 1}"
         if cfg.backend.colocate:  # free the GPUs for the trainer (a no-op where vLLM cannot sleep)
@@ -126,6 +130,15 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
         console.print(summary_table(summaries))
     write_summary(run_dir, summaries)
     return RunResult(summaries, engine, judge)
+
+
+def step_table(stats: PassStats) -> Table:
+    table = Table(title="corpus pass · per step")
+    for col in ("step", "rows", "parse rate", "pairs"):
+        table.add_column(col, justify="right")
+    for step, rows in stats.steps.items():
+        table.add_row(step, str(rows), f"{stats.parse_rate[step]:.0%}", str(stats.pairs_per_step.get(step, 0)))
+    return table
 
 
 def summary_table(summaries: list[IterationSummary]) -> Table:

@@ -40,7 +40,7 @@ def needs_sandbox(cfg: RsiConfig) -> bool:
     return any(isinstance(op, Check) and op.needs_sandbox for name in cfg.tasks for op in get_family(name).ops)
 
 
-def family_dataset(cfg: RsiConfig, family: str, engine: Any, sandbox: Any, iteration: int) -> Any:
+def family_dataset(cfg: RsiConfig, family: str, engine: Any, judge: Any, sandbox: Any, iteration: int) -> Any:
     """The family's chains as a lazy Ray Data dataset: one map_batches stage per operation, streaming."""
     import ray.data
 
@@ -52,16 +52,17 @@ def family_dataset(cfg: RsiConfig, family: str, engine: Any, sandbox: Any, itera
         # Small batches keep stages overlapping while each engine call still batches a few chains.
         ds = ds.map_batches(run_op, batch_size=2, num_cpus=0,
                             fn_kwargs={"family": fam, "op_index": index, "fam_cfg": fam_cfg,
-                                       "judging": judging, "engine": engine, "sandbox": sandbox})
+                                       "judging": judging, "engine": engine, "judge": judge,
+                                       "sandbox": sandbox})
     return ds
 
 
 def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, *, model_version: int,
-                    sandbox: Any = None) -> PassStats:
+                    sandbox: Any = None, judge: Any = None) -> PassStats:
     tables: dict[str, list[dict[str, Any]]] = {"performances": [], "judgments": [], "preferences": []}
     for family in cfg.tasks:
         fam = get_family(family)
-        for row in family_dataset(cfg, family, engine, sandbox, iteration).iter_rows():
+        for row in family_dataset(cfg, family, engine, judge or engine, sandbox, iteration).iter_rows():
             for name, rows in assemble_chain(row, fam).items():
                 tables[name].extend(rows)
 

@@ -47,8 +47,10 @@ def sets_of(items: list[Item], step: str) -> dict[str, list[Item]]:
 
 
 def run_op(batch: dict[str, np.ndarray], *, family: Family, op_index: int, fam_cfg: dict[str, Any],
-           judging: dict[str, Any], engine: Any, sandbox: Any = None) -> dict[str, list[Any]]:
-    """The map_batches entry: decode chains, apply the family's op `op_index`, encode them again."""
+           judging: dict[str, Any], engine: Any, judge: Any = None, sandbox: Any = None) -> dict[str, list[Any]]:
+    """The map_batches entry: decode chains, apply the family's op `op_index`, encode them again.
+    `engine` serves the policy's steps, `judge` the rankings (the same pool when the policy judges itself)."""
+    judge = judge if judge is not None else engine
     fam = family
     op = fam.ops[op_index]
     rows = _rows(batch)
@@ -56,9 +58,9 @@ def run_op(batch: dict[str, np.ndarray], *, family: Family, op_index: int, fam_c
     if isinstance(op, Generate):
         generate_step(chains, rows, op, fam, fam_cfg, engine)
     elif isinstance(op, Rank):
-        rank_step(chains, rows, op, fam, judging, engine)
+        rank_step(chains, rows, op, fam, judging, judge)
     elif isinstance(op, MetaRank):
-        meta_rank_step(chains, rows, op, fam, judging, engine)
+        meta_rank_step(chains, rows, op, fam, judging, judge)
     elif isinstance(op, Select):
         rank_name = next((o.step for o in fam.ops if isinstance(o, Rank) and o.of == op.of), None)
         for chain in chains:
