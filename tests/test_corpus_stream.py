@@ -63,6 +63,9 @@ def test_uninterrupted_write_counts_and_manifest(tmp_path: Path) -> None:
     assert m["parts"] == SETS // 3 and m["sets"] == SETS and m["iteration"] == 0
     assert m["parse_rate"] == {"create_task": pytest.approx(2 / 3), "rank_tasks": 1.0}
     assert m["pairs_per_step"] == {"create_task": SETS}
+    assert m["position_bias"] == {"rank_tasks/1": {"first_shown_wins": 1.0, "chance": pytest.approx(1 / 3),
+                                                   "judgments": 2 * SETS}}
+    assert m["mean_length"] == {"chosen": 1.0, "rejected": 1.0}
     assert len(set(_ids(tmp_path, "performances"))) == 3 * SETS
     assert w.rows() == m["rows"]
 

@@ -59,8 +59,15 @@ def _count_rows(counters: Counter, table: str, rows: list[dict[str, Any]]) -> No
         if table in ("performances", "judgments"):
             counters[f"parsed|{r.get('step')}"] += r.get("parse_status") == "ok"
             counters[f"outputs|{r.get('step')}"] += 1
+        if table == "judgments" and r.get("ranking") and r.get("presented_order"):
+            key = f"{r.get('step')}/{r.get('level')}"
+            counters[f"first|{key}"] += r["ranking"][0] == r["presented_order"][0]
+            counters[f"valid|{key}"] += 1
+            counters[f"chance|{key}"] += 1.0 / len(r["ranking"])
         if table == "preferences":
             counters[f"pairs|{r.get('step')}"] += 1
+            counters["len_chosen"] += sum(len(m.get("content") or "") for m in r.get("chosen") or [])
+            counters["len_rejected"] += sum(len(m.get("content") or "") for m in r.get("rejected") or [])
 
 
 def manifest_complete(iter_dir: Path | str) -> bool:
@@ -194,12 +201,29 @@ class CorpusWriter:
     def pairs_per_step(self) -> dict[str, int]:
         return {k.split("|", 1)[1]: v for k, v in self.counters.items() if k.startswith("pairs|")}
 
+    def position_bias(self) -> dict[str, dict[str, float]]:
+        """Per step/level: share of valid judgments whose top pick was shown first, against chance."""
+        out = {}
+        for k, v in self.counters.items():
+            if k.startswith("valid|") and v:
+                key = k.split("|", 1)[1]
+                out[key] = {"first_shown_wins": self.counters[f"first|{key}"] / v,
+                            "chance": self.counters[f"chance|{key}"] / v, "judgments": v}
+        return out
+
+    def mean_lengths(self) -> dict[str, float]:
+        """Mean characters of chosen and rejected texts over the committed pairs."""
+        pairs = sum(self.pairs_per_step().values())
+        return {"chosen": self.counters["len_chosen"] / pairs if pairs else 0.0,
+                "rejected": self.counters["len_rejected"] / pairs if pairs else 0.0}
+
     def close(self, **fields: Any) -> Path:
         """Flush, then write the manifest last (row counts from the commit records, no table re-read)."""
         self.flush()
         manifest = {"written_at": time.time(), "rows": self.rows(), "parts": self._next_part,
                     "sets": len(self._done), "parse_rate": self.parse_rate(),
-                    "pairs_per_step": self.pairs_per_step(), **fields}
+                    "pairs_per_step": self.pairs_per_step(), "position_bias": self.position_bias(),
+                    "mean_length": self.mean_lengths(), **fields}
         path = self.dir / MANIFEST
         _atomic_json(path, manifest)
         return path

@@ -62,17 +62,19 @@ def win_matrix(rankings: np.ndarray, set_idx: np.ndarray, weights: np.ndarray, n
     return wins.reshape(num_sets, n, n)
 
 
-def bradley_terry(wins: np.ndarray, prior: float = 0.1, iterations: int = 25, tol: float = 1e-8) -> Fit:
+def bradley_terry(wins: np.ndarray, prior: float = 0.1, iterations: int = 25, tol: float = 1e-8,
+                  init: np.ndarray | None = None) -> Fit:
     """Maximum a-posteriori Bradley–Terry per set by Newton's method.
 
     The small Gaussian prior (precision `prior`) keeps strengths finite when a candidate wins every
     comparison and makes the Hessian invertible; its inverse gives the standard errors. Sets whose candidates
-    were never compared stay at 0 with the prior's standard error.
+    were never compared stay at 0 with the prior's standard error. `init` warm-starts from an earlier fit
+    (re-weighting rounds move strengths little, so Newton then needs a step or two).
     """
     s, n, _ = wins.shape
     counts = wins + wins.transpose(0, 2, 1)
     won = wins.sum(axis=2)
-    theta = np.zeros((s, n))
+    theta = np.zeros((s, n)) if init is None else init.copy()
     eye = np.eye(n)
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(theta[:, None, :] - theta[:, :, None]))  # p[s,i,j] = P(i beats j)

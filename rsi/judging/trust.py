@@ -67,5 +67,6 @@ def consensus_weights(rankings: np.ndarray, set_idx: np.ndarray, base: np.ndarra
     for _ in range(rounds):
         tau = kendall_tau_vs(rankings, set_idx, fit.theta)
         weights = normalise(base * tau_factor(tau, floor), set_idx, num_sets)
-        fit = bradley_terry(win_matrix(rankings, set_idx, weights, num_sets, n, tied), prior, iterations)
+        fit = bradley_terry(win_matrix(rankings, set_idx, weights, num_sets, n, tied), prior, iterations,
+                            init=fit.theta)
     return weights, fit, tau
