@@ -59,16 +59,21 @@ def test_programming_execution_scores_suites_and_solutions(sandbox) -> None:
                         {"args": [30, 0, 10], "expected": 10}, {"args": [0, 0, 10], "expected": 0},
                         {"args": [10, 0, 10], "expected": 10}]}
     weak = {"cases": [{"args": [5, 0, 10], "expected": 5}]}
+    # properties alone catch the bug: the result must lie within [lo, hi]
+    props = {"cases": [{"args": [5, 0, 10], "expected": 5}, {"args": [30, 0, 10], "expected": 10}],
+             "properties": ["args[1] <= result <= args[2]"]}
     wrong = {"cases": [{"args": [5, 0, 10], "expected": 6}]}
     chain = {"seed": "numbers", "judgments": [], "items": [
         task, _item("solve", "s_good", good, "t"), _item("solve", "s_bug", buggy, "t"),
         _item("solve", "s_bad", None, "t", status="syntax_error"),
         _item("create_eval", "e_strong", strong, "t"), _item("create_eval", "e_weak", weak, "t"),
-        _item("create_eval", "e_wrong", wrong, "t")]}
+        _item("create_eval", "e_wrong", wrong, "t"), _item("create_eval", "e_props", props, "t")]}
     execute(chain, _runner(sandbox))
     score = {i["id"]: i["procedural_score"] for i in chain["items"] if i["step"] != "create_task"}
     assert score["e_strong"] > score["e_weak"] > score["e_wrong"] == 0.0
     assert score["s_good"] == 1.0 > score["s_bug"] and score["s_bad"] == 0.0
+    assert score["e_props"] > score["e_weak"]
+    assert chain["items"][-1]["procedural_detail"]["column"] == [1.0, 0.5]  # bug fails one case + its property
     assert task["procedural_detail"]["best_solution"] == "s_good"
     assert len(task["procedural_detail"]["pass_matrix"]) == 2  # unparsed solutions are not run
 

@@ -34,7 +34,9 @@ EVAL_SCHEMA: dict[str, Any] = {
         "type": "object",
         "properties": {"args": {"type": "array", "maxItems": 4, "items": _JSON_VALUE}, "expected": _JSON_VALUE},
         "required": ["args", "expected"], "additionalProperties": False,
-    }}},
+    }},
+        # Optional property checks: Python expressions over `args` and `result` that must hold for every case.
+        "properties": {"type": "array", "maxItems": 3, "items": {"type": "string", "maxLength": 120}}},
     "required": ["cases"],
     "additionalProperties": False,
 }
@@ -65,13 +67,44 @@ def parse_eval(text: str, parent: Item | None = None) -> Parsed:
         if isinstance(cases, list) else []
     if not good:
         return Parsed("no_valid_cases", parsed.value, "no case with an 'args' list and an 'expected' value")
-    return Parsed("ok", {"cases": [{"args": c["args"], "expected": c["expected"]} for c in good]})
+    props = parsed.value.get("properties") or []
+    props = [p for p in props if isinstance(p, str) and _is_expression(p)] if isinstance(props, list) else []
+    return Parsed("ok", {"cases": [{"args": c["args"], "expected": c["expected"]} for c in good],
+                         "properties": props})
+
+
+def _is_expression(text: str) -> bool:
+    try:
+        compile(text, "<property>", "eval")
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def suite_job(solution: str, suite: dict[str, Any], entry: str) -> dict:
+    """One sandbox job: the suite's cases, plus each property checked on every case's arguments through a
+    wrapper that calls the solution (the comparison with `True` happens on the host, as for any case)."""
+    from rsi.sandbox.executor import json_job
+
+    props = suite.get("properties") or []
+    wrappers = "".join(
+        f"\n\ndef _rsi_property_{k}(*args):\n    result = {entry}(*args)\n    return bool({expr})\n"
+        for k, expr in enumerate(props))
+    cases = list(suite["cases"]) + [{"function": f"_rsi_property_{k}", "args": c["args"], "expected": True}
+                                    for k in range(len(props)) for c in suite["cases"]]
+    return json_job(solution + wrappers, cases, entry)
+
+
+def suite_size(suite: dict[str, Any]) -> int:
+    return len(suite["cases"]) * (1 + len(suite.get("properties") or []))
 
 
 def render_eval(item: Item) -> str:
     if item["parse_status"] != "ok":
         return item["completion"]
-    return "\n".join(f"{json.dumps(c['args'])} -> {json.dumps(c['expected'])}" for c in item["parsed"]["cases"])
+    lines = [f"{json.dumps(c['args'])} -> {json.dumps(c['expected'])}" for c in item["parsed"]["cases"]]
+    lines += [f"property: {p}" for p in item["parsed"].get("properties") or []]
+    return "\n".join(lines)
 
 
 def parse_solution(text: str, parent: Item | None) -> Parsed:
@@ -105,8 +138,6 @@ def execute(chain: Chain, run_jobs: Callable[[list[dict]], list[dict]]) -> None:
     0.5 + 0.5 × the share of mutants it kills (weak suites let mutants through). Solution score: its pass rate
     over the suites that scored above 0 (all suites when none did). Both keep their matrix rows as detail.
     """
-    from rsi.sandbox.executor import json_job
-
     items = chain["items"]
     for task in (i for i in items if i["step"] == "create_task" and i["kept"]):
         evals = [i for i in items if i["step"] == "create_eval" and i["parent_id"] == task["id"]]
@@ -118,19 +149,19 @@ def execute(chain: Chain, run_jobs: Callable[[list[dict]], list[dict]]) -> None:
         if not good_evals or not good_sols:
             continue
         entry = task["parsed"]["entry_point"]
-        jobs = [json_job(s["parsed"], e["parsed"]["cases"], entry) for s in good_sols for e in good_evals]
+        jobs = [suite_job(s["parsed"], e["parsed"], entry) for s in good_sols for e in good_evals]
         verdicts = run_jobs(jobs)
-        matrix = [[_pass_fraction(verdicts[si * len(good_evals) + ei], len(e["parsed"]["cases"]))
+        matrix = [[_pass_fraction(verdicts[si * len(good_evals) + ei], suite_size(e["parsed"]))
                    for ei, e in enumerate(good_evals)] for si in range(len(good_sols))]
         best = max(range(len(good_sols)), key=lambda si: (sum(matrix[si]), -si))
         mutants = make_mutants(good_sols[best]["parsed"])
         killed = [0] * len(good_evals)
         if mutants:
-            mjobs = [json_job(code, e["parsed"]["cases"], entry) for _, code in mutants for e in good_evals]
+            mjobs = [suite_job(code, e["parsed"], entry) for _, code in mutants for e in good_evals]
             mverdicts = run_jobs(mjobs)
             for mi in range(len(mutants)):
                 for ei, e in enumerate(good_evals):
-                    killed[ei] += _pass_fraction(mverdicts[mi * len(good_evals) + ei], len(e["parsed"]["cases"])) < 1
+                    killed[ei] += _pass_fraction(mverdicts[mi * len(good_evals) + ei], suite_size(e["parsed"])) < 1
         for ei, e in enumerate(good_evals):
             accepts_best = matrix[best][ei] == 1.0
             kill_rate = killed[ei] / len(mutants) if mutants else 0.0
