@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rsi.config import ClusterConfig, RsiConfig
+from rsi.corpus.resume import resume_point
 from rsi.inference import EngineSpec, PoolConfig, start_pool
 from rsi.pipeline.corpus_pass import PassStats, needs_sandbox, run_corpus_pass
 from rsi.preflight import preflight
@@ -96,8 +97,16 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
 
     sandbox = start_sandbox(cfg) if needs_sandbox(cfg) else None
 
-    weights, summaries = model_path, []
-    for iteration in range(cfg.loop.iterations):
+    weights, summaries, start = model_path, [], 0
+    if cfg.run.resume:
+        # Finished iterations (manifest and checkpoint written) are skipped; the pools go back to the last
+        # checkpoint under its version number, so later rows carry the versions an uninterrupted run would.
+        point = resume_point(run_dir, cfg.loop.iterations)
+        start = point.start
+        if point.checkpoint:
+            ray.get([p.update_weights.remote(point.checkpoint, point.version) for p in pools])
+            weights = point.checkpoint
+    for iteration in range(start, cfg.loop.iterations):
         version = ray.get(engine.version.remote())
         corpus_dir = run_dir / "corpus" / f"iter_{iteration:03d}"
         console.rule(f"iteration {iteration} · policy v{version}")

@@ -124,3 +124,9 @@ def test_decide_rows_and_position_balance() -> None:
     admitted = [bal.admit(0, 4) for _ in range(40)]  # a judge that always prefers the first shown
     assert sum(admitted) <= 10 + 1 and bal.dropped >= 29
     assert bal.admit(2, 4)  # other positions still pass
+
+
+def test_execution_alone_decides_without_judges() -> None:
+    d = decide_pairs(_cands(3, procedural=[0.5, 1.0, 0.0]), [], DecideConfig())
+    assert [(p.chosen, p.rejected, p.origin) for p in d.pairs] == [(1, 2, "procedural")]
+    assert decide_pairs(_cands(3), [], DecideConfig()).pairs == []

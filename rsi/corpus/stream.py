@@ -223,7 +223,7 @@ class CorpusWriter:
         manifest = {"written_at": time.time(), "rows": self.rows(), "parts": self._next_part,
                     "sets": len(self._done), "parse_rate": self.parse_rate(),
                     "pairs_per_step": self.pairs_per_step(), "position_bias": self.position_bias(),
-                    "mean_length": self.mean_lengths(), **fields}
+                    "mean_length": self.mean_lengths(), "counters": dict(self.counters), **fields}
         path = self.dir / MANIFEST
         _atomic_json(path, manifest)
         return path

@@ -169,12 +169,13 @@ def decide_pairs(candidates: list[Candidate], levels: list[list[Judgment]], cfg:
     pairs: list[Pair] = []
     lengths = [x.length for x in candidates]
     keys = [x.key for x in candidates]
-    if levels:
+    theta0 = thetas[0] if levels else np.zeros(len(candidates))
+    pair = _procedural_pair(truth_vals, theta0, lengths, keys, c) if has_truth else None
+    if pair is None and levels:
         src = [j.id for j, w in zip(levels[0], weights[0]) if w > 0]
-        pair = _procedural_pair(truth_vals, thetas[0], lengths, keys, c) if has_truth else None
-        pair = pair or _judge_pair(0, thetas[0], ses[0], lengths, keys, src, c)
-        if pair:
-            pairs.append(pair)
+        pair = _judge_pair(0, thetas[0], ses[0], lengths, keys, src, c)
+    if pair:
+        pairs.append(pair)
     for lvl in range(1, depth + 1):
         judged = levels[lvl - 1]
         if lvl == 1 and has_truth and np.isfinite(tau_truth).sum() >= 2:

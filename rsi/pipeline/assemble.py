@@ -13,7 +13,8 @@ from collections import defaultdict
 from typing import Any
 
 from rsi.corpus.ids import content_id
-from rsi.judging.pairs import Pair, best_vs_worst, trust_weights
+from rsi.judging.decide import Decision, decide_rows
+from rsi.judging.decide import Pair as JudgedPair
 from rsi.tasks.family import Family, Generate, Rank
 
 Row = dict[str, Any]
@@ -23,36 +24,24 @@ def _assistant(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
 
-def pairwise_agreement(ranking: list[int], scores: list[float]) -> float:
-    """Share of pairs with different scores that `ranking` (best first) orders the same way."""
-    pos = {c: p for p, c in enumerate(ranking)}
-    pairs = [(a, b) for a in range(len(scores)) for b in range(a + 1, len(scores)) if scores[a] != scores[b]]
-    if not pairs:
-        return 0.5
-    return sum((pos[a] < pos[b]) == (scores[a] > scores[b]) for a, b in pairs) / len(pairs)
-
-
-def _procedural_pair(items: list[Row]) -> Pair | None:
-    scores = [i["procedural_score"] for i in items]
-    if any(s is None for s in scores) or max(scores) == min(scores):
-        return None
-    best = max(range(len(items)), key=lambda k: (scores[k], -k))
-    worst = min(range(len(items)), key=lambda k: (scores[k], k))
-    return Pair(best, worst, float(scores[best] - scores[worst]), [])
+def _pair_weight(p: JudgedPair) -> float:
+    """Sampling weight of a pair in DPO: execution truth is certain; a judges' pair counts by its margin."""
+    return 1.0 if p.origin == "procedural" else p.margin
 
 
 def _pair_row(chain_row: Row, family: str, step: str, level: int, prompt: list, chosen_id: str, chosen_text: str,
-              rejected_id: str, rejected_text: str, margin: float, sources: list[str]) -> Row:
+              rejected_id: str, rejected_text: str, margin: float, sources: list[str], weight: float = 1.0) -> Row:
     return {
         "id": content_id("preference", chosen=chosen_id, rejected=rejected_id, step=step, level=level),
         "iteration": int(chain_row["iteration"]), "family": family, "step": step, "level": level,
         "prompt": prompt, "chosen": _assistant(chosen_text), "rejected": _assistant(rejected_text),
-        "chosen_id": chosen_id, "rejected_id": rejected_id, "margin": margin, "weight": 1.0,
+        "chosen_id": chosen_id, "rejected_id": rejected_id, "margin": margin, "weight": weight,
         "source_ids": sources,
     }
 
 
-def assemble_chain(chain_row: Row, family: Family) -> dict[str, list[Row]]:
+def assemble_chain(chain_row: Row, family: Family, judging: Any = None) -> dict[str, list[Row]]:
+    """`judging`: the run's JudgingConfig (margin threshold, length control, BT settings); defaults if None."""
     chain = json.loads(chain_row["state"])
     items, judgments = chain["items"], chain["judgments"]
     by_set: dict[str, list[Row]] = defaultdict(list)
@@ -65,34 +54,29 @@ def assemble_chain(chain_row: Row, family: Family) -> dict[str, list[Row]]:
     weights: dict[str, float] = {}
     preferences: list[Row] = []
     rank_of = {o.of: o.step for o in family.ops if isinstance(o, Rank)}
+    item_by_id = {i["id"]: i for i in items}
+    decisions: dict[str, Decision] = {}
     for set_id, level1 in j_by_set.items():
         if level1[0]["level"] != 1:
             continue
         meta_set = content_id("rankings", set_id=set_id, step=level1[0]["step"])
-        meta = [m["ranking"] for m in j_by_set.get(meta_set, []) if m["ranking"] is not None]
-        for j, w in zip(level1, trust_weights(len(level1), [j["ranking"] is not None for j in level1], meta)):
-            weights[j["id"]] = w
-        cands = by_set.get(set_id, [])
-        # Judgement pairs: execution truth first, the meta-judges otherwise.
-        valid = [j for j in level1 if j["ranking"] is not None]
-        pair, sources = None, []
-        scores = [c["procedural_score"] for c in cands]
-        if len(valid) >= 2 and cands and all(s is not None for s in scores) and max(scores) != min(scores):
-            agree = [pairwise_agreement(j["ranking"], scores) for j in valid]
-            hi, lo = max(range(len(valid)), key=lambda k: agree[k]), min(range(len(valid)), key=lambda k: agree[k])
-            if agree[hi] > agree[lo]:
-                pair = (valid[hi], valid[lo], agree[hi] - agree[lo])
-        elif meta:
-            p = best_vs_worst(meta, [1.0] * len(meta), len(level1))
-            if p:
-                pair = (level1[p.chosen], level1[p.rejected], p.margin)
-                sources = [m["id"] for m in j_by_set[meta_set] if m["ranking"] is not None]
-        if pair:
-            good, bad, margin = pair
+        meta = j_by_set.get(meta_set, [])
+        # candidates in the canonical order the judges' indices refer to
+        cands = [item_by_id[c] for c in level1[0]["candidate_ids"] if c in item_by_id]
+        if len(cands) != len(level1[0]["candidate_ids"]):
+            continue
+        d = decide_rows(cands, [level1, meta] if meta else [level1], judging)
+        decisions[set_id] = d
+        for lvl, judged in enumerate([level1, meta] if meta else [level1]):
+            weights.update({j["id"]: w for j, w in zip(judged, d.weights[lvl])})
+        # Judgement pairs: execution truth first, the meta-judges otherwise (decided in decide_pairs).
+        for p in (p for p in d.pairs if p.level == 1):
+            good, bad = level1[p.chosen], level1[p.rejected]
             # Labels are stable across permutations, so the better ranking is a valid answer to the worse
             # ranking's prompt: the pair shares that prompt, as DPO needs.
             preferences.append(_pair_row(chain_row, family.name, good["step"], 2, bad["prompt"], good["id"],
-                                         good["raw_text"], bad["id"], bad["raw_text"], margin, sources))
+                                         good["raw_text"], bad["id"], bad["raw_text"], p.margin, p.source_ids,
+                                         _pair_weight(p)))
 
     for op in family.ops:
         if not isinstance(op, Generate):
@@ -100,18 +84,17 @@ def assemble_chain(chain_row: Row, family: Family) -> dict[str, list[Row]]:
         for set_id, cands in by_set.items():
             if cands[0]["step"] != op.step or len(cands) < 2:
                 continue
-            pair = _procedural_pair(cands)
-            if pair is None:
-                level1 = [j for j in j_by_set.get(set_id, []) if j["step"] == rank_of.get(op.step)]
-                pair = best_vs_worst([j["ranking"] for j in level1], [weights.get(j["id"], 1.0) for j in level1],
-                                     len(cands))
-                if pair:
-                    pair.sources = [level1[k]["id"] for k in pair.sources]
-            if pair:
-                good, bad = cands[pair.chosen], cands[pair.rejected]
+            d = decisions.get(set_id)
+            if d is None or rank_of.get(op.step) is None:
+                d = decide_rows(cands, [], judging)  # no judges: execution alone, where it discriminates
+                order = cands
+            else:
+                order = [item_by_id[c] for c in j_by_set[set_id][0]["candidate_ids"]]
+            for p in (p for p in d.pairs if p.level == 0):
+                good, bad = order[p.chosen], order[p.rejected]
                 preferences.append(_pair_row(chain_row, family.name, op.step, 1, good["prompt"], good["id"],
-                                             good["completion"], bad["id"], bad["completion"], pair.margin,
-                                             pair.sources))
+                                             good["completion"], bad["id"], bad["completion"], p.margin,
+                                             p.source_ids, _pair_weight(p)))
 
     base = {"iteration": int(chain_row["iteration"]), "family": family.name, "task_id": str(chain_row["task_id"])}
     performances = [base | {

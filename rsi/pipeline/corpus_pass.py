@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rsi.config import FamilyConfig, RsiConfig
 from rsi.corpus.ids import content_id
-from rsi.corpus.writer import write_manifest, write_rows
+from rsi.corpus.stream import CorpusWriter, read_manifest
 from rsi.pipeline.assemble import assemble_chain
 from rsi.pipeline.steps import run_op
 from rsi.tasks import get_family
@@ -40,14 +39,18 @@ def needs_sandbox(cfg: RsiConfig) -> bool:
     return any(isinstance(op, Check) and op.needs_sandbox for name in cfg.tasks for op in get_family(name).ops)
 
 
-def family_dataset(cfg: RsiConfig, family: str, engine: Any, judge: Any, sandbox: Any, iteration: int) -> Any:
-    """The family's chains as a lazy Ray Data dataset: one map_batches stage per operation, streaming."""
+def family_dataset(cfg: RsiConfig, family: str, engine: Any, judge: Any, sandbox: Any, iteration: int,
+                   chains: list[dict[str, Any]] | None = None) -> Any:
+    """The family's chains (default: all its seed chains) as a lazy Ray Data dataset: one map_batches stage
+    per operation, streaming."""
     import ray.data
 
     fam = get_family(family)
     fam_cfg = dataclasses.asdict(cfg.tasks[family])
     judging = dataclasses.asdict(cfg.judging)
-    ds = ray.data.from_items(seed_chains(family, cfg.tasks[family], cfg.run.seed, iteration))
+    if chains is None:
+        chains = seed_chains(family, cfg.tasks[family], cfg.run.seed, iteration)
+    ds = ray.data.from_items(chains)
     for index in range(len(fam.ops)):
         # Small batches keep stages overlapping while each engine call still batches a few chains.
         ds = ds.map_batches(run_op, batch_size=2, num_cpus=0,
@@ -59,25 +62,28 @@ def family_dataset(cfg: RsiConfig, family: str, engine: Any, judge: Any, sandbox
 
 def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, *, model_version: int,
                     sandbox: Any = None, judge: Any = None) -> PassStats:
-    tables: dict[str, list[dict[str, Any]]] = {"performances": [], "judgments": [], "preferences": []}
+    """Stream every family's chains into the corpus writer, a part per few finished chains.
+
+    With run.resume, chains committed before a crash are skipped and a finished iteration is not redone; the
+    writer never writes a chain twice (rsi.corpus.stream)."""
+    writer = CorpusWriter(out_dir, resume=cfg.run.resume)
+    if writer.complete:
+        return _stats_from_manifest(read_manifest(out_dir) or {})
+    done = writer.done_task_ids()
     for family in cfg.tasks:
         fam = get_family(family)
-        for row in family_dataset(cfg, family, engine, judge or engine, sandbox, iteration).iter_rows():
-            for name, rows in assemble_chain(row, fam).items():
-                tables[name].extend(rows)
+        todo = [c for c in seed_chains(family, cfg.tasks[family], cfg.run.seed, iteration)
+                if c["task_id"] not in done]
+        if not todo:
+            continue
+        for row in family_dataset(cfg, family, engine, judge or engine, sandbox, iteration, todo).iter_rows():
+            writer.add_set(str(row["task_id"]), assemble_chain(row, fam, cfg.judging))
+    writer.close(iteration=iteration, model_version=model_version, families=list(cfg.tasks))
+    return _stats_from_manifest(read_manifest(out_dir) or {}, writer.counters)
 
-    stats = PassStats()
-    for name, rows in tables.items():
-        write_rows(rows, name, out_dir)
-        stats.rows[name] = len(rows)
-    for table in ("performances", "judgments"):
-        by_step: dict[str, list[bool]] = {}
-        for r in tables[table]:
-            by_step.setdefault(r["step"], []).append(r["parse_status"] == "ok")
-        for step, oks in by_step.items():
-            stats.parse_rate[step] = sum(oks) / len(oks)
-            stats.steps[step] = len(oks)
-    stats.pairs_per_step = dict(Counter(r["step"] for r in tables["preferences"]))
-    write_manifest(out_dir, iteration=iteration, model_version=model_version, parse_rate=stats.parse_rate,
-                   pairs_per_step=stats.pairs_per_step, families=list(cfg.tasks))
-    return stats
+
+def _stats_from_manifest(m: dict[str, Any], counters: Any = None) -> PassStats:
+    counters = counters or m.get("counters", {})
+    steps = {k.split("|", 1)[1]: int(v) for k, v in counters.items() if k.startswith("outputs|")}
+    return PassStats(rows=dict(m.get("rows", {})), parse_rate=dict(m.get("parse_rate", {})),
+                     pairs_per_step=dict(m.get("pairs_per_step", {})), steps=steps)
