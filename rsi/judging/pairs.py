@@ -1,4 +1,4 @@
-"""From rankings to preference pairs: trust weights from the level above, weighted Borda, best vs worst."""
+"""The earlier Borda-based pair helpers, kept for callers not yet on `rsi.judging.decide` (weighted BT, trust)."""
 
 from __future__ import annotations
 
