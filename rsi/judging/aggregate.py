@@ -39,6 +39,58 @@ def _position_pairs(width: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+@dataclass
+class Comparisons:
+    """Every pairwise comparison the rankings imply, flattened once: (judgment, winner, loser) triples.
+
+    Re-weighting rounds change only the weights, so the win matrices and agreement taus of later rounds are
+    single bincounts over these arrays instead of a rebuild from the rankings.
+    """
+
+    judgment: np.ndarray  # (C,) index of the ranking each comparison comes from
+    flat: np.ndarray  # (C,) set * n * n + winner * n + loser
+    back: np.ndarray  # (C,) set * n * n + loser * n + winner (used for ties)
+    tie: np.ndarray  # (C,) bool: the judgment called the pair equal
+    set_winner: np.ndarray  # (C,) set * n + winner: index into flattened (sets, n) scores
+    set_loser: np.ndarray  # (C,)
+    num_judgments: int
+    num_sets: int
+    n: int
+
+    @classmethod
+    def from_rankings(cls, rankings: np.ndarray, set_idx: np.ndarray, num_sets: int, n: int,
+                      tied: np.ndarray | None = None) -> Comparisons:
+        a, b = _position_pairs(rankings.shape[1])
+        win, lose = rankings[:, a], rankings[:, b]  # (J, P)
+        ok = (win >= 0) & (lose >= 0)
+        jdx = np.broadcast_to(np.arange(len(rankings))[:, None], win.shape)[ok]
+        sets = np.broadcast_to(set_idx[:, None], win.shape)[ok].astype(np.int64)
+        w, lo = win[ok].astype(np.int64), lose[ok].astype(np.int64)
+        tie = np.zeros(len(jdx), dtype=bool) if tied is None else tied[jdx]
+        return cls(jdx, sets * n * n + w * n + lo, sets * n * n + lo * n + w, tie, sets * n + w, sets * n + lo,
+                   len(rankings), num_sets, n)
+
+    def wins(self, weights: np.ndarray) -> np.ndarray:
+        """W[s, i, j] = total weight of judgments of set s that put i above j (a tie adds half to both)."""
+        w = weights[self.judgment].astype(np.float64)
+        size = self.num_sets * self.n * self.n
+        forward = np.where(self.tie, 0.5 * w, w)
+        out = np.bincount(self.flat, weights=forward, minlength=size)
+        if self.tie.any():
+            out += np.bincount(self.back[self.tie], weights=0.5 * w[self.tie], minlength=size)
+        return out.reshape(self.num_sets, self.n, self.n)
+
+    def tau(self, reference: np.ndarray) -> np.ndarray:
+        """Kendall tau of each ranking against reference scores (sets, n) of its set, over the pairs the
+        reference separates; NaN where none does."""
+        ref = reference.reshape(-1)
+        sign = np.sign(ref[self.set_winner] - ref[self.set_loser])
+        agree = np.bincount(self.judgment, weights=sign, minlength=self.num_judgments)
+        total = np.bincount(self.judgment, weights=np.abs(sign), minlength=self.num_judgments)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, agree / np.maximum(total, 1), np.nan)
+
+
 def win_matrix(rankings: np.ndarray, set_idx: np.ndarray, weights: np.ndarray, num_sets: int, n: int,
                tied: np.ndarray | None = None) -> np.ndarray:
     """W[s, i, j] = total weight of judgments of set s that put i above j (a tie adds half to both).
@@ -46,23 +98,10 @@ def win_matrix(rankings: np.ndarray, set_idx: np.ndarray, weights: np.ndarray, n
     rankings: (J, k) candidate indices best first, PAD where absent; set_idx: (J,); weights: (J,).
     Built with one bincount over flat indices: linear in the number of pairwise comparisons.
     """
-    j_count, width = rankings.shape
-    a, b = _position_pairs(width)
-    win, lose = rankings[:, a], rankings[:, b]  # (J, P)
-    w = np.broadcast_to(weights[:, None], win.shape).astype(np.float64)
-    ok = (win >= 0) & (lose >= 0) & (w > 0)
-    wi, lo = np.where(ok, win, 0), np.where(ok, lose, 0)
-    base = set_idx[:, None] * n * n
-    tie = np.zeros(win.shape, dtype=bool) if tied is None else np.broadcast_to(tied[:, None], win.shape)
-    forward = np.where(tie, 0.5 * w, w)  # a tie is half a win for each side
-    wins = np.bincount((base + wi * n + lo)[ok], weights=forward[ok], minlength=num_sets * n * n)
-    if tie.any():
-        back = ok & tie
-        wins += np.bincount((base + lo * n + wi)[back], weights=0.5 * w[back], minlength=num_sets * n * n)
-    return wins.reshape(num_sets, n, n)
+    return Comparisons.from_rankings(rankings, set_idx, num_sets, n, tied).wins(weights)
 
 
-def bradley_terry(wins: np.ndarray, prior: float = 0.1, iterations: int = 25, tol: float = 1e-8,
+def bradley_terry(wins: np.ndarray, prior: float = 0.1, iterations: int = 25, tol: float = 1e-6,
                   init: np.ndarray | None = None) -> Fit:
     """Maximum a-posteriori Bradley–Terry per set by Newton's method.
 
@@ -110,16 +149,8 @@ def borda(rankings: np.ndarray, set_idx: np.ndarray, weights: np.ndarray, num_se
 def kendall_tau_vs(rankings: np.ndarray, set_idx: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Kendall tau of each ranking against reference scores of its set, over the pairs the ranking orders
     and the reference separates (ties in the reference are skipped); NaN where no pair qualifies."""
-    a, b = _position_pairs(rankings.shape[1])
-    win, lose = rankings[:, a], rankings[:, b]
-    ok = (win >= 0) & (lose >= 0)
-    ref = reference[set_idx]  # (J, n)
-    rw = np.take_along_axis(ref, np.where(ok, win, 0), axis=1)
-    rl = np.take_along_axis(ref, np.where(ok, lose, 0), axis=1)
-    sign = np.sign(rw - rl) * ok
-    total = np.abs(sign).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, sign.sum(axis=1) / np.maximum(total, 1), np.nan)
+    num_sets, n = reference.shape
+    return Comparisons.from_rankings(rankings, set_idx, num_sets, n).tau(reference)
 
 
 def tau_between(scores_a: np.ndarray, scores_b: np.ndarray) -> float:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rsi.judging.aggregate import Fit, bradley_terry, kendall_tau_vs, win_matrix
+from rsi.judging.aggregate import Comparisons, Fit, bradley_terry, kendall_tau_vs
 
 FLOOR = 0.02  # smallest factor: a distrusted call still counts a little, so no set is left with no weight
 # Agreement at or above this tau counts fully. Trust is a detector, not a grade: weighting honest-but-noisy
@@ -61,12 +61,12 @@ def consensus_weights(rankings: np.ndarray, set_idx: np.ndarray, base: np.ndarra
     Returns the final weights (normalised per set), the fit made with them and each call's consensus tau.
     `rounds=0` skips consensus: weights are `base` normalised.
     """
+    comps = Comparisons.from_rankings(rankings, set_idx, num_sets, n, tied)
     weights = normalise(base, set_idx, num_sets)
     tau = np.full(len(base), np.nan)
-    fit = bradley_terry(win_matrix(rankings, set_idx, weights, num_sets, n, tied), prior, iterations)
+    fit = bradley_terry(comps.wins(weights), prior, iterations)
     for _ in range(rounds):
-        tau = kendall_tau_vs(rankings, set_idx, fit.theta)
+        tau = comps.tau(fit.theta)
         weights = normalise(base * tau_factor(tau, floor), set_idx, num_sets)
-        fit = bradley_terry(win_matrix(rankings, set_idx, weights, num_sets, n, tied), prior, iterations,
-                            init=fit.theta)
+        fit = bradley_terry(comps.wins(weights), prior, iterations, init=fit.theta)
     return weights, fit, tau
