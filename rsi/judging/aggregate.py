@@ -153,9 +153,13 @@ def kendall_tau_vs(rankings: np.ndarray, set_idx: np.ndarray, reference: np.ndar
     return Comparisons.from_rankings(rankings, set_idx, num_sets, n).tau(reference)
 
 
-def tau_between(scores_a: np.ndarray, scores_b: np.ndarray) -> float:
-    """Kendall tau (tau-a over pairs separated by both) between two score vectors of one set."""
-    i, j = np.triu_indices(len(scores_a), k=1)
-    s = np.sign(scores_a[i] - scores_a[j]) * np.sign(scores_b[i] - scores_b[j])
-    nz = np.count_nonzero(s)
-    return float(s.sum() / nz) if nz else float("nan")
+def tau_between(scores: np.ndarray, reference: np.ndarray, tie_tol: float = 1e-9) -> float:
+    """Kendall tau of `scores` against `reference` over the pairs the reference separates: (concordant −
+    discordant) / those pairs. Scores within `tie_tol` count as a tie (neither), so a numerical whisker never
+    decides an order the evidence left open."""
+    i, j = np.triu_indices(len(scores), k=1)
+    ref = np.sign(reference[i] - reference[j])
+    diff = scores[i] - scores[j]
+    got = np.where(np.abs(diff) <= tie_tol, 0.0, np.sign(diff))
+    nz = np.count_nonzero(ref)
+    return float((got * ref).sum() / nz) if nz else float("nan")
