@@ -18,8 +18,8 @@ from rsi.inference import EngineSpec, PoolConfig, start_pool
 class FakeEngine:
     """Answers `<prompt>@v<version>`; records how many calls overlap and the largest batch it was sent.
 
-    A request whose content names a missing marker file makes the process exit mid-batch (once: it creates
-    the file first), as a crashed engine would.
+    A request whose content ends in `|crash:<path>` makes the process exit mid-batch if that marker file is
+    missing (once: it creates the file first), as a crashed engine would.
     """
 
     def __init__(self, spec: EngineSpec):
@@ -27,6 +27,8 @@ class FakeEngine:
         self.weights = spec.model_path
         self.active = 0
         self.max_active = 0
+        self.active_requests = 0
+        self.max_active_requests = 0
         self.max_batch = 0
         self.lock = threading.Lock()
         self.delay = float(spec.engine_kwargs.get("delay", 0.01))
@@ -34,21 +36,24 @@ class FakeEngine:
     def generate(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         with self.lock:
             self.active += 1
+            self.active_requests += len(requests)
             self.max_active = max(self.max_active, self.active)
+            self.max_active_requests = max(self.max_active_requests, self.active_requests)
             self.max_batch = max(self.max_batch, len(requests))
         try:
-            for r in requests:
-                marker = r.get("crash_marker")
-                if marker and not os.path.exists(marker):
-                    Path(marker).touch()
+            prompts = [r["messages"][0]["content"].split("|crash:") for r in requests]
+            for parts in prompts:
+                if len(parts) == 2 and not os.path.exists(parts[1]):
+                    Path(parts[1]).touch()
                     os._exit(1)
             time.sleep(self.delay)  # pacing only: lets concurrent calls pile up at the router
-            return [{"text": f"{r['messages'][0]['content']}@v{self.version_}", "model_version": self.version_,
+            return [{"text": f"{parts[0]}@v{self.version_}", "model_version": self.version_,
                      "num_tokens": 1, "num_prompt_tokens": 1, "finish_reason": "stop", "token_ids": []}
-                    for r in requests]
+                    for parts in prompts]
         finally:
             with self.lock:
                 self.active -= 1
+                self.active_requests -= len(requests)
 
     def update_weights(self, path: str, version: int | None = None) -> int:
         self.weights = path
@@ -60,7 +65,8 @@ class FakeEngine:
         return version
 
     def stats(self) -> dict[str, int]:
-        return {"max_active": self.max_active, "max_batch": self.max_batch, "version": self.version_}
+        return {"max_active": self.max_active, "max_active_requests": self.max_active_requests,
+                "max_batch": self.max_batch, "version": self.version_}
 
     def sleep(self, level: int = 1) -> bool:
         return True
@@ -92,26 +98,33 @@ def by_value(ray_local):
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
-def _pool(replicas: int = 2, max_in_flight: int = 4, delay: float = 0.01, max_restarts: int = 2) -> Any:
+def _pool(replicas: int = 2, max_in_flight: int = 4, delay: float = 0.01, max_restarts: int = 2,
+          continuous: bool = True) -> Any:
     spec = EngineSpec(model_path="/weights/v0", engine_kwargs={"delay": delay})
     return start_pool(spec, PoolConfig(replicas=replicas, max_in_flight=max_in_flight, max_restarts=max_restarts,
-                                       num_cpus=0), launcher=fake_launcher)
+                                       num_cpus=0, continuous=continuous), launcher=fake_launcher)
 
 
-def _requests(n: int, prefix: str = "p", **extra: Any) -> list[dict[str, Any]]:
-    return [{"messages": [{"role": "user", "content": f"{prefix}{i}"}], **extra} for i in range(n)]
+def _requests(n: int, prefix: str = "p", crash: dict[int, str] | None = None) -> list[dict[str, Any]]:
+    crash = crash or {}
+    return [{"messages": [{"role": "user", "content": f"{prefix}{i}" + (f"|crash:{crash[i]}" if i in crash else "")}]}
+            for i in range(n)]
 
 
-def test_least_loaded_routing_and_bounded_in_flight(by_value) -> None:
+@pytest.mark.parametrize("continuous", [True, False])
+def test_least_loaded_routing_and_bounded_in_flight(by_value, continuous: bool) -> None:
     import ray
 
-    pool = _pool(replicas=2, max_in_flight=4)
+    pool = _pool(replicas=2, max_in_flight=4, continuous=continuous)
     calls = [pool.generate.remote(_requests(10, prefix=f"c{k}-")) for k in range(6)]
     outs = ray.get(calls)
     for k, out in enumerate(outs):  # each caller gets its own answers, in order
         assert [o["text"] for o in out] == [f"c{k}-{i}@v0" for i in range(10)]
     stats = ray.get([h.stats.remote() for h in ray.get(pool.replica_handles.remote())])
-    assert all(s["max_active"] == 1 and s["max_batch"] <= 4 for s in stats)
+    # never more than max_in_flight requests on a replica; call-level engines never get overlapping calls
+    assert all(s["max_active_requests"] <= 4 and s["max_batch"] <= 4 for s in stats)
+    if not continuous:
+        assert all(s["max_active"] == 1 for s in stats)
     served = [r["served"] for r in ray.get(pool.health.remote())["replicas"]]
     assert sum(served) == 60 and min(served) > 0  # both replicas took work
 
@@ -121,8 +134,7 @@ def test_dead_replica_is_restarted_and_its_batch_retried(by_value, tmp_path: Pat
 
     pool = _pool(replicas=2, max_in_flight=8)
     marker = str(tmp_path / "crashed")
-    requests = _requests(40)
-    requests[17]["crash_marker"] = marker  # the replica that gets request 17 dies holding its whole batch
+    requests = _requests(40, crash={17: marker})  # the replica that gets request 17 dies holding its batch
     out = ray.get(pool.generate.remote(requests))
     assert [o["text"] for o in out] == [f"p{i}@v0" for i in range(40)]  # every row once, in order
     health = ray.get(pool.ready.remote())  # waits for the replacement to load
@@ -135,8 +147,7 @@ def test_gone_for_good_fails_the_callers(by_value, tmp_path: Path) -> None:
     import ray
 
     pool = _pool(replicas=1, max_in_flight=8, max_restarts=0)
-    requests = _requests(4)
-    requests[0]["crash_marker"] = str(tmp_path / "crashed")
+    requests = _requests(4, crash={0: str(tmp_path / "crashed")})
     with pytest.raises(ray.exceptions.RayTaskError, match="every replica is gone"):
         ray.get(pool.generate.remote(requests))
 
@@ -146,8 +157,7 @@ def test_restarted_replica_serves_the_current_version(by_value, tmp_path: Path) 
 
     pool = _pool(replicas=1, max_in_flight=8)
     assert ray.get(pool.update_weights.remote("/weights/v1")) == 1
-    requests = _requests(6)
-    requests[2]["crash_marker"] = str(tmp_path / "crashed")
+    requests = _requests(6, crash={2: str(tmp_path / "crashed")})
     out = ray.get(pool.generate.remote(requests))
     assert {o["model_version"] for o in out} == {1}
     assert ray.get(ray.get(pool.replica_handles.remote())[0].health.remote())["weights"] == "/weights/v1"
@@ -184,3 +194,14 @@ def test_pushed_swap_and_fallback_to_disk(by_value) -> None:
     assert ray.get(pool.sleep.remote()) == [True, True]
     assert ray.get(pool.wake_up.remote()) == [True, True]
     assert ray.get(pool.generate.remote(_requests(1)))[0]["model_version"] == 2
+
+
+def test_a_malformed_request_fails_only_its_caller(by_value) -> None:
+    import ray
+
+    pool = _pool(replicas=1, delay=0.05)
+    good = [pool.generate.remote(_requests(4, prefix=f"g{k}-")) for k in range(3)]
+    bad = pool.generate.remote([{"messages": [{"role": "user", "content": "x"}], "max_tokenz": 3}])
+    with pytest.raises(ray.exceptions.RayTaskError, match="max_tokenz"):
+        ray.get(bad)
+    assert [len(out) for out in ray.get(good)] == [4, 4, 4]

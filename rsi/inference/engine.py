@@ -55,6 +55,8 @@ class EngineActor:
                                      max_model_len=spec.max_model_len)
         else:
             raise ValueError(f"backend.name={spec.backend!r}: expected 'vllm' or 'hf'")
+        if hasattr(self.backend, "version"):  # a threaded backend tags completions itself, under its lock
+            self.backend.version = self._version
         self.start_seconds = time.perf_counter() - t0
 
     def generate(self, requests: list[GenerationRequest | dict[str, Any]]) -> list[dict[str, Any]]:
@@ -70,8 +72,9 @@ class EngineActor:
         """
         if not os.path.isdir(path):
             raise FileNotFoundError(f"no checkpoint folder at {path}")
-        self.backend.load_weights(path)
-        self._version = self._version + 1 if version is None else version
+        new = self._version + 1 if version is None else version
+        self.backend.load_weights(path, new)
+        self._version = new
         self._weights_path = path
         return self._version
 
@@ -88,7 +91,7 @@ class EngineActor:
 
     def finish_weight_update(self, version: int, checkpoint: str | None = None) -> int:
         """Close a pushed update; `checkpoint` (the same weights on disk) is where a restart reloads from."""
-        self._transfer_backend().finish_weight_update()
+        self._transfer_backend().finish_weight_update(version)
         self._version = version
         if checkpoint is not None:
             self._weights_path = checkpoint
@@ -117,6 +120,12 @@ class EngineActor:
                 "pid": os.getpid(), "start_seconds": self.start_seconds}
 
 
+def concurrent_calls(spec: EngineSpec) -> int:
+    """Calls one actor serves at once. vLLM: many, batched together step by step (continuous batching).
+    transformers: one, since its generate batches a call's requests only."""
+    return 64 if spec.backend == "vllm" else 1
+
+
 def engine_env(spec: EngineSpec) -> dict[str, str]:
     return {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": str(spec.threads),
             "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}
@@ -128,7 +137,8 @@ def launch_engine(spec: EngineSpec, *, num_cpus: float = 1, num_gpus: float = 0,
     import ray
 
     options: dict[str, Any] = dict(num_cpus=num_cpus, num_gpus=num_gpus, name=name,
-                                   runtime_env={"env_vars": engine_env(spec)})
+                                   runtime_env={"env_vars": engine_env(spec)},
+                                   max_concurrency=concurrent_calls(spec))
     if scheduling_strategy is not None:
         options["scheduling_strategy"] = scheduling_strategy
     return ray.remote(EngineActor).options(**options).remote(spec)

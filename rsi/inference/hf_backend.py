@@ -127,7 +127,7 @@ class HFBackend:
             ))
         return completions
 
-    def load_weights(self, path: str) -> None:
+    def load_weights(self, path: str, version: int | None = None) -> None:
         from transformers import AutoModelForCausalLM
 
         fresh = AutoModelForCausalLM.from_pretrained(path, dtype=self.model.dtype)

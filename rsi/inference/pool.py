@@ -4,8 +4,10 @@ Ray Data stages call `ray.get(pool.generate.remote(requests))` exactly as on a s
 splits each call's requests over the replicas, merges requests of concurrent calls into engine batches, and
 bounds the requests in flight per replica (`max_in_flight`); callers simply wait, which is the backpressure.
 
-Routing is least-loaded by construction: a replica is only sent work when it has none in flight, so the
-next batch always goes to an idle replica; when several are idle the queue is split evenly among them.
+Routing is least-loaded. vLLM replicas batch concurrent calls step by step (continuous batching), so the
+queue is split over the replicas with room, the least loaded first, up to `max_in_flight` each; a call that
+arrives mid-generation joins the running batch. transformers replicas batch one call at a time, so they only
+get work when idle, the queue split evenly among the idle ones.
 
 A replica that dies is replaced (up to `max_restarts` times per replica) by a fresh actor loaded from the
 pool's current checkpoint at the pool's current version, and its unfinished requests go back to the front of
@@ -28,12 +30,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from rsi.inference.engine import EngineSpec
+from rsi.inference.requests import as_request
 
 
 @dataclass
 class PoolConfig:
     replicas: int = 1
-    max_in_flight: int = 64  # requests outstanding per replica: one engine batch at most
+    max_in_flight: int = 64  # requests outstanding per replica (sent, not yet answered)
+    # True: replicas batch concurrent calls step by step (vLLM), so work is sent whenever a replica has room.
+    # False: a call is one batch (transformers), so a replica only gets work when idle. None: from the backend.
+    continuous: bool | None = None
     max_restarts: int = 3  # replacements per replica before it is given up
     # An idle replica facing a short queue waits this long for concurrent callers to add to its batch: vLLM's
     # throughput grows with batch size, and Ray Data submits a stage's batches a few milliseconds apart.
@@ -68,6 +74,7 @@ class EnginePool:
         self.config = config
         # launcher(spec, index) -> actor handle; replaceable so tests can drive the router with stand-in actors.
         self._launch = launcher or _default_launcher(config)
+        self._continuous = config.continuous if config.continuous is not None else spec.backend == "vllm"
         self._version = spec.initial_version
         self._weights = spec.model_path
         self._queue: deque[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = deque()
@@ -96,9 +103,12 @@ class EnginePool:
         if not requests:
             return []
         self._ensure_dispatcher()
+        # Checked here, per caller: requests of many callers share an engine batch, and one malformed
+        # request must fail its own caller, not everyone batched with it.
+        checked = [as_request(r).to_dict() for r in requests]
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in requests]
-        self._queue.extend(zip((_as_dict(r) for r in requests), futures))
+        self._queue.extend(zip(checked, futures))
         self._changed.set()
         return list(await asyncio.gather(*futures))
 
@@ -190,6 +200,9 @@ class EnginePool:
             if not any(r.alive for r in self._replicas) and not self._restarting:
                 self._fail_all(RuntimeError(f"pool {self.config.name}: every replica is gone"))
                 continue
+            if self._continuous:
+                self._fill()
+                continue
             idle = [r for r in self._replicas if r.alive and r.in_flight == 0]
             if idle and self.config.batch_wait_s > 0 and len(self._queue) < self.config.max_in_flight * len(idle):
                 await asyncio.sleep(self.config.batch_wait_s)
@@ -200,10 +213,32 @@ class EnginePool:
                 # Split what is queued evenly over the idle replicas; one batch each, at most max_in_flight.
                 share = math.ceil(len(self._queue) / (len(idle) - k))
                 take = min(share, self.config.max_in_flight)
-                batch = [self._queue.popleft() for _ in range(min(take, len(self._queue)))]
+                batch = self._take(take)
                 if not batch:
                     break
                 self._send(replica, batch)
+
+    def _fill(self) -> None:
+        """Continuous replicas: least-loaded first, the queue split evenly over the replicas with room."""
+        cap = self.config.max_in_flight
+        room = [r for r in self._replicas if r.alive and r.in_flight < cap]
+        while self._queue and room:
+            room.sort(key=lambda r: r.in_flight)
+            replica = room[0]
+            take = min(math.ceil(len(self._queue) / len(room)), cap - replica.in_flight)
+            batch = self._take(take)
+            if not batch:
+                return
+            self._send(replica, batch)
+            room = [r for r in room if r.in_flight < cap]
+
+    def _take(self, n: int) -> list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]]:
+        batch = []
+        while self._queue and len(batch) < n:
+            item = self._queue.popleft()
+            if not item[1].done():  # its caller went away (cancelled): nothing to compute
+                batch.append(item)
+        return batch
 
     def _send(self, replica: _Replica, batch: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]]) -> None:
         replica.in_flight += len(batch)
@@ -297,10 +332,6 @@ class EnginePool:
             _, fut = self._queue.popleft()
             if not fut.done():
                 fut.set_exception(exc)
-
-
-def _as_dict(request: Any) -> dict[str, Any]:
-    return request if isinstance(request, dict) else request.to_dict()
 
 
 def _default_launcher(config: PoolConfig) -> Callable[[EngineSpec, int], Any]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 from typing import Any
 
 from rsi.inference.requests import Completion, GenerationRequest, prompt_length
@@ -61,8 +63,19 @@ class VLLMBackend:
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self._lock = threading.Lock()  # the engine is not thread-safe: one step, add or swap at a time
+        self._finished: dict[str, Any] = {}  # request id -> finished output, until its caller collects it
+        self._ids = itertools.count()
+        self.version: int | None = None  # weights version tagged on completions; the actor sets it at each load
 
     def generate(self, requests: list[GenerationRequest], version: int) -> list[Completion]:
+        """Answer `requests`; safe to call from several threads at once (the actor is threaded).
+
+        Concurrent calls share one engine: each adds its requests, then the callers take turns stepping it
+        under a lock, every step advancing all requests in flight (vLLM's continuous batching) and filing
+        finished outputs for their owners. A call that arrives mid-generation joins the running batch at the
+        next step instead of waiting for it to end.
+        """
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
@@ -79,7 +92,13 @@ class VLLMBackend:
             )
             for i in runnable
         ]
-        outputs = self.llm.chat([requests[i].messages for i in runnable], params, use_tqdm=False) if runnable else []
+        outputs: list[Any] = []
+        if runnable:
+            with self._lock:
+                # Read under the lock: a swap cannot slip between reading the tag and adding the requests.
+                version = self.version if self.version is not None else version
+                ids = self._add([requests[i].messages for i in runnable], params)
+            outputs = self._wait_for(ids)
         completions = [Completion("", n, 0, "prompt_too_long", version) for n in lengths]
         for i, out in zip(runnable, outputs):
             gen = out.outputs[0]
@@ -90,9 +109,45 @@ class VLLMBackend:
             )
         return completions
 
-    def load_weights(self, path: str) -> None:
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
-        self._after_new_weights()
+    def _add(self, conversations: list[list[dict[str, str]]], params: list[Any]) -> list[str]:
+        """Queue requests on the engine (the lock held) as `LLM.chat` does: the same chat rendering, our own
+        request ids (the ids the engine's outputs carry), final outputs only."""
+        from vllm.sampling_params import RequestOutputKind
+
+        ids = []
+        for prompt, sp in zip(self.llm._preprocess_chat(conversations), params):
+            sp.output_kind = RequestOutputKind.FINAL_ONLY
+            rid = f"rsi-{next(self._ids)}"
+            self.llm.llm_engine.add_request(rid, prompt, sp)
+            ids.append(rid)
+        return ids
+
+    def _wait_for(self, ids: list[str]) -> list[Any]:
+        pending = set(ids)
+        while True:
+            with self._lock:
+                pending -= self._finished.keys()
+                if not pending:
+                    return [self._finished.pop(i) for i in ids]
+                self._step()
+
+    def _step(self) -> None:
+        """One engine step (the lock held); files every finished output for whichever caller owns it."""
+        for out in self.llm.llm_engine.step():
+            if out.finished:
+                self._finished[out.request_id] = out
+
+    def _drained(self) -> None:
+        """With the lock held: step until nothing is in flight, so a swap never changes weights mid-answer."""
+        while self.llm.llm_engine.has_unfinished_requests():
+            self._step()
+
+    def load_weights(self, path: str, version: int | None = None) -> None:
+        with self._lock:
+            self._drained()
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
+            self._after_new_weights()
+            self.version = version
 
     def _after_new_weights(self) -> None:
         self.llm.collective_rpc(_refresh_tied_lm_head)
@@ -101,29 +156,39 @@ class VLLMBackend:
 
     # vLLM's weight-transfer API (the trainer broadcasts, the workers receive); see rsi/inference/weight_sync.py.
     def init_weight_transfer(self, init_info: dict[str, Any]) -> None:
-        self.llm.init_weight_transfer_engine({"init_info": init_info})
+        with self._lock:
+            self.llm.init_weight_transfer_engine({"init_info": init_info})
 
     def shutdown_weight_transfer(self) -> None:
-        self.llm.shutdown_weight_transfer_engine()
+        with self._lock:
+            self.llm.shutdown_weight_transfer_engine()
 
     def start_weight_update(self) -> None:
-        self.llm.start_weight_update()
+        with self._lock:
+            self._drained()
+            self.llm.start_weight_update()
 
     def receive_weights(self, update_info: dict[str, Any]) -> None:
-        self.llm.update_weights({"update_info": update_info})
+        with self._lock:
+            self.llm.update_weights({"update_info": update_info})
 
-    def finish_weight_update(self) -> None:
-        self.llm.finish_weight_update()
-        self._after_new_weights()
+    def finish_weight_update(self, version: int | None = None) -> None:
+        with self._lock:
+            self.llm.finish_weight_update()
+            self._after_new_weights()
+            self.version = version
 
     def sleep(self, level: int) -> bool:
         if not self.sleep_mode:
             return False
-        self.llm.sleep(level=level)
+        with self._lock:
+            self._drained()
+            self.llm.sleep(level=level)
         return True
 
     def wake_up(self) -> bool:
         if not self.sleep_mode:
             return False
-        self.llm.wake_up()
+        with self._lock:
+            self.llm.wake_up()
         return True
