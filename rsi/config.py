@@ -39,7 +39,7 @@ class BackendConfig:
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     replicas: int = 1  # policy pool size: EngineActors behind one router
     judge_replicas: int = 0  # a separate judge pool of this size (self-judging: same weights); 0 = the policy pool
-    max_in_flight: int = 64  # requests outstanding per replica (one engine batch); callers wait beyond it
+    max_in_flight: int = 64  # requests in flight per replica (vLLM batches them together); callers wait beyond
     max_restarts: int = 3  # replacements per replica after it dies; its requests are retried
     weight_sync: str = "disk"  # disk (reload_weights from the checkpoint) | nccl | ipc (pushed by the trainer, GPU)
     colocate: bool = False  # trainer shares the engines' GPUs: engines sleep while it trains (GPU vLLM only)
