@@ -170,3 +170,12 @@ def test_readme_family_example_runs(engine, tmp_path: Path) -> None:
     out = _pass(engine, None, tmp_path, {"explain": FamilyConfig(seeds=["recursion"], candidates=3, max_tokens=32)})
     assert _steps(out, "performances") == {"explain"}
     assert _steps(out, "judgments") == {"rank_explanations", "rank_explanation_rankings"}
+
+
+def test_families_stream_together(engine, sandbox, tmp_path: Path) -> None:
+    out = _pass(engine, sandbox, tmp_path, {
+        "open_ended": FamilyConfig(seeds=["a dilemma"], candidates=2, max_tokens=24),
+        "python_output": FamilyConfig(seeds=["lists", "strings"], candidates=2, max_tokens=24)})
+    perf = read_table(out, "performances").to_pylist()
+    assert {(r["family"], r["step"]) for r in perf} == {("open_ended", "respond"), ("python_output", "write_program")}
+    assert len({r["task_id"] for r in perf}) == 3

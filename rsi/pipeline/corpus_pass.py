@@ -50,10 +50,11 @@ def family_dataset(cfg: RsiConfig, family: str, engine: Any, judge: Any, sandbox
     judging = dataclasses.asdict(cfg.judging)
     if chains is None:
         chains = seed_chains(family, cfg.tasks[family], cfg.run.seed, iteration)
-    ds = ray.data.from_items(chains)
+    # One block per chain: Ray Data fuses the op stages into one task per block, so blocks are the unit of
+    # parallelism; many chains in flight keep the engine's batches full while each chain waits on its steps.
+    ds = ray.data.from_items(chains, override_num_blocks=max(1, len(chains)))
     for index in range(len(fam.ops)):
-        # Small batches keep stages overlapping while each engine call still batches a few chains.
-        ds = ds.map_batches(run_op, batch_size=2, num_cpus=0,
+        ds = ds.map_batches(run_op, batch_size=1, num_cpus=0,
                             fn_kwargs={"family": fam, "op_index": index, "fam_cfg": fam_cfg,
                                        "judging": judging, "engine": engine, "judge": judge,
                                        "sandbox": sandbox})
@@ -70,13 +71,17 @@ def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, 
     if writer.complete:
         return _stats_from_manifest(read_manifest(out_dir) or {})
     done = writer.done_task_ids()
+    streams = []
     for family in cfg.tasks:
-        fam = get_family(family)
         todo = [c for c in seed_chains(family, cfg.tasks[family], cfg.run.seed, iteration)
                 if c["task_id"] not in done]
-        if not todo:
-            continue
-        for row in family_dataset(cfg, family, engine, judge or engine, sandbox, iteration, todo).iter_rows():
+        if todo:
+            streams.append(family_dataset(cfg, family, engine, judge or engine, sandbox, iteration, todo))
+    if streams:
+        # All families stream at once, so the engines batch requests across them.
+        stream = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
+        for row in stream.iter_rows():
+            fam = get_family(str(row["family"]))
             writer.add_set(str(row["task_id"]), assemble_chain(row, fam, cfg.judging))
     writer.close(iteration=iteration, model_version=model_version, families=list(cfg.tasks))
     return _stats_from_manifest(read_manifest(out_dir) or {}, writer.counters)
