@@ -131,9 +131,10 @@ class EnginePool:
     async def health(self) -> dict[str, Any]:
         alive = [r for r in self._replicas if r.alive]
         replies = await asyncio.gather(*(r.handle.health.remote() for r in alive), return_exceptions=True)
+        pids = [h["pid"] for h in replies if isinstance(h, dict)]  # a swap keeps them; a restart changes one
         return {
-            "name": self.config.name, "version": self._version, "weights": self._weights,
-            "pids": [h["pid"] for h in replies if isinstance(h, dict)],  # a swap keeps them; a restart changes one
+            "name": self.config.name, "version": self._version, "weights": self._weights, "pids": pids,
+            "pid": pids[0] if pids else None,  # as on one engine: the first replica's
             "replicas": [{"index": r.index, "alive": r.alive, "restarts": r.restarts, "in_flight": r.in_flight,
                           "served": r.served} for r in self._replicas],
             "queued": len(self._queue), "calls": self._calls, "retried": self._retried, "paused": self._paused,
