@@ -130,3 +130,9 @@ def test_execution_alone_decides_without_judges() -> None:
     d = decide_pairs(_cands(3, procedural=[0.5, 1.0, 0.0]), [], DecideConfig())
     assert [(p.chosen, p.rejected, p.origin) for p in d.pairs] == [(1, 2, "procedural")]
     assert decide_pairs(_cands(3), [], DecideConfig()).pairs == []
+
+
+def test_length_control_never_cancels_a_two_candidate_pair() -> None:
+    # two candidates, judges agree on 0 but evidence is thin; 1 is shorter: still 0 over 1
+    d = decide_pairs(_cands(2, lengths=[500, 10]), [[_j("a", [0, 1]), _j("b", [0, 1])]], DecideConfig())
+    assert [(p.chosen, p.rejected) for p in d.pairs] == [(0, 1)]

@@ -108,12 +108,14 @@ def _judge_pair(level: int, theta: np.ndarray, se: np.ndarray, lengths: list[int
     """Best vs worst by θ; with length control the shortest item within the top's uncertainty is chosen."""
     n = len(theta)
     top = int(np.argmax(theta))
+    rejected = min(range(n), key=lambda i: (theta[i], -(lengths[i] if lengths else 0)))
     chosen = top
     if cfg.length_control and lengths is not None:
-        near = [i for i in range(n)
-                if theta[top] - theta[i] <= cfg.length_tolerance * np.hypot(se[top], se[i])]
-        chosen = min(near, key=lambda i: (lengths[i], -theta[i]))
-    rejected = min(range(n), key=lambda i: (theta[i], -(lengths[i] if lengths else 0)))
+        # the rejected one never competes: with two candidates within each other's error bars, length control
+        # must not turn the pair around or cancel it
+        near = [i for i in range(n) if i != rejected
+                and theta[top] - theta[i] <= cfg.length_tolerance * np.hypot(se[top], se[i])]
+        chosen = min(near, key=lambda i: (lengths[i], -theta[i])) if near else top
     if chosen == rejected or (keys[chosen] is not None and keys[chosen] == keys[rejected]):
         return None
     margin = _margin(theta[chosen] - theta[rejected])
