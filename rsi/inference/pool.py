@@ -63,7 +63,7 @@ class _Replica:
 def _replica_lost(exc: BaseException) -> bool:
     import ray.exceptions as rex
 
-    return isinstance(exc, (rex.RayActorError, rex.ActorUnavailableError))
+    return isinstance(exc, (rex.RayActorError, rex.ActorUnavailableError, rex.OutOfMemoryError))
 
 
 class EnginePool:
