@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from rsi.corpus.ids import content_id, derived_seed
-from rsi.judging.pairs import trust_weights
-from rsi.judging.ranking import borda_scores, labels_for, parse_ranking, ranking_messages, ranking_schema
+from rsi.judging.decide import decide_rows
+from rsi.judging.ranking import labels_for, parse_ranking, ranking_messages, ranking_schema
 from rsi.tasks.family import Chain, Check, Family, Generate, Item, MetaRank, Rank, Select
 from rsi.tasks.templates import render, split_rubric
 
@@ -195,15 +195,12 @@ def meta_rank_step(chains: list[Chain], rows: list[dict[str, Any]], op: MetaRank
 
 def aggregate_order(items: list[Item], judgments: list[dict[str, Any]], rank_step_name: str | None) -> list[int]:
     """Indices of `items` (one candidate set) best first: procedural score where it exists, then the judges'
-    weighted Borda (weights from the meta level), then generation order."""
+    trust-weighted Bradley–Terry strength (the same aggregate the pairs come from), then generation order."""
     n = len(items)
     ids = [i["id"] for i in items]
     level1 = [j for j in judgments if j["step"] == rank_step_name and j["candidate_ids"] == ids]
     level2 = [j for j in judgments if j["level"] == 2 and j["candidate_ids"] == [x["id"] for x in level1]]
-    weights = trust_weights(len(level1), [j["ranking"] is not None for j in level1],
-                            [m["ranking"] for m in level2 if m["ranking"] is not None])
-    valid = [(j["ranking"], w) for j, w in zip(level1, weights) if j["ranking"] is not None and w > 0]
-    judge = borda_scores([r for r, _ in valid], [w for _, w in valid], n) if valid else [0.0] * n
+    judge = decide_rows(items, [level1, level2] if level2 else [level1]).scores[0] if level1 else [0.0] * n
     proc = [i["procedural_score"] if i["procedural_score"] is not None else -1.0 for i in items]
     return sorted(range(n), key=lambda k: (-proc[k], -judge[k], k))
 
