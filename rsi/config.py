@@ -50,11 +50,13 @@ class RunConfig:
     dir: str = "runs/default"
     seed: int = 0
     resume: bool = False
+    commit_sets: int = 64  # finished chains per committed corpus part: at most this much work is redone after a crash
 
 
 @dataclass
 class LoopConfig:
     iterations: int = 1
+    chains_in_flight: int = 0  # chains processed at once per family (0: no bound); bounds memory and load
 
 
 @dataclass
@@ -155,6 +157,8 @@ def validate(cfg: RsiConfig) -> None:
     _require(cfg.backend.weight_sync == "disk" or cfg.backend.name == "vllm", "backend.weight_sync",
              "pushed weights need the vllm backend")
     _require(cfg.loop.iterations >= 1, "loop.iterations", "must be >= 1")
+    _require(cfg.loop.chains_in_flight >= 0, "loop.chains_in_flight", "must be >= 0 (0: no bound)")
+    _require(cfg.run.commit_sets >= 1, "run.commit_sets", "must be >= 1")
     _require(len(cfg.tasks) >= 1, "tasks", "pick at least one family, e.g. tasks=[programming]")
     from rsi.tasks import get_family
 

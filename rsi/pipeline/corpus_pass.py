@@ -53,8 +53,9 @@ def family_dataset(cfg: RsiConfig, family: str, engine: Any, judge: Any, sandbox
     # One block per chain: Ray Data fuses the op stages into one task per block, so blocks are the unit of
     # parallelism; many chains in flight keep the engine's batches full while each chain waits on its steps.
     ds = ray.data.from_items(chains, override_num_blocks=max(1, len(chains)))
+    bound = {"concurrency": cfg.loop.chains_in_flight} if cfg.loop.chains_in_flight > 0 else {}
     for index in range(len(fam.ops)):
-        ds = ds.map_batches(run_op, batch_size=1, num_cpus=0,
+        ds = ds.map_batches(run_op, batch_size=1, num_cpus=0, **bound,
                             fn_kwargs={"family": fam, "op_index": index, "fam_cfg": fam_cfg,
                                        "judging": judging, "engine": engine, "judge": judge,
                                        "sandbox": sandbox})
@@ -67,7 +68,7 @@ def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, 
 
     With run.resume, chains committed before a crash are skipped and a finished iteration is not redone; the
     writer never writes a chain twice (rsi.corpus.stream)."""
-    writer = CorpusWriter(out_dir, resume=cfg.run.resume)
+    writer = CorpusWriter(out_dir, resume=cfg.run.resume, max_sets=cfg.run.commit_sets)
     if writer.complete:
         return _stats_from_manifest(read_manifest(out_dir) or {})
     done = writer.done_task_ids()
