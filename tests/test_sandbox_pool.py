@@ -13,14 +13,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_pool_runs_jobs_in_order(ray_local) -> None:  # noqa: ANN001
     from rsi.sandbox.config import Limits, SandboxConfig
     from rsi.sandbox.executor import humaneval_job, json_job
