@@ -8,5 +8,4 @@ Pure functions over texts and rankings: no engine calls happen here (the pipelin
 - trust: judge-call weights from meta-judgments, execution truth and consensus
 - decide: one set's verdict (`decide_pairs` / `decide_rows`): weights, scores ± SE, pairs, position bias
 - balance: position balance of judgement pairs; injection: payloads and the shift they cause
-- pairs: the earlier Borda-based helpers (`trust_weights`, `best_vs_worst`), kept for callers not yet moved
 """
