@@ -90,6 +90,10 @@ class JudgingConfig:
     min_margin: float = 0.1  # no pair below this BT advantage 2σ(Δθ)-1 (or normalised procedural gap)
     length_control: bool = True  # among candidates within the top's uncertainty, choose the shortest
     length_tolerance: float = 1.0  # "within the uncertainty": Δθ ≤ tolerance × combined standard error
+    # judgement pairs are left out while their chosen rankings' first pick sits at one shown position more than
+    # this much above its fair share 1/k (DPO must not learn position bias); negative: off
+    position_balance: float = 0.15
+    balance_warmup: int = 20  # pairs admitted per step before the balance starts refusing
 
 
 @dataclass
@@ -172,8 +176,16 @@ def validate(cfg: RsiConfig) -> None:
         _require(fam.keep >= 1, f"tasks.{name}.keep", "must be >= 1")
         for key in ("evals", "solutions", "predictions", "max_tokens"):
             _require(getattr(fam, key) >= 1, f"tasks.{name}.{key}", "must be >= 1")
-    _require(cfg.judging.rankings_per_set >= 2, "judging.rankings_per_set",
+    _require(cfg.judging.mode in ("listwise", "pairwise"), "judging.mode",
+             f"unknown {cfg.judging.mode!r} (listwise | pairwise)")
+    _require(cfg.judging.aggregator in ("bt", "borda"), "judging.aggregator",
+             f"unknown {cfg.judging.aggregator!r} (bt | borda)")
+    _require(cfg.judging.meta_depth >= 1, "judging.meta_depth", "must be >= 1 (1: no meta-judging)")
+    _require(cfg.judging.meta_depth == 1 or cfg.judging.rankings_per_set >= 2, "judging.rankings_per_set",
              "the meta-judge ranks rankings: needs >= 2")
+    _require(cfg.judging.rankings_per_set >= 1, "judging.rankings_per_set", "must be >= 1")
+    _require(cfg.judging.meta_depth <= 2 or cfg.judging.meta_rankings_per_set >= 2,
+             "judging.meta_rankings_per_set", "judging.meta_depth > 2 ranks meta-rankings: needs >= 2")
     _require(cfg.train.deepspeed in ("none", "zero2", "zero3"), "train.deepspeed",
              f"unknown {cfg.train.deepspeed!r} (none | zero2 | zero3)")
     _require(cfg.train.num_workers >= 1, "train.num_workers", "must be >= 1")

@@ -155,3 +155,19 @@ def test_sigkill_at_any_point_then_resume_is_exactly_once(tmp_path: Path) -> Non
         got, want = _ids(out, table), _ids(reference, table)
         assert len(got) == len(set(got)) and sorted(got) == sorted(want)
     assert json.loads((out / "manifest.json").read_text())["rows"] == read_manifest(reference)["rows"]
+
+
+def test_caller_counters_commit_with_their_set(tmp_path: Path) -> None:
+    """What a caller left out of a set (position-balance drops) is committed with the set's rows, so a resumed
+    pass knows it, and an uncommitted set's counters vanish with its rows."""
+    w = CorpusWriter(tmp_path, max_sets=1)
+    pref = set_rows(0)
+    pref["preferences"][0] |= {"step": "rank_tasks", "level": 2, "chosen_first_shown": 1, "shown_items": 3}
+    w.add_set("t0000", pref, {"balance_dropped|rank_tasks": 2})
+    crashed = CorpusWriter(tmp_path, resume=True, max_sets=5)
+    crashed.add_set("t0001", set_rows(1), {"balance_dropped|rank_tasks": 7})  # buffered, never committed
+    again = CorpusWriter(tmp_path, resume=True, max_sets=5)
+    assert again.counters["balance|rank_tasks|1"] == 1 and again.counters["balance_dropped|rank_tasks"] == 2
+    again.add_set("t0001", set_rows(1), {"balance_dropped|rank_tasks": 1})
+    again.close()
+    assert read_manifest(tmp_path)["balance_dropped"] == {"rank_tasks": 3}

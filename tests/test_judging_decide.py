@@ -136,3 +136,51 @@ def test_length_control_never_cancels_a_two_candidate_pair() -> None:
     # two candidates, judges agree on 0 but evidence is thin; 1 is shorter: still 0 over 1
     d = decide_pairs(_cands(2, lengths=[500, 10]), [[_j("a", [0, 1]), _j("b", [0, 1])]], DecideConfig())
     assert [(p.chosen, p.rejected) for p in d.pairs] == [(0, 1)]
+
+
+def test_pairwise_judgement_pairs_share_their_question() -> None:
+    """Pairwise judgments answer different questions (which of these two?); a judgement pair must oppose two
+    answers to the same one, so DPO sees one prompt with two answers."""
+    level1 = [_j("ab", [0, 1], [0, 1]), _j("ba", [1, 0], [1, 0]), _j("ac", [0, 2], [0, 2]),
+              _j("ca", [0, 2], [2, 0]), _j("bc", [1, 2], [1, 2]), _j("cb", [2, 1], [2, 1])]
+    # the meta-judges like the judgments that put candidate 0 or 1 over 2, and "ba" least
+    level2 = [_j("m1", [0, 2, 3, 4, 5, 1]), _j("m2", [2, 0, 4, 3, 5, 1])]
+    d = decide_pairs(_cands(3), [level1, level2], DecideConfig(min_margin=0.0))
+    judgement_pairs = [p for p in d.pairs if p.level == 1]
+    assert judgement_pairs
+    for p in judgement_pairs:
+        assert sorted(level1[p.chosen].presented) == sorted(level1[p.rejected].presented)
+    assert any((p.chosen, p.rejected) == (0, 1) for p in judgement_pairs)  # ab over ba, as the meta-judges say
+
+
+def test_three_levels_weight_every_judgment() -> None:
+    level1 = [_j("a", [0, 1, 2]), _j("b", [2, 1, 0]), _j("c", [0, 2, 1])]
+    level2 = [_j("m1", [0, 2, 1]), _j("m2", [2, 0, 1])]  # both meta-judges put "b" last
+    level3 = [_j("t1", [0, 1]), _j("t2", [0, 1])]
+    d = decide_pairs(_cands(3), [level1, level2, level3], DecideConfig(min_margin=0.0))
+    assert [len(w) for w in d.weights] == [3, 2, 2]
+    assert d.weights[0][1] < min(d.weights[0][0], d.weights[0][2])
+    assert {p.level for p in d.pairs} == {0, 1, 2}
+    assert [(p.chosen, p.rejected) for p in d.pairs if p.level == 2] == [(0, 1)]
+
+
+def test_balance_pairs_keeps_performance_pairs_and_resumes() -> None:
+    from rsi.judging.balance import PositionBalance, balance_pairs, restore_balances
+
+    def make() -> PositionBalance:
+        return PositionBalance(tolerance=0.1, warmup=4)
+
+    first = [{"step": "rank_tasks", "chosen_first_shown": 0, "shown_items": 2} for _ in range(20)]
+    perf = [{"step": "create_task", "chosen_first_shown": None, "shown_items": None}] * 3
+    balances: dict = {}
+    kept, dropped = balance_pairs(first + perf, balances, make)
+    assert kept[-3:] == perf and 4 <= len(kept) - 3 <= 6
+    assert dropped["balance_dropped|rank_tasks"] == 20 - (len(kept) - 3)
+    # a resumed pass starts from the committed counts, so it keeps refusing position 0
+    counters = {"balance|rank_tasks|0": len(kept) - 3, **dropped}
+    again = restore_balances(counters, make)
+    assert again["rank_tasks"].dropped == dropped["balance_dropped|rank_tasks"]
+    kept2, _ = balance_pairs(first[:5], again, make)
+    assert kept2 == []
+    kept3, _ = balance_pairs([{"step": "rank_tasks", "chosen_first_shown": 1, "shown_items": 2}], again, make)
+    assert len(kept3) == 1

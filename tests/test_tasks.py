@@ -112,11 +112,13 @@ def engine(tiny_model: Path, ray_local):
     ray.kill(actor)
 
 
-def _pass(engine, sandbox, tmp_path: Path, tasks: dict[str, FamilyConfig]) -> Path:
+def _pass(engine, sandbox, tmp_path: Path, tasks: dict[str, FamilyConfig], **judging) -> Path:
     from rsi.pipeline.corpus_pass import run_corpus_pass
 
     cfg = RsiConfig(tasks=tasks)
     cfg.judging.max_tokens, cfg.judging.rationale_chars = 96, 24
+    for key, value in judging.items():
+        setattr(cfg.judging, key, value)
     out = tmp_path / "iter_000"
     run_corpus_pass(cfg, engine, 0, out, model_version=0, sandbox=sandbox)
     return out
@@ -179,3 +181,36 @@ def test_families_stream_together(engine, sandbox, tmp_path: Path) -> None:
     perf = read_table(out, "performances").to_pylist()
     assert {(r["family"], r["step"]) for r in perf} == {("open_ended", "respond"), ("python_output", "write_program")}
     assert len({r["task_id"] for r in perf}) == 3
+
+
+def test_pairwise_judging_and_three_levels(engine, tmp_path: Path) -> None:
+    """judging.mode=pairwise: every pair of a set shown both ways; judging.meta_depth=3: the meta-rankings are
+    ranked in turn. Judgement pairs only ever oppose judgments that were shown the same items."""
+    out = _pass(engine, None, tmp_path, {"open_ended": FamilyConfig(seeds=["a dilemma"], candidates=3,
+                                                                     max_tokens=32)},
+                mode="pairwise", meta_depth=3, meta_rankings_per_set=2, max_tokens=64)
+    judgments = read_table(out, "judgments").to_pylist()
+    by_level = {lvl: [j for j in judgments if j["level"] == lvl] for lvl in (1, 2, 3)}
+    assert set(j["level"] for j in judgments) == {1, 2, 3}
+    shown = sorted(tuple(j["presented_order"]) for j in by_level[1])
+    assert shown == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]  # each pair, both orders
+    assert all(j["ranking"] is None or sorted(j["ranking"]) == sorted(j["presented_order"]) for j in by_level[1])
+    assert len(by_level[2]) == len(by_level[3]) == 2
+    assert all(j["candidate_ids"] == [x["id"] for x in by_level[1]] for j in by_level[2])
+    assert all(j["candidate_ids"] == [x["id"] for x in by_level[2]] for j in by_level[3])
+    assert all("Judgements of level 1" in j["prompt"][1]["content"] for j in by_level[3])
+    assert all(j["weight"] is not None for j in judgments)
+    j_by_id = {j["id"]: j for j in judgments}
+    for pref in read_table(out, "preferences").to_pylist():
+        if pref["level"] >= 2:
+            good, bad = j_by_id[pref["chosen_id"]], j_by_id[pref["rejected_id"]]
+            assert good["set_id"] == bad["set_id"] and good["level"] == pref["level"] - 1
+            assert sorted(good["presented_order"]) == sorted(bad["presented_order"])
+            assert pref["shown_items"] == len(good["presented_order"])
+
+
+def test_meta_depth_one_judges_performances_only(engine, tmp_path: Path) -> None:
+    out = _pass(engine, None, tmp_path, {"open_ended": FamilyConfig(seeds=["a dilemma"], candidates=3,
+                                                                     max_tokens=32)}, meta_depth=1)
+    assert set(read_table(out, "judgments").column("level").to_pylist()) == {1}
+    assert set(read_table(out, "preferences").column("level").to_pylist()) <= {1}

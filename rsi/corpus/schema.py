@@ -71,6 +71,10 @@ PREFERENCES = pa.schema([
     ("margin", pa.float64()),
     ("weight", pa.float64()),
     ("source_ids", pa.list_(pa.string())),  # the judgments that decided the pair
+    # judgement pairs: where the item the chosen judgment put first was shown (0 = first), among how many;
+    # the position balance of the pairs is kept on these (rsi.judging.balance)
+    ("chosen_first_shown", pa.int8()),
+    ("shown_items", pa.int8()),
 ])
 
 TABLES = {"performances": PERFORMANCES, "judgments": JUDGMENTS, "preferences": PREFERENCES}

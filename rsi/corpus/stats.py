@@ -114,6 +114,7 @@ def iteration_stats(iter_dir: Path) -> dict[str, Any]:
         "pairs_per_step": _rows_by(pref, ("step",)),
         "mean_length": {"chosen": sum(chosen) / len(chosen) if chosen else 0.0,
                         "rejected": sum(rejected) / len(rejected) if rejected else 0.0},
+        "balance_dropped": (read_manifest(iter_dir) or {}).get("balance_dropped", {}),
     }
 
 
@@ -138,6 +139,8 @@ def format_stats(stats: list[dict[str, Any]]) -> str:
                          f"tau {a['kendall_tau']:+.2f} ({a['judgments']} judgments)")
         for step, n in it["pairs_per_step"].items():
             lines.append(f"  pairs {step:<54} {n:>8}")
+        for step, n in it.get("balance_dropped", {}).items():
+            lines.append(f"  judgement pairs left out for position balance {step:<14} {n:>8}")
         m = it["mean_length"]
         lines.append(f"  mean length chosen {m['chosen']:.0f} / rejected {m['rejected']:.0f} chars")
     return "\n".join(lines)

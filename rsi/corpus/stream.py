@@ -66,6 +66,8 @@ def _count_rows(counters: Counter, table: str, rows: list[dict[str, Any]]) -> No
             counters[f"chance|{key}"] += 1.0 / len(r["ranking"])
         if table == "preferences":
             counters[f"pairs|{r.get('step')}"] += 1
+            if r.get("chosen_first_shown") is not None:
+                counters[f"balance|{r.get('step')}|{r['chosen_first_shown']}"] += 1
             counters["len_chosen"] += sum(len(m.get("content") or "") for m in r.get("chosen") or [])
             counters["len_rejected"] += sum(len(m.get("content") or "") for m in r.get("rejected") or [])
 
@@ -84,6 +86,7 @@ class CorpusWriter:
         self.max_rows, self.max_sets, self.max_seconds = max_rows, max_sets, max_seconds
         self._buffer: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
         self._buffer_sets: list[str] = []
+        self._buffer_counters: Counter = Counter()
         self._done: set[str] = set()
         self.counters: Counter = Counter()
         self._next_part = 0
@@ -138,11 +141,14 @@ class CorpusWriter:
         return manifest_complete(self.dir)
 
     # -- writing -------------------------------------------------------------------------------------------
-    def add_set(self, task_id: str, tables: dict[str, list[dict[str, Any]]]) -> bool:
+    def add_set(self, task_id: str, tables: dict[str, list[dict[str, Any]]],
+                counters: dict[str, int] | None = None) -> bool:
         """Buffer one finished candidate set's rows; flush when the buffer is full or old. False if the set was
-        already written (a retried set after a restart), in which case nothing is added."""
+        already written (a retried set after a restart), in which case nothing is added. `counters` are
+        committed with the set's rows (what the caller left out of them, for instance)."""
         if task_id in self._done or task_id in self._buffer_sets:
             return False
+        self._buffer_counters.update(counters or {})
         for name, rows in tables.items():
             if name not in TABLES:
                 raise KeyError(f"unknown corpus table {name!r}")
@@ -158,7 +164,7 @@ class CorpusWriter:
         if not self._buffer_sets:
             return
         part = self._next_part
-        counters: Counter = Counter()
+        counters: Counter = Counter(self._buffer_counters)
         written: list[tuple[Path, Path]] = []
         for name, rows in self._buffer.items():
             if not rows:
@@ -184,6 +190,7 @@ class CorpusWriter:
         self._next_part += 1
         self._buffer = {t: [] for t in TABLES}
         self._buffer_sets = []
+        self._buffer_counters = Counter()
         self._last_flush = time.monotonic()
 
     def rows(self) -> dict[str, int]:
@@ -211,6 +218,10 @@ class CorpusWriter:
                             "chance": self.counters[f"chance|{key}"] / v, "judgments": v}
         return out
 
+    def balance_dropped(self) -> dict[str, int]:
+        """Judgement pairs per step left out to keep the chosen rankings' first picks position-balanced."""
+        return {k.split("|", 1)[1]: int(v) for k, v in self.counters.items() if k.startswith("balance_dropped|")}
+
     def mean_lengths(self) -> dict[str, float]:
         """Mean characters of chosen and rejected texts over the committed pairs."""
         pairs = sum(self.pairs_per_step().values())
@@ -223,7 +234,8 @@ class CorpusWriter:
         manifest = {"written_at": time.time(), "rows": self.rows(), "parts": self._next_part,
                     "sets": len(self._done), "parse_rate": self.parse_rate(),
                     "pairs_per_step": self.pairs_per_step(), "position_bias": self.position_bias(),
-                    "mean_length": self.mean_lengths(), "counters": dict(self.counters), **fields}
+                    "mean_length": self.mean_lengths(), "balance_dropped": self.balance_dropped(),
+                    "counters": dict(self.counters), **fields}
         path = self.dir / MANIFEST
         _atomic_json(path, manifest)
         return path

@@ -4,11 +4,15 @@ A judgement pair's chosen ranking puts some candidate first; where that candidat
 the pair's *position key*. If chosen rankings favour one position, training on them teaches position bias.
 `PositionBalance` admits a pair unless its position already holds more than its fair share (1/k) plus a
 tolerance of the pairs admitted so far; it is streaming (counters only) and deterministic in arrival order.
+
+The corpus pass keeps one balance per judging step and restores it from the committed parts' counters after a
+crash, so a resumed pass balances as if it had never stopped.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 
 def position_key(ranking: list[int], presented: list[int]) -> int:
@@ -23,6 +27,12 @@ class PositionBalance:
         self.total = 0
         self.dropped = 0
 
+    def restore(self, counts: dict[int, int], dropped: int = 0) -> None:
+        """Continue from the admitted counts (position → pairs) of an earlier, interrupted pass."""
+        self.counts.update(counts)
+        self.total += sum(counts.values())
+        self.dropped += dropped
+
     def admit(self, position: int, k: int) -> bool:
         """Whether a pair whose chosen ranking put shown position `position` of k first may be written."""
         if self.total >= self.warmup and (self.counts[position] + 1) / (self.total + 1) > 1.0 / k + self.tolerance:
@@ -31,3 +41,35 @@ class PositionBalance:
         self.counts[position] += 1
         self.total += 1
         return True
+
+
+def balance_pairs(rows: list[dict], balances: dict[str, PositionBalance], make: Callable[[], PositionBalance]
+                  ) -> tuple[list[dict], Counter]:
+    """Preference rows less the judgement pairs whose position is over its share; performance pairs (no
+    position) all pass. Returns the kept rows and the drops per step (`balance_dropped|step`)."""
+    kept, dropped = [], Counter()
+    for r in rows:
+        pos, k = r.get("chosen_first_shown"), r.get("shown_items")
+        if pos is None or not k:
+            kept.append(r)
+            continue
+        bal = balances.setdefault(r["step"], make())
+        if bal.admit(int(pos), int(k)):
+            kept.append(r)
+        else:
+            dropped[f"balance_dropped|{r['step']}"] += 1
+    return kept, dropped
+
+
+def restore_balances(counters: dict[str, float], make: Callable[[], PositionBalance]) -> dict[str, PositionBalance]:
+    """Balances per step from a corpus writer's counters (`balance|step|position`, `balance_dropped|step`)."""
+    admitted: dict[str, dict[int, int]] = {}
+    for key, v in counters.items():
+        if key.startswith("balance|"):
+            _, step, pos = key.split("|")
+            admitted.setdefault(step, {})[int(pos)] = int(v)
+    out = {}
+    for step in set(admitted) | {k.split("|", 1)[1] for k in counters if k.startswith("balance_dropped|")}:
+        out[step] = make()
+        out[step].restore(admitted.get(step, {}), int(counters.get(f"balance_dropped|{step}", 0)))
+    return out

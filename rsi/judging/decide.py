@@ -67,9 +67,11 @@ class Decision:
 
 
 def cfg_from(obj: Any) -> DecideConfig:
-    """Read the DecideConfig fields from any object that has them (a JudgingConfig); defaults elsewhere."""
+    """Read the DecideConfig fields from any object that has them (a JudgingConfig, or its dict as the pipeline
+    stages carry it); defaults elsewhere."""
     base = DecideConfig()
-    return DecideConfig(**{k: getattr(obj, k, getattr(base, k)) for k in base.__dataclass_fields__})
+    get = obj.get if isinstance(obj, dict) else lambda k, d: getattr(obj, k, d)
+    return DecideConfig(**{k: get(k, getattr(base, k)) for k in base.__dataclass_fields__})
 
 
 def _fit_level(judgments: list[Judgment], n: int, base: np.ndarray, cfg: DecideConfig,
@@ -139,6 +141,27 @@ def _procedural_pair(scores: list[float], theta: np.ndarray, lengths: list[int] 
     return Pair(0, chosen, rejected, float(min(1.0, margin)), [], "procedural") if margin >= cfg.min_margin else None
 
 
+def _questions(judged: list[Judgment]) -> list[list[int]]:
+    """Indices of judgments grouped by the question they answer (the items they were shown). A judgement pair
+    must share its prompt, as DPO needs: listwise, every judgment of a set answers the same question; pairwise,
+    only the judgments of the same two candidates do. Groups of one are left out."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for k, j in enumerate(judged):
+        groups.setdefault(tuple(sorted(j.presented)), []).append(k)
+    return [g for g in groups.values() if len(g) >= 2]
+
+
+def _widest_gap(score: np.ndarray, judged: list[Judgment]) -> tuple[int | None, int | None]:
+    """Best and worst judgment by `score` within the question where they differ most."""
+    best = worst = None
+    for members in _questions(judged):
+        hi = max(members, key=lambda k: score[k])
+        lo = min(members, key=lambda k: score[k])
+        if best is None or score[hi] - score[lo] > score[best] - score[worst]:
+            best, worst = hi, lo
+    return best, worst
+
+
 def decide_pairs(candidates: list[Candidate], levels: list[list[Judgment]], cfg: Any = None) -> Decision:
     """Weights for every judgment, aggregate θ ± SE per item, and one pair per level that has a clear gap.
 
@@ -181,21 +204,26 @@ def decide_pairs(candidates: list[Candidate], levels: list[list[Judgment]], cfg:
     for lvl in range(1, depth + 1):
         judged = levels[lvl - 1]
         if lvl == 1 and has_truth and np.isfinite(tau_truth).sum() >= 2:
-            # execution ranks the level-1 judgments: the most accurate against the least
+            # execution ranks the level-1 judgments: the most accurate against the least (of one question)
             acc = np.nan_to_num(tau_truth, nan=-2.0)
-            best, worst = int(np.argmax(acc)), int(np.argmin(acc))
-            if acc[best] > acc[worst]:
+            best, worst = _widest_gap(acc, judged)
+            if best is not None and acc[best] > acc[worst]:
                 pairs.append(Pair(1, best, worst, float(min(1.0, (acc[best] - acc[worst]) / 2)), [], "procedural"))
             continue
         if lvl >= depth:
             break  # nobody judged the top level's judgments
         if (weights[lvl] > 0).sum() == 0:
             continue
-        jkeys: list[str | None] = [None] * len(judged)
         src = [j.id for j, w in zip(levels[lvl], weights[lvl]) if w > 0]
-        pair = _judge_pair(lvl, thetas[lvl], ses[lvl], None, jkeys, src, c)
-        if pair:
-            pairs.append(pair)
+        for members in _questions(judged):
+            if len(members) == len(judged):
+                pair = _judge_pair(lvl, thetas[lvl], ses[lvl], None, [None] * len(judged), src, c)
+            else:
+                sub = _judge_pair(lvl, thetas[lvl][members], ses[lvl][members], None, [None] * len(members), src,
+                                  c)
+                pair = sub and Pair(lvl, members[sub.chosen], members[sub.rejected], sub.margin, src, sub.origin)
+            if pair:
+                pairs.append(pair)
 
     return Decision(
         weights=[list(map(float, w)) for w in weights],

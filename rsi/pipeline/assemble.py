@@ -15,6 +15,7 @@ from typing import Any
 from rsi.corpus.ids import content_id
 from rsi.judging.decide import Decision, decide_rows
 from rsi.judging.decide import Pair as JudgedPair
+from rsi.pipeline.steps import judgment_levels
 from rsi.tasks.family import Family, Generate, Rank
 
 Row = dict[str, Any]
@@ -29,6 +30,12 @@ def _pair_weight(p: JudgedPair) -> float:
     return 1.0 if p.origin == "procedural" else p.margin
 
 
+def _first_shown_position(judgment: Row) -> int | None:
+    """Where the item a judgment put first sat in the order it was shown (0 = first)."""
+    ranking, shown = judgment.get("ranking"), list(judgment.get("presented_order") or [])
+    return shown.index(ranking[0]) if ranking and ranking[0] in shown else None
+
+
 def _pair_row(chain_row: Row, family: str, step: str, level: int, prompt: list, chosen_id: str, chosen_text: str,
               rejected_id: str, rejected_text: str, margin: float, sources: list[str], weight: float = 1.0) -> Row:
     return {
@@ -36,7 +43,7 @@ def _pair_row(chain_row: Row, family: str, step: str, level: int, prompt: list, 
         "iteration": int(chain_row["iteration"]), "family": family, "step": step, "level": level,
         "prompt": prompt, "chosen": _assistant(chosen_text), "rejected": _assistant(rejected_text),
         "chosen_id": chosen_id, "rejected_id": rejected_id, "margin": margin, "weight": weight,
-        "source_ids": sources,
+        "source_ids": sources, "chosen_first_shown": None, "shown_items": None,
     }
 
 
@@ -59,24 +66,27 @@ def assemble_chain(chain_row: Row, family: Family, judging: Any = None) -> dict[
     for set_id, level1 in j_by_set.items():
         if level1[0]["level"] != 1:
             continue
-        meta_set = content_id("rankings", set_id=set_id, step=level1[0]["step"])
-        meta = j_by_set.get(meta_set, [])
         # candidates in the canonical order the judges' indices refer to
         cands = [item_by_id[c] for c in level1[0]["candidate_ids"] if c in item_by_id]
         if len(cands) != len(level1[0]["candidate_ids"]):
             continue
-        d = decide_rows(cands, [level1, meta] if meta else [level1], judging)
+        levels = judgment_levels(judgments, level1)
+        d = decide_rows(cands, levels, judging)
         decisions[set_id] = d
-        for lvl, judged in enumerate([level1, meta] if meta else [level1]):
+        for lvl, judged in enumerate(levels):
             weights.update({j["id"]: w for j, w in zip(judged, d.weights[lvl])})
-        # Judgement pairs: execution truth first, the meta-judges otherwise (decided in decide_pairs).
-        for p in (p for p in d.pairs if p.level == 1):
-            good, bad = level1[p.chosen], level1[p.rejected]
+        # Judgement pairs at every level: execution truth first, the judges one level up otherwise.
+        for p in (p for p in d.pairs if p.level >= 1):
+            judged = levels[p.level - 1]
+            good, bad = judged[p.chosen], judged[p.rejected]
             # Labels are stable across permutations, so the better ranking is a valid answer to the worse
-            # ranking's prompt: the pair shares that prompt, as DPO needs.
-            preferences.append(_pair_row(chain_row, family.name, good["step"], 2, bad["prompt"], good["id"],
-                                         good["raw_text"], bad["id"], bad["raw_text"], p.margin, p.source_ids,
-                                         _pair_weight(p)))
+            # ranking's prompt: the pair shares that prompt, as DPO needs (decide pairs only judgments that
+            # were shown the same items).
+            row = _pair_row(chain_row, family.name, good["step"], p.level + 1, bad["prompt"], good["id"],
+                            good["raw_text"], bad["id"], bad["raw_text"], p.margin, p.source_ids, _pair_weight(p))
+            row["chosen_first_shown"] = _first_shown_position(good)
+            row["shown_items"] = len(good["presented_order"])
+            preferences.append(row)
 
     for op in family.ops:
         if not isinstance(op, Generate):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from rsi.config import FamilyConfig, RsiConfig
 from rsi.corpus.ids import content_id
 from rsi.corpus.stream import CorpusWriter, read_manifest
+from rsi.judging.balance import PositionBalance, balance_pairs, restore_balances
 from rsi.pipeline.assemble import assemble_chain
 from rsi.pipeline.steps import run_op
 from rsi.tasks import get_family
@@ -72,6 +74,11 @@ def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, 
     if writer.complete:
         return _stats_from_manifest(read_manifest(out_dir) or {})
     done = writer.done_task_ids()
+    # Judgement pairs stay position-balanced across the pass, a resumed one included (rsi.judging.balance).
+    def make_balance() -> PositionBalance:
+        return PositionBalance(cfg.judging.position_balance, cfg.judging.balance_warmup)
+
+    balances = restore_balances(writer.counters, make_balance)
     streams = []
     for family in cfg.tasks:
         todo = [c for c in seed_chains(family, cfg.tasks[family], cfg.run.seed, iteration)
@@ -83,7 +90,11 @@ def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, 
         stream = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
         for row in stream.iter_rows():
             fam = get_family(str(row["family"]))
-            writer.add_set(str(row["task_id"]), assemble_chain(row, fam, cfg.judging))
+            tables = assemble_chain(row, fam, cfg.judging)
+            dropped: Counter = Counter()
+            if cfg.judging.position_balance >= 0:
+                tables["preferences"], dropped = balance_pairs(tables["preferences"], balances, make_balance)
+            writer.add_set(str(row["task_id"]), tables, dropped)
     writer.close(iteration=iteration, model_version=model_version, families=list(cfg.tasks))
     return _stats_from_manifest(read_manifest(out_dir) or {}, writer.counters)
 

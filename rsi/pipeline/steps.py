@@ -13,6 +13,7 @@ import numpy as np
 
 from rsi.corpus.ids import content_id, derived_seed
 from rsi.judging.decide import decide_rows
+from rsi.judging.pairwise import pairwise_requests, pairwise_schedule
 from rsi.judging.ranking import labels_for, parse_ranking, ranking_messages, ranking_schema
 from rsi.tasks.family import Chain, Check, Family, Generate, Item, MetaRank, Rank, Select
 from rsi.tasks.templates import render, split_rubric
@@ -64,7 +65,7 @@ def run_op(batch: dict[str, np.ndarray], *, family: Family, op_index: int, fam_c
     elif isinstance(op, Select):
         rank_name = next((o.step for o in fam.ops if isinstance(o, Rank) and o.of == op.of), None)
         for chain in chains:
-            select_step(chain, op, fam_cfg, rank_name)
+            select_step(chain, op, fam_cfg, rank_name, judging)
     elif isinstance(op, Check):
         def runner(jobs: list[dict]) -> list[dict]:
             if sandbox is None:
@@ -131,6 +132,8 @@ def _ranking_requests(set_key: str, level: int, texts: list[str], labels: list[s
 def _record_judgments(engine: Any, requests: list[dict[str, Any]]) -> None:
     for req, out in zip(requests, _generate(engine, requests)):
         parsed = parse_ranking(out["text"], req["labels"])
+        if parsed.ranking is not None and "items" in req:  # pairwise: answer indices → candidate indices
+            parsed.ranking = [req["items"][k] for k in parsed.ranking]
         req["chain"]["judgments"].append({
             "id": content_id("judgment", prompt=req["messages"], seed=req["seed"], version=out["model_version"],
                              candidates=req["candidate_ids"], level=req["level"]),
@@ -143,6 +146,23 @@ def _record_judgments(engine: Any, requests: list[dict[str, Any]]) -> None:
         })
 
 
+def _pairwise_requests(set_key: str, texts: list[str], instruction: str, rubric: str, digest: str,
+                       judging: dict[str, Any]) -> list[dict[str, Any]]:
+    """Pairwise mode: every pair of the set, shown both ways (`rankings_per_set` // 2 rounds of each order, at
+    least one), so position bias cancels in the aggregate and is measured. Candidates keep their set labels."""
+    labels = labels_for(len(texts))
+    rounds = max(1, int(judging["rankings_per_set"]) // 2)
+    shown = pairwise_schedule(len(texts), rounds=rounds, seed=derived_seed(set_key, "pairs"))
+    out = []
+    for r, req in enumerate(pairwise_requests(instruction, rubric, texts, shown, judging["rationale_chars"])):
+        req.messages[0]["content"] = JUDGE_SYSTEM
+        out.append({"messages": req.messages, "max_tokens": judging["max_tokens"],
+                    "temperature": judging["temperature"], "seed": derived_seed(set_key, 1, "pair", r),
+                    "json_schema": req.json_schema, "order": list(req.shown), "items": list(req.items),
+                    "labels": [labels[i] for i in req.items], "template_hash": digest})
+    return out
+
+
 def rank_step(chains: list[Chain], rows: list[dict[str, Any]], op: Rank, fam: Family, judging: dict[str, Any],
               engine: Any) -> None:
     gen = fam.op(op.of)
@@ -152,8 +172,13 @@ def rank_step(chains: list[Chain], rows: list[dict[str, Any]], op: Rank, fam: Fa
         for set_id, items in sets_of(chain["items"], op.of).items():
             if len(items) < 2:
                 continue
-            for req in _ranking_requests(set_id, 1, [gen.render(i) for i in items], labels_for(len(items)),
-                                         instruction, rubric, digest, judging["rankings_per_set"], judging):
+            texts = [gen.render(i) for i in items]
+            if judging["mode"] == "pairwise":
+                reqs = _pairwise_requests(set_id, texts, instruction, rubric, digest, judging)
+            else:
+                reqs = _ranking_requests(set_id, 1, texts, labels_for(len(items)), instruction, rubric, digest,
+                                         judging["rankings_per_set"], judging)
+            for req in reqs:
                 requests.append(req | {"chain": chain, "step": op.step, "level": 1, "set_id": set_id,
                                        "candidate_ids": [i["id"] for i in items]})
     _record_judgments(engine, requests)
@@ -165,50 +190,94 @@ def describe_judgment(j: dict[str, Any], candidate_labels: list[str]) -> str:
     return f"Order: {' > '.join(candidate_labels[i] for i in j['ranking'])}\nRationale: {j['rationale']}"
 
 
+def meta_set_id(judgments: list[dict[str, Any]]) -> str:
+    """The set that ranks these judgments (all of one set and level) one level up."""
+    return content_id("rankings", set_id=judgments[0]["set_id"], step=judgments[0]["step"])
+
+
+def judgment_levels(judgments: list[dict[str, Any]], level1: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """level1, the judgments ranking level1, those ranking them, … as far as the chain's judgments go."""
+    by_set: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for j in judgments:
+        by_set[j["set_id"]].append(j)
+    levels = [level1]
+    while True:
+        above = by_set.get(meta_set_id(levels[-1]), [])
+        ids = [j["id"] for j in levels[-1]]
+        above = [j for j in above if j["candidate_ids"] == ids]
+        if not above:
+            return levels
+        levels.append(above)
+
+
 def meta_rank_step(chains: list[Chain], rows: list[dict[str, Any]], op: MetaRank, fam: Family,
                    judging: dict[str, Any], engine: Any) -> None:
+    """Levels 2 … `judging.meta_depth`: each ranks the judgments of the level below, on the same set. One level
+    at a time, since a level's items are the answers of the one below."""
     rank_op = fam.op(op.of)
     gen = fam.op(rank_op.of)
     instruction, rubric, digest = split_rubric(fam, op.template)
-    requests = []
-    for chain in chains:
-        by_id = {i["id"]: i for i in chain["items"]}
-        level1: dict[str, list[dict]] = defaultdict(list)
-        for j in chain["judgments"]:
-            if j["step"] == op.of:
-                level1[j["set_id"]].append(j)
-        for set_id, judged in level1.items():
-            if len(judged) < 2:
-                continue
-            cand_labels = labels_for(len(judged[0]["candidate_ids"]))
-            shown = "\n\n".join(f'<item label="{lab}">\n{gen.render(by_id[cid])}\n</item>'
-                                for lab, cid in zip(cand_labels, judged[0]["candidate_ids"]))
-            context = f"{instruction}\n\nThe items that were judged:\n{shown}\n\nThe judgements:"
-            meta_set = content_id("rankings", set_id=set_id, step=op.of)
-            for req in _ranking_requests(meta_set, 2, [describe_judgment(j, cand_labels) for j in judged],
-                                         labels_for(len(judged), prefix="J"), context, rubric, digest,
-                                         judging["meta_rankings_per_set"], judging):
-                requests.append(req | {"chain": chain, "step": op.step, "level": 2, "set_id": meta_set,
-                                       "candidate_ids": [j["id"] for j in judged]})
-    _record_judgments(engine, requests)
+    for level in range(2, int(judging["meta_depth"]) + 1):
+        requests = []
+        for chain in chains:
+            by_id = {i["id"]: i for i in chain["items"]}
+            for level1 in _sets_of_judgments(chain["judgments"], op.of).values():
+                levels = judgment_levels(chain["judgments"], level1)
+                if len(levels) != level - 1 or len(levels[-1]) < 2:
+                    continue  # this level exists already (resumed chain) or the one below is too small
+                judged = levels[-1]
+                cand_labels = labels_for(len(level1[0]["candidate_ids"]))
+                shown = "\n\n".join(f'<item label="{lab}">\n{gen.render(by_id[cid])}\n</item>'
+                                     for lab, cid in zip(cand_labels, level1[0]["candidate_ids"]))
+                context = f"{instruction}\n\nThe items that were judged:\n{shown}\n\n"
+                for lower in range(1, level - 1):
+                    # deeper levels also see the judgments the level below ranked, labelled as it saw them
+                    context += f"Judgements of level {lower}:\n" + "\n\n".join(
+                        f"[{lab}] {describe_judgment(j, _item_labels(levels, lower, cand_labels))}"
+                        for lab, j in zip(_item_labels(levels, lower + 1, cand_labels), levels[lower - 1])) + "\n\n"
+                context += "The judgements to rank:"
+                meta_set = meta_set_id(judged)
+                texts = [describe_judgment(j, _item_labels(levels, level - 1, cand_labels)) for j in judged]
+                for req in _ranking_requests(meta_set, level, texts, _item_labels(levels, level, cand_labels),
+                                             context, rubric, digest, judging["meta_rankings_per_set"], judging):
+                    requests.append(req | {"chain": chain, "step": op.step, "level": level, "set_id": meta_set,
+                                           "candidate_ids": [j["id"] for j in judged]})
+        _record_judgments(engine, requests)
 
 
-def aggregate_order(items: list[Item], judgments: list[dict[str, Any]], rank_step_name: str | None) -> list[int]:
+def _item_labels(levels: list[list[dict[str, Any]]], level: int, cand_labels: list[str]) -> list[str]:
+    """Labels of the items judged at `level`: candidates at 1 (A, B, …), level-1 judgments at 2 (J1, J2, …),
+    level-2 judgments at 3 (JJ1, …)."""
+    return cand_labels if level == 1 else labels_for(len(levels[level - 2]), prefix="J" * (level - 1))
+
+
+def _sets_of_judgments(judgments: list[dict[str, Any]], step: str) -> dict[str, list[dict[str, Any]]]:
+    """Level-1 judgments of a Rank step, per candidate set."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for j in judgments:
+        if j["step"] == step and j["level"] == 1:
+            groups[j["set_id"]].append(j)
+    return groups
+
+
+def aggregate_order(items: list[Item], judgments: list[dict[str, Any]], rank_step_name: str | None,
+                    judging: dict[str, Any] | None = None) -> list[int]:
     """Indices of `items` (one candidate set) best first: procedural score where it exists, then the judges'
     trust-weighted Bradley–Terry strength (the same aggregate the pairs come from), then generation order."""
     n = len(items)
     ids = [i["id"] for i in items]
-    level1 = [j for j in judgments if j["step"] == rank_step_name and j["candidate_ids"] == ids]
-    level2 = [j for j in judgments if j["level"] == 2 and j["candidate_ids"] == [x["id"] for x in level1]]
-    judge = decide_rows(items, [level1, level2] if level2 else [level1]).scores[0] if level1 else [0.0] * n
+    level1 = [j for j in judgments if j["step"] == rank_step_name and j["level"] == 1 and j["candidate_ids"] == ids]
+    judge = decide_rows(items, judgment_levels(judgments, level1), judging).scores[0] if level1 else [0.0] * n
     proc = [i["procedural_score"] if i["procedural_score"] is not None else -1.0 for i in items]
     return sorted(range(n), key=lambda k: (-proc[k], -judge[k], k))
 
 
-def select_step(chain: Chain, op: Select, fam_cfg: dict[str, Any], rank_name: str | None) -> None:
+def select_step(chain: Chain, op: Select, fam_cfg: dict[str, Any], rank_name: str | None,
+                judging: dict[str, Any] | None = None) -> None:
     keep = int(fam_cfg[op.keep])
     for items in sets_of(chain["items"], op.of).values():
-        order = [k for k in aggregate_order(items, chain["judgments"], rank_name) if items[k]["parse_status"] == "ok"]
+        order = [k for k in aggregate_order(items, chain["judgments"], rank_name, judging)
+                 if items[k]["parse_status"] == "ok"]
         chosen = set(order[:keep])
         for k, item in enumerate(items):
             item["kept"] = k in chosen

@@ -6,7 +6,8 @@ lists them, its prompt templates and one YAML under conf/tasks/:
 
 - `Generate`: sample `count` candidates from the policy for the seed, or for each kept item of a parent step.
 - `Rank`: judges rank each candidate set of a generated step listwise, once per permutation (level 1).
-- `MetaRank`: judges rank the rankings of a candidate set (level 2).
+- `MetaRank`: judges rank the rankings of a candidate set (level 2), and those rankings in turn up to
+  `judging.meta_depth`.
 - `Select`: keep the best `keep` candidates of each set (procedural scores first, then the judges).
 - `Check`: a procedural judge (the sandbox) that sets `procedural_score` on items.
 """
