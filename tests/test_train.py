@@ -186,3 +186,20 @@ def test_train_dpo_moves_weights_and_saves_loadable_model(mode: str, tiny_model:
 
     with pytest.raises(FileExistsError):
         train_dpo(str(preferences), str(tiny_model), str(out), cfg)
+
+
+def test_gradient_checkpointing_where_it_works() -> None:
+    """On by default (the CPU trainer's memory), off under DeepSpeed on CPU, where it fails; `threads` < 0 is
+    refused before Ray starts."""
+    import dataclasses
+
+    from rsi.train.worker import dpo_config_kwargs
+
+    plain = dpo_config_kwargs(dataclasses.asdict(TrainConfig()), "/tmp/x")
+    zero2 = dpo_config_kwargs(dataclasses.asdict(TrainConfig(deepspeed="zero2")), "/tmp/x")
+    gpu = dpo_config_kwargs(dataclasses.asdict(TrainConfig(deepspeed="zero2", use_gpu=True)), "/tmp/x")
+    assert plain["gradient_checkpointing"] and not zero2["gradient_checkpointing"] and gpu["gradient_checkpointing"]
+    off = dpo_config_kwargs(dataclasses.asdict(TrainConfig(gradient_checkpointing=False)), "/tmp/x")
+    assert not off["gradient_checkpointing"]
+    with pytest.raises(ValueError, match="threads=-1"):
+        TrainConfig(threads=-1).validate()

@@ -16,6 +16,12 @@ class TrainConfig:
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: int = 1
+    # torch threads per CPU worker; 0: the node's cores shared among the workers. The engines are idle while
+    # DPO runs, so the default takes every core (measured on SmolLM2, 2 cores: 54 → 28 s/step).
+    threads: int = 0
+    # Recompute activations in the backward pass: on SmolLM2 at max_length 1024 the CPU trainer's peak RSS
+    # fell from 13.7 to 8.4 GB for 23% more time per step. Off under DeepSpeed on CPU, where it fails.
+    gradient_checkpointing: bool = True
     learning_rate: float = 5e-6
     beta: float = 0.1
     epochs: int = 1
@@ -34,9 +40,10 @@ class TrainConfig:
                     "epochs": self.epochs, "per_device_batch_size": self.per_device_batch_size,
                     "gradient_accumulation_steps": self.gradient_accumulation_steps,
                     "max_length": self.max_length}
-        bad = [f"{k}={v}" for k, v in positive.items() if v < 1]
+        bad = [f"{k}={v}" for k, v in positive.items() if v < 1] + ([f"threads={self.threads}"]
+                                                                    if self.threads < 0 else [])
         if bad:
-            raise ValueError(f"train settings must be >= 1: {', '.join(bad)}")
+            raise ValueError(f"train settings must be >= 1 (threads >= 0): {', '.join(bad)}")
         if self.learning_rate <= 0 or self.beta <= 0:
             raise ValueError(f"train.learning_rate and train.beta must be > 0 (got {self.learning_rate}, "
                              f"{self.beta})")
