@@ -6,7 +6,9 @@ the pair's *position key*. If chosen rankings favour one position, training on t
 tolerance of the pairs admitted so far; it is streaming (counters only) and deterministic in arrival order.
 
 The corpus pass keeps one balance per judging step and restores it from the committed parts' counters after a
-crash, so a resumed pass balances as if it had never stopped.
+crash, so a resumed pass balances as if it had never stopped. Which judgement pairs are left out depends on the
+order chains finish in (performances and judgments do not); `judging.position_balance < 0` turns it off where
+the pair set must not depend on scheduling.
 """
 
 from __future__ import annotations
