@@ -163,7 +163,8 @@ def _widest_gap(score: np.ndarray, judged: list[Judgment]) -> tuple[int | None, 
 
 
 def decide_pairs(candidates: list[Candidate], levels: list[list[Judgment]], cfg: Any = None) -> Decision:
-    """Weights for every judgment, aggregate θ ± SE per item, and one pair per level that has a clear gap.
+    """Weights for every judgment, aggregate θ ± SE per item, and one pair per level (per question, pairwise) that
+    has a clear gap.
 
     levels[0] ranks `candidates`; levels[L] ranks the judgments of levels[L-1]. Procedural scores, where every
     candidate has one and they differ, decide the performance pair and the better level-1 judgment (its
