@@ -169,6 +169,10 @@ def test_swap_waits_for_in_flight_and_tags_every_row(by_value) -> None:
     pool = _pool(replicas=2, max_in_flight=4, delay=0.05)
     before = [pool.generate.remote(_requests(8, prefix=f"a{k}-")) for k in range(4)]
     swap = pool.update_weights.remote("/weights/v1")
+    # An async actor may start calls out of submission order, so "after" means after the swap began: the pool
+    # reports itself paused (draining), or the swap is already over.
+    while not ray.get(pool.health.remote())["paused"] and not ray.wait([swap], timeout=0)[0]:
+        time.sleep(0.002)
     after = [pool.generate.remote(_requests(8, prefix=f"b{k}-")) for k in range(4)]
     assert ray.get(swap) == 1
     rows = [o for out in ray.get(before + after) for o in out]
