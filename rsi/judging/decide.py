@@ -217,14 +217,9 @@ def decide_pairs(candidates: list[Candidate], levels: list[list[Judgment]], cfg:
             continue
         src = [j.id for j, w in zip(levels[lvl], weights[lvl]) if w > 0]
         for members in _questions(judged):
-            if len(members) == len(judged):
-                pair = _judge_pair(lvl, thetas[lvl], ses[lvl], None, [None] * len(judged), src, c)
-            else:
-                sub = _judge_pair(lvl, thetas[lvl][members], ses[lvl][members], None, [None] * len(members), src,
-                                  c)
-                pair = sub and Pair(lvl, members[sub.chosen], members[sub.rejected], sub.margin, src, sub.origin)
-            if pair:
-                pairs.append(pair)
+            sub = _judge_pair(lvl, thetas[lvl][members], ses[lvl][members], None, [None] * len(members), src, c)
+            if sub:  # back from positions within the question to indices of the level
+                pairs.append(Pair(lvl, members[sub.chosen], members[sub.rejected], sub.margin, src, sub.origin))
 
     return Decision(
         weights=[list(map(float, w)) for w in weights],
