@@ -12,6 +12,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from rsi.judging.config import JudgingConfig
 from rsi.train.config import TrainConfig
 
 
@@ -71,29 +72,6 @@ class FamilyConfig:
     predictions: int = 3  # predictions per program (python_output)
     max_tokens: int = 256
     temperature: float = 0.9
-
-
-@dataclass
-class JudgingConfig:
-    rankings_per_set: int = 2
-    meta_rankings_per_set: int = 1
-    max_tokens: int = 160
-    temperature: float = 0.7
-    rationale_chars: int = 200
-    # read by rsi.judging.decide (DecideConfig carries the same names)
-    mode: str = "listwise"  # listwise | pairwise (every pair of a set, both orders)
-    meta_depth: int = 2  # judging levels: 1 ranks performances, 2 ranks those rankings, …
-    aggregator: str = "bt"  # bt (weighted Bradley–Terry) | borda
-    bt_prior: float = 0.1  # Gaussian prior precision on strengths: finite scores for undefeated candidates
-    bt_iterations: int = 25
-    consensus_rounds: int = 2  # re-weighting rounds by agreement with the weighted aggregate (0: off)
-    min_margin: float = 0.1  # no pair below this BT advantage 2σ(Δθ)-1 (or normalised procedural gap)
-    length_control: bool = True  # among candidates within the top's uncertainty, choose the shortest
-    length_tolerance: float = 1.0  # "within the uncertainty": Δθ ≤ tolerance × combined standard error
-    # judgement pairs are left out while their chosen rankings' first pick sits at one shown position more than
-    # this much above its fair share 1/k (DPO must not learn position bias); negative: off
-    position_balance: float = 0.15
-    balance_warmup: int = 20  # pairs admitted per step before the balance starts refusing
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rsi.judging.decide import Candidate, DecideConfig, Judgment, decide_pairs
+from rsi.judging.config import JudgingConfig
+from rsi.judging.decide import Candidate, Judgment, decide_pairs
 
 
 def _cands(n: int, lengths: list[int] | None = None, procedural: list[float] | None = None) -> list[Candidate]:
@@ -16,7 +17,7 @@ def _j(name: str, ranking: list[int] | None, presented: list[int] | None = None)
 
 def test_performance_pair_and_weights() -> None:
     level1 = [_j("a", [0, 1, 2, 3]), _j("b", [0, 2, 1, 3]), _j("c", [0, 1, 3, 2]), _j("x", None)]
-    d = decide_pairs(_cands(4), [level1], DecideConfig(length_control=False))
+    d = decide_pairs(_cands(4), [level1], JudgingConfig(length_control=False))
     assert d.weights[0][3] == 0.0 and all(w > 0 for w in d.weights[0][:3])  # invalid answers weigh nothing
     (pair,) = d.pairs
     assert (pair.level, pair.chosen, pair.rejected, pair.origin) == (0, 0, 3, "judges")
@@ -27,8 +28,8 @@ def test_performance_pair_and_weights() -> None:
 def test_length_control_prefers_the_shorter_near_top() -> None:
     # 0 and 1 split the judges evenly: within each other's uncertainty; 1 is much shorter
     level1 = [_j("a", [0, 1, 2, 3]), _j("b", [1, 0, 2, 3])] * 2
-    with_lc = decide_pairs(_cands(4, lengths=[900, 100, 50, 50]), [level1], DecideConfig())
-    without = decide_pairs(_cands(4, lengths=[900, 100, 50, 50]), [level1], DecideConfig(length_control=False))
+    with_lc = decide_pairs(_cands(4, lengths=[900, 100, 50, 50]), [level1], JudgingConfig())
+    without = decide_pairs(_cands(4, lengths=[900, 100, 50, 50]), [level1], JudgingConfig(length_control=False))
     assert with_lc.pairs[0].chosen == 1
     assert without.pairs[0].chosen in (0, 1)
 
@@ -36,7 +37,7 @@ def test_length_control_prefers_the_shorter_near_top() -> None:
 def test_procedural_truth_overrides_judges_and_ranks_level1() -> None:
     # the judges prefer 0, execution says 3 passes everything
     level1 = [_j("a", [0, 1, 2, 3]), _j("b", [3, 2, 1, 0]), _j("c", [0, 2, 1, 3])]
-    d = decide_pairs(_cands(4, procedural=[0.0, 0.25, 0.5, 1.0]), [level1], DecideConfig())
+    d = decide_pairs(_cands(4, procedural=[0.0, 0.25, 0.5, 1.0]), [level1], JudgingConfig())
     perf = [p for p in d.pairs if p.level == 0][0]
     assert (perf.chosen, perf.rejected, perf.origin) == (3, 0, "procedural")
     judge = [p for p in d.pairs if p.level == 1][0]
@@ -49,7 +50,7 @@ def test_meta_judgments_weight_level1_and_make_a_judgement_pair() -> None:
     level1 = [_j("a", [0, 1, 2]), _j("b", [2, 1, 0]), _j("c", [0, 1, 2])]
     # three meta-judges all put b last
     level2 = [_j("m1", [0, 2, 1]), _j("m2", [2, 0, 1]), _j("m3", [0, 2, 1])]
-    d = decide_pairs(_cands(3), [level1, level2], DecideConfig(consensus_rounds=0))
+    d = decide_pairs(_cands(3), [level1, level2], JudgingConfig(consensus_rounds=0))
     assert d.weights[0][1] < min(d.weights[0][0], d.weights[0][2])
     judge = [p for p in d.pairs if p.level == 1][0]
     assert judge.rejected == 1 and judge.origin == "judges" and set(judge.source_ids) == {"m1", "m2", "m3"}
@@ -59,21 +60,21 @@ def test_depth_three_weights_flow_down() -> None:
     level1 = [_j("a", [0, 1]), _j("b", [1, 0])]
     level2 = [_j("m1", [0, 1]), _j("m2", [1, 0])]
     level3 = [_j("t1", [0, 1]), _j("t2", [0, 1])]  # the top prefers m1, who prefers a
-    d = decide_pairs(_cands(2), [level1, level2, level3], DecideConfig(consensus_rounds=0, min_margin=0.0))
+    d = decide_pairs(_cands(2), [level1, level2, level3], JudgingConfig(consensus_rounds=0, min_margin=0.0))
     assert d.weights[1][0] > d.weights[1][1] and d.weights[0][0] > d.weights[0][1]
     assert {p.level for p in d.pairs} == {0, 1, 2}
 
 
 def test_no_pair_without_a_gap_or_for_identical_texts() -> None:
     level1 = [_j("a", [0, 1]), _j("b", [1, 0])]
-    assert decide_pairs(_cands(2), [level1], DecideConfig()).pairs == []
+    assert decide_pairs(_cands(2), [level1], JudgingConfig()).pairs == []
     same = [Candidate("c0", 10, key="k"), Candidate("c1", 10, key="k")]
-    assert decide_pairs(same, [[_j("a", [0, 1])] * 3], DecideConfig()).pairs == []
+    assert decide_pairs(same, [[_j("a", [0, 1])] * 3], JudgingConfig()).pairs == []
 
 
 def test_position_bias_counts_first_shown_wins() -> None:
     level1 = [_j("a", [2, 0, 1], [2, 0, 1]), _j("b", [1, 0, 2], [1, 2, 0]), _j("c", [0, 1, 2], [2, 1, 0])]
-    d = decide_pairs(_cands(3), [level1], DecideConfig())
+    d = decide_pairs(_cands(3), [level1], JudgingConfig())
     wins, valid, chance = d.first_shown_wins[0]
     assert (wins, valid) == (2, 3) and abs(chance - 1 / 3) < 1e-9
 
@@ -96,17 +97,9 @@ def test_pairwise_mode_aggregates_like_listwise() -> None:
                                          req, 4)
         assert status == "ok" and ranking == [winner, loser]
         judgments.append(Judgment(f"p{k}", ranking, list(req.shown)))
-    d = decide_pairs(_cands(4), [judgments], DecideConfig(length_control=False))
+    d = decide_pairs(_cands(4), [judgments], JudgingConfig(length_control=False))
     assert (d.pairs[0].chosen, d.pairs[0].rejected) == (2, 1)
     assert d.first_shown_wins[0][1] == 12 and d.first_shown_wins[0][2] == 0.5
-
-
-def test_judging_config_carries_the_decide_fields() -> None:
-    from rsi.config import JudgingConfig
-    from rsi.judging.decide import cfg_from
-
-    assert cfg_from(JudgingConfig()) == DecideConfig()
-    assert cfg_from(JudgingConfig(min_margin=0.3)).min_margin == 0.3
 
 
 def test_decide_rows_and_position_balance() -> None:
@@ -116,7 +109,7 @@ def test_decide_rows_and_position_balance() -> None:
     cands = [{"id": f"c{i}", "completion": "x" * (i + 1), "procedural_score": None} for i in range(3)]
     level1 = [{"id": "a", "ranking": [0, 1, 2], "presented_order": [0, 1, 2]},
               {"id": "b", "ranking": [0, 2, 1], "presented_order": [1, 0, 2]}]
-    d = decide_rows(cands, [level1], DecideConfig(length_control=False))
+    d = decide_rows(cands, [level1], JudgingConfig(length_control=False))
     assert d.pairs[0].chosen == 0 and len(d.weights[0]) == 2
     assert position_key([0, 2, 1], [1, 0, 2]) == 1
 
@@ -127,14 +120,14 @@ def test_decide_rows_and_position_balance() -> None:
 
 
 def test_execution_alone_decides_without_judges() -> None:
-    d = decide_pairs(_cands(3, procedural=[0.5, 1.0, 0.0]), [], DecideConfig())
+    d = decide_pairs(_cands(3, procedural=[0.5, 1.0, 0.0]), [], JudgingConfig())
     assert [(p.chosen, p.rejected, p.origin) for p in d.pairs] == [(1, 2, "procedural")]
-    assert decide_pairs(_cands(3), [], DecideConfig()).pairs == []
+    assert decide_pairs(_cands(3), [], JudgingConfig()).pairs == []
 
 
 def test_length_control_never_cancels_a_two_candidate_pair() -> None:
     # two candidates, judges agree on 0 but evidence is thin; 1 is shorter: still 0 over 1
-    d = decide_pairs(_cands(2, lengths=[500, 10]), [[_j("a", [0, 1]), _j("b", [0, 1])]], DecideConfig())
+    d = decide_pairs(_cands(2, lengths=[500, 10]), [[_j("a", [0, 1]), _j("b", [0, 1])]], JudgingConfig())
     assert [(p.chosen, p.rejected) for p in d.pairs] == [(0, 1)]
 
 
@@ -145,7 +138,7 @@ def test_pairwise_judgement_pairs_share_their_question() -> None:
               _j("ca", [0, 2], [2, 0]), _j("bc", [1, 2], [1, 2]), _j("cb", [2, 1], [2, 1])]
     # the meta-judges like the judgments that put candidate 0 or 1 over 2, and "ba" least
     level2 = [_j("m1", [0, 2, 3, 4, 5, 1]), _j("m2", [2, 0, 4, 3, 5, 1])]
-    d = decide_pairs(_cands(3), [level1, level2], DecideConfig(min_margin=0.0))
+    d = decide_pairs(_cands(3), [level1, level2], JudgingConfig(min_margin=0.0))
     judgement_pairs = [p for p in d.pairs if p.level == 1]
     assert judgement_pairs
     for p in judgement_pairs:
@@ -157,7 +150,7 @@ def test_three_levels_weight_every_judgment() -> None:
     level1 = [_j("a", [0, 1, 2]), _j("b", [2, 1, 0]), _j("c", [0, 2, 1])]
     level2 = [_j("m1", [0, 2, 1]), _j("m2", [2, 0, 1])]  # both meta-judges put "b" last
     level3 = [_j("t1", [0, 1]), _j("t2", [0, 1])]
-    d = decide_pairs(_cands(3), [level1, level2, level3], DecideConfig(min_margin=0.0))
+    d = decide_pairs(_cands(3), [level1, level2, level3], JudgingConfig(min_margin=0.0))
     assert [len(w) for w in d.weights] == [3, 2, 2]
     assert d.weights[0][1] < min(d.weights[0][0], d.weights[0][2])
     assert {p.level for p in d.pairs} == {0, 1, 2}

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from rsi.judging.aggregate import borda, pad_rankings
+from rsi.judging.config import JudgingConfig
 from rsi.judging.trust import consensus_weights, meta_factor, tau_factor, truth_tau
 
 
@@ -31,19 +32,6 @@ class Judgment:
     ranking: list[int] | None  # indices into the judged items, best first; None when the answer was invalid
     presented: list[int]  # the order the items were shown in
     tied: bool = False  # pairwise mode: the judge called the two items equal
-
-
-@dataclass
-class DecideConfig:
-    """The judging knobs `decide_pairs` reads (a JudgingConfig carries the same names)."""
-
-    aggregator: str = "bt"  # bt | borda
-    bt_prior: float = 0.1
-    bt_iterations: int = 25
-    consensus_rounds: int = 2  # 0: no consensus calibration
-    min_margin: float = 0.1  # BT advantage 2σ(Δθ)-1 below which no pair is written
-    length_control: bool = True
-    length_tolerance: float = 1.0  # "within the uncertainty of the top": Δθ ≤ tolerance × combined SE
 
 
 @dataclass
@@ -66,15 +54,7 @@ class Decision:
     first_shown_wins: list[tuple[int, int, float]] = field(default_factory=list)  # per level: wins, valid, chance
 
 
-def cfg_from(obj: Any) -> DecideConfig:
-    """Read the DecideConfig fields from any object that has them (a JudgingConfig, or its dict as the pipeline
-    stages carry it); defaults elsewhere."""
-    base = DecideConfig()
-    get = obj.get if isinstance(obj, dict) else lambda k, d: getattr(obj, k, d)
-    return DecideConfig(**{k: get(k, getattr(base, k)) for k in base.__dataclass_fields__})
-
-
-def _fit_level(judgments: list[Judgment], n: int, base: np.ndarray, cfg: DecideConfig,
+def _fit_level(judgments: list[Judgment], n: int, base: np.ndarray, cfg: JudgingConfig,
                truth: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Weights, θ, SE and truth tau for one level's judgments of n items."""
     rankings = pad_rankings([j.ranking for j in judgments])
@@ -106,7 +86,7 @@ def _margin(delta: float) -> float:
 
 
 def _judge_pair(level: int, theta: np.ndarray, se: np.ndarray, lengths: list[int] | None, keys: list[str | None],
-                sources: list[str], cfg: DecideConfig) -> Pair | None:
+                sources: list[str], cfg: JudgingConfig) -> Pair | None:
     """Best vs worst by θ; with length control the shortest item within the top's uncertainty is chosen."""
     n = len(theta)
     top = int(np.argmax(theta))
@@ -127,7 +107,7 @@ def _judge_pair(level: int, theta: np.ndarray, se: np.ndarray, lengths: list[int
 
 
 def _procedural_pair(scores: list[float], theta: np.ndarray, lengths: list[int] | None,
-                     keys: list[str | None], cfg: DecideConfig) -> Pair | None:
+                     keys: list[str | None], cfg: JudgingConfig) -> Pair | None:
     """Execution decides: best vs worst procedural score, the judges' θ and then length break ties."""
     n = len(scores)
     length = lengths or [0] * n
@@ -162,7 +142,8 @@ def _widest_gap(score: np.ndarray, judged: list[Judgment]) -> tuple[int | None, 
     return best, worst
 
 
-def decide_pairs(candidates: list[Candidate], levels: list[list[Judgment]], cfg: Any = None) -> Decision:
+def decide_pairs(candidates: list[Candidate], levels: list[list[Judgment]],
+                 cfg: JudgingConfig | None = None) -> Decision:
     """Weights for every judgment, aggregate θ ± SE per item, and one pair per level (per question, pairwise) that
     has a clear gap.
 
@@ -170,7 +151,7 @@ def decide_pairs(candidates: list[Candidate], levels: list[list[Judgment]], cfg:
     candidate has one and they differ, decide the performance pair and the better level-1 judgment (its
     agreement with execution), overriding the judges.
     """
-    c = cfg_from(cfg) if not isinstance(cfg, DecideConfig) else cfg
+    c = cfg or JudgingConfig()
     truth_vals = [x.procedural for x in candidates]
     has_truth = all(v is not None for v in truth_vals) and len(set(truth_vals)) > 1
     truth = np.array(truth_vals, dtype=np.float64) if has_truth else None
@@ -232,8 +213,8 @@ def decide_pairs(candidates: list[Candidate], levels: list[list[Judgment]], cfg:
 
 
 
-def decide_rows(candidates: list[dict[str, Any]], levels: list[list[dict[str, Any]]], cfg: Any = None, *,
-                text_key: str = "completion") -> Decision:
+def decide_rows(candidates: list[dict[str, Any]], levels: list[list[dict[str, Any]]],
+                cfg: JudgingConfig | None = None, *, text_key: str = "completion") -> Decision:
     """`decide_pairs` over the pipeline's dict rows: candidates carry id, the text under `text_key` and
     procedural_score; judgments carry id, ranking (None when invalid) and presented_order."""
     import hashlib

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -48,8 +47,6 @@ def family_dataset(cfg: RsiConfig, family: str, engine: Any, judge: Any, sandbox
     import ray.data
 
     fam = get_family(family)
-    fam_cfg = dataclasses.asdict(cfg.tasks[family])
-    judging = dataclasses.asdict(cfg.judging)
     if chains is None:
         chains = seed_chains(family, cfg.tasks[family], cfg.run.seed, iteration)
     # One block per chain: Ray Data fuses the op stages into one task per block, so blocks are the unit of
@@ -58,8 +55,8 @@ def family_dataset(cfg: RsiConfig, family: str, engine: Any, judge: Any, sandbox
     bound = {"concurrency": cfg.loop.chains_in_flight} if cfg.loop.chains_in_flight > 0 else {}
     for index in range(len(fam.ops)):
         ds = ds.map_batches(run_op, batch_size=1, num_cpus=0, **bound,
-                            fn_kwargs={"family": fam, "op_index": index, "fam_cfg": fam_cfg,
-                                       "judging": judging, "engine": engine, "judge": judge,
+                            fn_kwargs={"family": fam, "op_index": index, "fam_cfg": cfg.tasks[family],
+                                       "judging": cfg.judging, "engine": engine, "judge": judge,
                                        "sandbox": sandbox})
     return ds
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from rsi.config import FamilyConfig
 from rsi.corpus.ids import content_id, derived_seed
+from rsi.judging.config import JudgingConfig
 from rsi.judging.decide import decide_rows
 from rsi.judging.pairwise import pairwise_requests, pairwise_schedule
 from rsi.judging.ranking import labels_for, parse_ranking, ranking_messages, ranking_schema
@@ -47,8 +49,8 @@ def sets_of(items: list[Item], step: str) -> dict[str, list[Item]]:
     return groups
 
 
-def run_op(batch: dict[str, np.ndarray], *, family: Family, op_index: int, fam_cfg: dict[str, Any],
-           judging: dict[str, Any], engine: Any, judge: Any = None, sandbox: Any = None) -> dict[str, list[Any]]:
+def run_op(batch: dict[str, np.ndarray], *, family: Family, op_index: int, fam_cfg: FamilyConfig,
+           judging: JudgingConfig, engine: Any, judge: Any = None, sandbox: Any = None) -> dict[str, list[Any]]:
     """The map_batches entry: decode chains, apply the family's op `op_index`, encode them again.
     `engine` serves the policy's steps, `judge` the rankings (the same pool when the policy judges itself)."""
     judge = judge if judge is not None else engine
@@ -80,7 +82,7 @@ def run_op(batch: dict[str, np.ndarray], *, family: Family, op_index: int, fam_c
 
 
 def generate_step(chains: list[Chain], rows: list[dict[str, Any]], op: Generate, fam: Family,
-                  fam_cfg: dict[str, Any], engine: Any) -> None:
+                  fam_cfg: FamilyConfig, engine: Any) -> None:
     requests: list[dict[str, Any]] = []
     for chain, row in zip(chains, rows):
         parents: list[Item | None] = [None] if op.parent is None else [
@@ -90,10 +92,10 @@ def generate_step(chains: list[Chain], rows: list[dict[str, Any]], op: Generate,
             messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
             set_id = content_id("set", chain=str(row["task_id"]), step=op.step,
                                 parent=parent["id"] if parent else None)
-            for k in range(int(fam_cfg[op.count])):
+            for k in range(int(getattr(fam_cfg, op.count))):
                 requests.append({
-                    "messages": messages, "max_tokens": int(fam_cfg[op.max_tokens]),
-                    "temperature": float(fam_cfg["temperature"]), "seed": derived_seed(set_id, k),
+                    "messages": messages, "max_tokens": int(getattr(fam_cfg, op.max_tokens)),
+                    "temperature": float(fam_cfg.temperature), "seed": derived_seed(set_id, k),
                     "json_schema": op.schema, "chain": chain, "parent": parent, "set_id": set_id,
                     "template_hash": digest,
                 })
@@ -113,18 +115,18 @@ def generate_step(chains: list[Chain], rows: list[dict[str, Any]], op: Generate,
 
 
 def _ranking_requests(set_key: str, level: int, texts: list[str], labels: list[str], instruction: str,
-                      rubric: str, digest: str, rankings: int, judging: dict[str, Any]) -> list[dict[str, Any]]:
+                      rubric: str, digest: str, rankings: int, judging: JudgingConfig) -> list[dict[str, Any]]:
     """One request per permutation: the first shows the canonical order, the rest are seeded shuffles."""
     out = []
     for r in range(rankings):
         order = list(range(len(texts)))
         if r > 0:
             random.Random(derived_seed(set_key, level, "order", r)).shuffle(order)
-        messages = ranking_messages(instruction, rubric, texts, labels, order, judging["rationale_chars"])
+        messages = ranking_messages(instruction, rubric, texts, labels, order, judging.rationale_chars)
         messages[0]["content"] = JUDGE_SYSTEM
-        out.append({"messages": messages, "max_tokens": judging["max_tokens"],
-                    "temperature": judging["temperature"], "seed": derived_seed(set_key, level, r),
-                    "json_schema": ranking_schema(labels, judging["rationale_chars"]), "order": order,
+        out.append({"messages": messages, "max_tokens": judging.max_tokens,
+                    "temperature": judging.temperature, "seed": derived_seed(set_key, level, r),
+                    "json_schema": ranking_schema(labels, judging.rationale_chars), "order": order,
                     "labels": labels, "template_hash": digest})
     return out
 
@@ -147,23 +149,23 @@ def _record_judgments(engine: Any, requests: list[dict[str, Any]]) -> None:
 
 
 def _pairwise_requests(set_key: str, texts: list[str], instruction: str, rubric: str, digest: str,
-                       judging: dict[str, Any]) -> list[dict[str, Any]]:
+                       judging: JudgingConfig) -> list[dict[str, Any]]:
     """Pairwise mode: every pair of the set, shown both ways (`rankings_per_set` // 2 rounds of each order, at
     least one), so position bias cancels in the aggregate and is measured. Candidates keep their set labels."""
     labels = labels_for(len(texts))
-    rounds = max(1, int(judging["rankings_per_set"]) // 2)
+    rounds = max(1, judging.rankings_per_set // 2)
     shown = pairwise_schedule(len(texts), rounds=rounds, seed=derived_seed(set_key, "pairs"))
     out = []
-    for r, req in enumerate(pairwise_requests(instruction, rubric, texts, shown, judging["rationale_chars"])):
+    for r, req in enumerate(pairwise_requests(instruction, rubric, texts, shown, judging.rationale_chars)):
         req.messages[0]["content"] = JUDGE_SYSTEM
-        out.append({"messages": req.messages, "max_tokens": judging["max_tokens"],
-                    "temperature": judging["temperature"], "seed": derived_seed(set_key, 1, "pair", r),
+        out.append({"messages": req.messages, "max_tokens": judging.max_tokens,
+                    "temperature": judging.temperature, "seed": derived_seed(set_key, 1, "pair", r),
                     "json_schema": req.json_schema, "order": list(req.shown), "items": list(req.items),
                     "labels": [labels[i] for i in req.items], "template_hash": digest})
     return out
 
 
-def rank_step(chains: list[Chain], rows: list[dict[str, Any]], op: Rank, fam: Family, judging: dict[str, Any],
+def rank_step(chains: list[Chain], rows: list[dict[str, Any]], op: Rank, fam: Family, judging: JudgingConfig,
               engine: Any) -> None:
     gen = fam.op(op.of)
     instruction, rubric, digest = split_rubric(fam, op.template)
@@ -173,11 +175,11 @@ def rank_step(chains: list[Chain], rows: list[dict[str, Any]], op: Rank, fam: Fa
             if len(items) < 2:
                 continue
             texts = [gen.render(i) for i in items]
-            if judging["mode"] == "pairwise":
+            if judging.mode == "pairwise":
                 reqs = _pairwise_requests(set_id, texts, instruction, rubric, digest, judging)
             else:
                 reqs = _ranking_requests(set_id, 1, texts, labels_for(len(items)), instruction, rubric, digest,
-                                         judging["rankings_per_set"], judging)
+                                         judging.rankings_per_set, judging)
             for req in reqs:
                 requests.append(req | {"chain": chain, "step": op.step, "level": 1, "set_id": set_id,
                                        "candidate_ids": [i["id"] for i in items]})
@@ -211,13 +213,13 @@ def judgment_levels(judgments: list[dict[str, Any]], level1: list[dict[str, Any]
 
 
 def meta_rank_step(chains: list[Chain], rows: list[dict[str, Any]], op: MetaRank, fam: Family,
-                   judging: dict[str, Any], engine: Any) -> None:
+                   judging: JudgingConfig, engine: Any) -> None:
     """Levels 2 … `judging.meta_depth`: each ranks the judgments of the level below, on the same set. One level
     at a time, since a level's items are the answers of the one below."""
     rank_op = fam.op(op.of)
     gen = fam.op(rank_op.of)
     instruction, rubric, digest = split_rubric(fam, op.template)
-    for level in range(2, int(judging["meta_depth"]) + 1):
+    for level in range(2, judging.meta_depth + 1):
         requests = []
         for chain in chains:
             by_id = {i["id"]: i for i in chain["items"]}
@@ -239,7 +241,7 @@ def meta_rank_step(chains: list[Chain], rows: list[dict[str, Any]], op: MetaRank
                 meta_set = meta_set_id(judged)
                 texts = [describe_judgment(j, _item_labels(levels, level - 1, cand_labels)) for j in judged]
                 for req in _ranking_requests(meta_set, level, texts, _item_labels(levels, level, cand_labels),
-                                             context, rubric, digest, judging["meta_rankings_per_set"], judging):
+                                             context, rubric, digest, judging.meta_rankings_per_set, judging):
                     requests.append(req | {"chain": chain, "step": op.step, "level": level, "set_id": meta_set,
                                            "candidate_ids": [j["id"] for j in judged]})
         _record_judgments(engine, requests)
@@ -261,7 +263,7 @@ def _sets_of_judgments(judgments: list[dict[str, Any]], step: str) -> dict[str, 
 
 
 def aggregate_order(items: list[Item], judgments: list[dict[str, Any]], rank_step_name: str | None,
-                    judging: dict[str, Any] | None = None) -> list[int]:
+                    judging: JudgingConfig | None = None) -> list[int]:
     """Indices of `items` (one candidate set) best first: procedural score where it exists, then the judges'
     trust-weighted Bradley–Terry strength (the same aggregate the pairs come from), then generation order."""
     n = len(items)
@@ -272,9 +274,9 @@ def aggregate_order(items: list[Item], judgments: list[dict[str, Any]], rank_ste
     return sorted(range(n), key=lambda k: (-proc[k], -judge[k], k))
 
 
-def select_step(chain: Chain, op: Select, fam_cfg: dict[str, Any], rank_name: str | None,
-                judging: dict[str, Any] | None = None) -> None:
-    keep = int(fam_cfg[op.keep])
+def select_step(chain: Chain, op: Select, fam_cfg: FamilyConfig, rank_name: str | None,
+                judging: JudgingConfig | None = None) -> None:
+    keep = int(getattr(fam_cfg, op.keep))
     for items in sets_of(chain["items"], op.of).values():
         order = [k for k in aggregate_order(items, chain["judgments"], rank_name, judging)
                  if items[k]["parse_status"] == "ok"]
