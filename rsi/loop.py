@@ -61,7 +61,7 @@ def engine_spec(cfg: RsiConfig, model_path: str) -> EngineSpec:
                       max_model_len=cfg.model.max_model_len, threads=b.threads, kv_cache_gb=b.kv_cache_gb,
                       tensor_parallel_size=b.tensor_parallel_size, enforce_eager=b.enforce_eager,
                       seed=cfg.run.seed, engine_kwargs=dict(b.engine_kwargs),
-                      weight_transfer=None if b.weight_sync == "disk" else b.weight_sync, sleep_mode=b.colocate)
+                      sleep_mode=b.colocate)
 
 
 def pool_config(cfg: RsiConfig, name: str) -> PoolConfig:

@@ -1,21 +1,21 @@
 """GPU check of the serving path (run by scripts/gpu_check.sh): a 2-replica vLLM pool on one or more GPUs,
-tokens/s, a weight push from a separate training process (NCCL when the trainer has a GPU of its own, CUDA IPC
-when it shares the replicas' GPU), the swapped pool's greedy tokens against a fresh engine on the same weights,
-and the disk swap for comparison. Prints one line per figure and exits non-zero on a failed check.
+tokens/s, a swap to a checkpoint written by a separate training process (vLLM reload_weights in place, tied
+head refreshed, prefix cache reset), the swapped pool's greedy tokens against a fresh engine on the same
+weights, and a swap back to the first weights against the pool's own greedy tokens before the swap. Prints one
+line per figure and exits non-zero on a failed check.
 
-    python scripts/gpu_check.py --model DIR [--replicas 2] [--prompts 64] [--max-tokens 128] [--sync auto]
+    python scripts/gpu_check.py --model DIR [--replicas 2] [--prompts 64] [--max-tokens 128]
 
-`--sync disk` on a machine without a GPU runs the same steps on CPU (the push replaced by a disk swap): a dry
-run of this script's plumbing, not of the GPU path.
+On a machine without a GPU the same steps run on CPU: a dry run of this script's plumbing, not of the GPU path.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -46,14 +46,15 @@ def build_model(out: Path, hidden: int = 1536, layers: int = 20, intermediate: i
 
 
 class Trainer:
-    """Stands in for the DPO trainer's rank 0: holds the policy on its GPU, takes an optimizer-like step,
-    writes the checkpoint (restarts and the fallback load from it) and pushes the weights into the pool."""
+    """Stands in for the DPO trainer: a separate process that loads the policy, takes an optimizer-like step
+    and writes the checkpoint the pool swaps to (as the loop's trainer does after each DPO phase)."""
 
     def __init__(self, model_dir: str):
         import torch
         from transformers import AutoModelForCausalLM
 
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        # On the CPU: the replicas may hold whole GPUs, and a 0.5B step and save take seconds there.
+        self.device = "cpu"
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to(self.device)
         self.model_dir = model_dir
 
@@ -70,19 +71,6 @@ class Trainer:
         AutoTokenizer.from_pretrained(self.model_dir).save_pretrained(out)
         return out
 
-    def push(self, pool: Any, version: int, checkpoint: str, backend: str) -> float:
-        import ray
-
-        from rsi.inference.weight_sync import push_weights
-
-        t0 = time.perf_counter()
-        if backend == "disk":
-            got = ray.get(pool.update_weights.remote(checkpoint, version))
-        else:
-            got = push_weights(self.model, pool, version=version, checkpoint=checkpoint, backend=backend)
-        assert got == version, got
-        return time.perf_counter() - t0
-
 
 def main() -> int:
     import ray
@@ -95,23 +83,19 @@ def main() -> int:
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=128)
-    ap.add_argument("--sync", default="auto", choices=["auto", "nccl", "ipc", "disk"])
     args = ap.parse_args()
 
     gpus = torch.cuda.device_count()
     model = str(build_model(Path(args.model)))
-    # One NCCL group cannot hold two ranks on one GPU: NCCL needs the trainer on a GPU of its own.
-    sync = args.sync if args.sync != "auto" else ("nccl" if gpus >= args.replicas + 1 else "ipc")
-    per_replica = 1.0 if gpus >= args.replicas + 1 else 0.4 / max(1, args.replicas // max(1, gpus))
+    per_replica = 1.0 if gpus >= args.replicas else 0.4 / max(1, args.replicas // max(1, gpus))
     if gpus == 0:
         per_replica = 0.0
     util = 0.8 if per_replica == 1.0 else 0.25
-    print(f"gpus={gpus} replicas={args.replicas} sync={sync} num_gpus/replica={per_replica} mem_util={util}")
+    print(f"gpus={gpus} replicas={args.replicas} num_gpus/replica={per_replica} mem_util={util}")
 
     ray.init(num_gpus=gpus, include_dashboard=False)
     spec = EngineSpec(model_path=model, backend="vllm", dtype="bfloat16" if gpus else "float32",
                       max_model_len=2048, enforce_eager=True, threads=1, kv_cache_gb=0.25,
-                      weight_transfer=None if sync == "disk" else sync,
                       engine_kwargs={"gpu_memory_utilization": util} if gpus else {})
     t0 = time.perf_counter()
     pool = start_pool(spec, PoolConfig(replicas=args.replicas, num_gpus=per_replica, num_cpus=1 if gpus else 0,
@@ -126,31 +110,32 @@ def main() -> int:
     sec = time.perf_counter() - t0
     tokens = sum(o["num_tokens"] for batch in outs for o in batch)
     print(f"pool tokens/s: {tokens / sec:.0f} ({tokens} tokens, {sec:.2f} s)")
+    before = [c["token_ids"] for c in ray.get(pool.generate.remote(prompts[:16]))]
 
-    trainer_gpu = 1.0 if sync == "nccl" else (0.1 if gpus else 0)
-    trainer = ray.remote(Trainer).options(num_gpus=trainer_gpu, num_cpus=0 if not gpus else 1).remote(model)
+    trainer = ray.remote(Trainer).options(num_gpus=0, num_cpus=0 if not gpus else 1).remote(model)
     ckpt = ray.get(trainer.step_and_save.remote(str(Path(args.model).parent / "ckpt-v1")))
-    push_s = ray.get(trainer.push.remote(pool, 1, ckpt, sync))
-    print(f"swap s ({sync} push, {args.replicas} replicas, drain included): {push_s:.3f}")
+    ray.kill(trainer)
+    t0 = time.perf_counter()
+    got = ray.get(pool.update_weights.remote(ckpt, 1))
+    swap_s = time.perf_counter() - t0
+    print(f"swap s (reload_weights from disk, {args.replicas} replicas, drain included): {swap_s:.3f}")
     swapped = [c["token_ids"] for c in ray.get(pool.generate.remote(prompts[:16]))]
     versions = {c["model_version"] for c in ray.get(pool.generate.remote(prompts[:4]))}
-    t0 = time.perf_counter()
-    ray.get(pool.update_weights.remote(ckpt, 2))
-    disk_s = time.perf_counter() - t0
-    print(f"swap s (disk reload_weights, same weights): {disk_s:.3f}")
-    disk_swapped = [c["token_ids"] for c in ray.get(pool.generate.remote(prompts[:16]))]
+    ray.get(pool.update_weights.remote(model, 2))  # and back: the first weights must answer as before
+    back = [c["token_ids"] for c in ray.get(pool.generate.remote(prompts[:16]))]
     for h in ray.get(pool.replica_handles.remote()):
         ray.kill(h)
     ray.kill(pool)
-    ray.kill(trainer)
 
-    fresh = start_engine(EngineSpec(**{**spec.__dict__, "model_path": ckpt, "weight_transfer": None}),
-                         num_gpus=per_replica, num_cpus=0 if not gpus else 1)
+    fresh = start_engine(dataclasses.replace(spec, model_path=ckpt), num_gpus=per_replica,
+                         num_cpus=0 if not gpus else 1)
     expected = [c["token_ids"] for c in ray.get(fresh.generate.remote(prompts[:16]))]
-    ok_push, ok_disk = swapped == expected, disk_swapped == expected
-    print(f"versions after push: {sorted(versions)}")
-    print(f"greedy equal to a fresh engine: after {sync} push {ok_push}, after disk swap {ok_disk}")
-    return 0 if ok_push and ok_disk and versions == {1} else 1
+    ok_swap, ok_back = swapped == expected, back == before
+    changed = swapped != before  # the new weights must answer differently, or the checks above prove nothing
+    print(f"versions after the swap: {sorted(versions)} (swap returned {got})")
+    print(f"greedy equal to a fresh engine after the swap: {ok_swap}; new weights answer differently: {changed}")
+    print(f"greedy equal to the first weights after swapping back: {ok_back}")
+    return 0 if ok_swap and ok_back and changed and got == 1 and versions == {1} else 1
 
 
 if __name__ == "__main__":

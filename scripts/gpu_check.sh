@@ -2,8 +2,9 @@
 # GPU check of the serving and training path, meant for one H100 in under 8 minutes:
 #   1. install rsi with the gpu extra (vLLM CUDA build) into a fresh venv,
 #   2. build a random ~0.5B Qwen2-architecture model offline (no download: the box may have no internet),
-#   3. 2-replica vLLM pool: tokens/s; a training process pushes new weights (NCCL where the trainer has its own
-#      GPU, CUDA IPC where it shares the replicas' GPU); greedy outputs must equal a fresh engine on them;
+#   3. 2-replica vLLM pool: tokens/s; a training process writes new weights and the pool swaps to them from disk
+#      (reload_weights in place); greedy outputs must equal a fresh engine on them, and equal the pool's own
+#      outputs again after swapping back;
 #   4. 10 DeepSpeed (ZeRO-2) DPO steps on the GPU under Ray Train: step time.
 # Offline installs: RSI_WHEELHOUSE=/path/to/wheels (pip --no-index --find-links) with vllm, torch, ray, trl,
 # deepspeed and their dependencies for this Python.  Output: one line per figure, also in $OUT/gpu_check.log.
@@ -30,7 +31,7 @@ $VPY -c "import vllm, torch, ray, trl, deepspeed; print('torch', torch.__version
 'vllm', vllm.__version__, 'ray', ray.__version__, 'gpus', torch.cuda.device_count())"
 echo "install s: $(( $(date +%s) - start ))"
 
-# 2 + 3. model, pool, push swap, greedy equality (the model is built on first use)
+# 2 + 3. model, pool, disk swap, greedy equality (the model is built on first use)
 t=$(date +%s)
 $VPY scripts/gpu_check.py --model "$WORK/qwen2-0.5b-random" --replicas 2 --prompts 64 --max-tokens 128
 echo "pool check s: $(( $(date +%s) - t ))"

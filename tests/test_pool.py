@@ -1,5 +1,5 @@
 """EnginePool router logic on local Ray, driven by stand-in engine actors (no model): routing, backpressure,
-retries after a replica dies, drain-then-swap version tagging, pushed swaps, sleep/wake."""
+retries after a replica dies, drain-then-swap version tagging, sleep/wake."""
 
 from __future__ import annotations
 
@@ -59,10 +59,6 @@ class FakeEngine:
         self.weights = path
         self.version_ = self.version_ + 1 if version is None else version
         return self.version_
-
-    def finish_weight_update(self, version: int, checkpoint: str | None = None) -> int:
-        self.version_ = version
-        return version
 
     def stats(self) -> dict[str, int]:
         return {"max_active": self.max_active, "max_active_requests": self.max_active_requests,
@@ -183,16 +179,11 @@ def test_swap_waits_for_in_flight_and_tags_every_row(by_value) -> None:
     assert ray.get(pool.version.remote()) == 1
 
 
-def test_pushed_swap_and_fallback_to_disk(by_value) -> None:
+def test_sleep_and_wake_up_keep_the_version(by_value) -> None:
     import ray
 
     pool = _pool(replicas=2)
-    handles = ray.get(pool.begin_swap.remote())
-    assert len(handles) == 2
-    ray.get([h.finish_weight_update.remote(1, "/weights/v1") for h in handles])  # what a trainer push ends with
-    assert ray.get(pool.end_swap.remote(1, "/weights/v1", True)) == 1
-    ray.get(pool.begin_swap.remote())
-    assert ray.get(pool.end_swap.remote(2, "/weights/v2", False)) == 2  # push failed: reload from disk
+    assert ray.get(pool.update_weights.remote("/weights/v2", 2)) == 2
     out = ray.get(pool.generate.remote(_requests(4)))
     assert {o["model_version"] for o in out} == {2}
     assert ray.get(pool.sleep.remote()) == [True, True]

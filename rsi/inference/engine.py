@@ -29,7 +29,6 @@ class EngineSpec:
     seed: int = 0
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     initial_version: int = 0  # a replica restarted on version v's checkpoint reports v, not 0
-    weight_transfer: str | None = None  # vLLM weight-transfer backend (nccl | ipc) for trainer pushes; None = disk
     sleep_mode: bool = False  # colocated with a trainer: let the engine free its GPU memory while training runs
 
 
@@ -46,7 +45,7 @@ class EngineActor:
                 spec.model_path, dtype=spec.dtype, max_model_len=spec.max_model_len, threads=spec.threads,
                 kv_cache_gb=spec.kv_cache_gb, tensor_parallel_size=spec.tensor_parallel_size,
                 enforce_eager=spec.enforce_eager, seed=spec.seed, engine_kwargs=spec.engine_kwargs,
-                weight_transfer=spec.weight_transfer, sleep_mode=spec.sleep_mode,
+                sleep_mode=spec.sleep_mode,
             )
         elif spec.backend == "hf":
             from rsi.inference.hf_backend import HFBackend
@@ -77,33 +76,6 @@ class EngineActor:
         self._version = new
         self._weights_path = path
         return self._version
-
-    # Trainer-pushed weights (vLLM weight-transfer API): the trainer drives init → start → receive → finish;
-    # see rsi/inference/weight_sync.py. Only the vLLM backend supports it.
-    def init_weight_transfer(self, init_info: dict[str, Any]) -> None:
-        self._transfer_backend().init_weight_transfer(init_info)
-
-    def start_weight_update(self) -> None:
-        self._transfer_backend().start_weight_update()
-
-    def receive_weights(self, update_info: dict[str, Any]) -> None:
-        self._transfer_backend().receive_weights(update_info)
-
-    def finish_weight_update(self, version: int, checkpoint: str | None = None) -> int:
-        """Close a pushed update; `checkpoint` (the same weights on disk) is where a restart reloads from."""
-        self._transfer_backend().finish_weight_update(version)
-        self._version = version
-        if checkpoint is not None:
-            self._weights_path = checkpoint
-        return self._version
-
-    def shutdown_weight_transfer(self) -> None:
-        self._transfer_backend().shutdown_weight_transfer()
-
-    def _transfer_backend(self) -> Any:
-        if not hasattr(self.backend, "init_weight_transfer"):
-            raise NotImplementedError(f"backend {self.spec.backend!r} has no weight-transfer API: use disk swaps")
-        return self.backend
 
     def sleep(self, level: int = 1) -> bool:
         """Free accelerator memory while a colocated trainer runs; False where the backend cannot."""

@@ -141,28 +141,7 @@ class EnginePool:
             "swap_seconds": list(self._swap_seconds),
         }
 
-    # ---- trainer-pushed swaps (rsi/inference/weight_sync.py) and colocation ---------------------------------
-    async def begin_swap(self) -> list[Any]:
-        """Pause and drain, then hand out the replica handles for a trainer to push weights into."""
-        await self._swap_lock.acquire()
-        await self._drain()
-        return [r.handle for r in self._replicas if r.alive]
-
-    async def end_swap(self, version: int, checkpoint: str | None, pushed: bool) -> int:
-        """Close a pushed swap and resume. `pushed=False` (the push failed): swap from `checkpoint` on disk."""
-        try:
-            if pushed:
-                self._version = version
-                self._weights = checkpoint or self._weights
-            elif checkpoint is None:
-                raise ValueError("a failed push needs a checkpoint folder to fall back to")
-            else:
-                await self._swap_all(checkpoint, version)
-            return self._version
-        finally:
-            self._resume()
-            self._swap_lock.release()
-
+    # ---- colocation and the replicas ------------------------------------------------------------------------
     async def sleep(self, level: int = 1) -> list[bool]:
         """Drain and put every replica to sleep (colocated training); stays paused until `wake_up`."""
         await self._swap_lock.acquire()

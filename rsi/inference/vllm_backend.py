@@ -29,7 +29,7 @@ def _refresh_tied_lm_head(worker: Any) -> int:
 class VLLMBackend:
     def __init__(self, model_path: str, *, dtype: str, max_model_len: int, threads: int, kv_cache_gb: float,
                  tensor_parallel_size: int, enforce_eager: bool, seed: int, engine_kwargs: dict[str, Any],
-                 weight_transfer: str | None = None, sleep_mode: bool = False):
+                 sleep_mode: bool = False):
         # The engine must live in this (actor) process so that reload_weights reaches its worker directly.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
@@ -53,8 +53,6 @@ class VLLMBackend:
         if tensor_parallel_size > 1:
             # The workers join the placement group this actor was scheduled in (rsi/inference/placement.py).
             kwargs["distributed_executor_backend"] = "ray"
-        if weight_transfer:
-            kwargs["weight_transfer_config"] = {"backend": weight_transfer}
         # Sleep mode needs vLLM's CUDA memory pool; on CPU the engine stays resident and sleep is a no-op.
         self.sleep_mode = sleep_mode and torch.cuda.is_available()
         if self.sleep_mode:
@@ -146,36 +144,9 @@ class VLLMBackend:
         with self._lock:
             self._drained()
             self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
-            self._after_new_weights()
-            self.version = version
-
-    def _after_new_weights(self) -> None:
-        self.llm.collective_rpc(_refresh_tied_lm_head)
-        # Cached KV blocks were computed by the old weights; reusing them would mix versions in one answer.
-        self.llm.reset_prefix_cache()
-
-    # vLLM's weight-transfer API (the trainer broadcasts, the workers receive); see rsi/inference/weight_sync.py.
-    def init_weight_transfer(self, init_info: dict[str, Any]) -> None:
-        with self._lock:
-            self.llm.init_weight_transfer_engine({"init_info": init_info})
-
-    def shutdown_weight_transfer(self) -> None:
-        with self._lock:
-            self.llm.shutdown_weight_transfer_engine()
-
-    def start_weight_update(self) -> None:
-        with self._lock:
-            self._drained()
-            self.llm.start_weight_update()
-
-    def receive_weights(self, update_info: dict[str, Any]) -> None:
-        with self._lock:
-            self.llm.update_weights({"update_info": update_info})
-
-    def finish_weight_update(self, version: int | None = None) -> None:
-        with self._lock:
-            self.llm.finish_weight_update()
-            self._after_new_weights()
+            self.llm.collective_rpc(_refresh_tied_lm_head)
+            # Cached KV blocks were computed by the old weights; reusing them would mix versions in one answer.
+            self.llm.reset_prefix_cache()
             self.version = version
 
     def sleep(self, level: int) -> bool:
