@@ -1,15 +1,16 @@
-"""Corpus tables: schemas, atomic writes, manifests, and loading as a DPO dataset."""
+"""Corpus tables: content ids, schemas enforced at write, and loading as a DPO dataset."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from rsi.corpus.ids import content_id, derived_seed
-from rsi.corpus.writer import read_table, write_manifest, write_rows
+from rsi.corpus.stream import CorpusWriter, read_table
+
+pytestmark = pytest.mark.unit
 
 
 def _pref(i: int) -> dict:
@@ -28,26 +29,21 @@ def test_ids_are_content_hashes() -> None:
     assert 0 <= derived_seed("t", 3) < 2**31
 
 
-def test_write_is_atomic_and_manifest_counts(tmp_path: Path) -> None:
-    path = write_rows([_pref(i) for i in range(5)], "preferences", tmp_path)
-    assert path.exists() and not list(path.parent.glob(".*tmp*"))  # no temp file left behind
-    write_manifest(tmp_path, iteration=0)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["rows"] == {"performances": 0, "judgments": 0, "preferences": 5}
-    assert read_table(tmp_path, "preferences").num_rows == 5
-
-
 def test_bad_row_fails_and_writes_nothing(tmp_path: Path) -> None:
     bad = _pref(0) | {"level": "not a number"}
+    writer = CorpusWriter(tmp_path, max_chains=1)
     with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError, TypeError)):
-        write_rows([bad], "preferences", tmp_path)
+        writer.add_chain("c0", {"preferences": [bad]})
     assert not (tmp_path / "preferences").exists() or not list((tmp_path / "preferences").iterdir())
+    assert read_table(tmp_path, "preferences").num_rows == 0
 
 
 def test_preferences_load_as_conversational_dpo_dataset(tmp_path: Path) -> None:
     import datasets
 
-    write_rows([_pref(i) for i in range(3)], "preferences", tmp_path)
+    writer = CorpusWriter(tmp_path)
+    writer.add_chain("c0", {"preferences": [_pref(i) for i in range(3)]})
+    writer.close(iteration=0)
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "preferences" / "*.parquet"), split="train")
     assert ds[0]["prompt"] == [{"role": "user", "content": "task 0"}]
     assert ds[0]["chosen"] == [{"role": "assistant", "content": "good"}]

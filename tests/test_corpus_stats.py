@@ -13,10 +13,12 @@ from rsi.corpus.export import export_preferences
 from rsi.corpus.stats import corpus_stats, format_stats
 from rsi.corpus.stream import CorpusWriter
 
+pytestmark = pytest.mark.unit
+
 
 def _run_dir(tmp_path: Path, iterations: int = 2) -> Path:
     for it in range(iterations):
-        w = CorpusWriter(tmp_path / "corpus" / f"iter_{it:03d}", max_sets=2)
+        w = CorpusWriter(tmp_path / "corpus" / f"iter_{it:03d}", max_chains=2)
         for k in range(4):
             rows = set_rows(k + 10 * it)
             for i, p in enumerate(rows["performances"]):
@@ -25,7 +27,7 @@ def _run_dir(tmp_path: Path, iterations: int = 2) -> Path:
             rows["judgments"][0].update(ranking=[2, 1, 0], presented_order=[2, 0, 1])
             rows["judgments"][1].update(ranking=[0, 1, 2], presented_order=[0, 2, 1])
             rows["preferences"][0]["margin"] = 0.2 if k % 2 else 0.8
-            w.add_set(f"t{it}{k}", rows)
+            w.add_chain(f"t{it}{k}", rows)
         w.close(iteration=it)
     return tmp_path
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from rsi.corpus import counters
 from rsi.corpus.ids import content_id
-from rsi.corpus.stream import CorpusWriter, manifest_complete, read_manifest
-from rsi.corpus.writer import read_table
+from rsi.corpus.stream import CorpusWriter, manifest_complete, read_manifest, read_table
+
+pytestmark = pytest.mark.unit
 
 SETS = 60
 
@@ -25,12 +27,12 @@ def set_rows(k: int) -> dict[str, list[dict]]:
     task = f"t{k:04d}"
     msg = [{"role": "user", "content": f"task {k}"}]
     perf = [{"id": content_id("performance", task=task, i=i), "iteration": 0, "model_version": 0,
-             "family": "programming", "step": "create_task", "task_id": task, "domain": "d", "prompt": msg,
+             "family": "programming", "step": "create_task", "chain_id": task, "domain": "d", "prompt": msg,
              "completion": "x" * (10 + i), "parse_status": "ok" if i else "invalid_json", "parse_error": "",
              "parsed": None, "procedural_score": None, "temperature": 0.9, "seed": i, "num_prompt_tokens": 3,
              "num_tokens": 4, "finish_reason": "stop"} for i in range(3)]
     judg = [{"id": content_id("judgment", task=task, r=r), "iteration": 0, "judge_model_version": 0, "level": 1,
-             "family": "programming", "step": "rank_tasks", "task_id": task, "candidate_ids": [p["id"] for p in perf],
+             "family": "programming", "step": "rank_tasks", "chain_id": task, "candidate_ids": [p["id"] for p in perf],
              "presented_order": [0, 1, 2], "ranking": [0, 1, 2], "rationale": "", "parse_status": "ok",
              "parse_error": "", "raw_text": "{}", "prompt": msg, "temperature": 0.7, "seed": r, "weight": 1.0}
             for r in range(2)]
@@ -41,12 +43,12 @@ def set_rows(k: int) -> dict[str, list[dict]]:
     return {"performances": perf, "judgments": judg, "preferences": pref}
 
 
-def write_all(out: Path, resume: bool, max_sets: int = 3) -> CorpusWriter:
-    w = CorpusWriter(out, resume=resume, max_sets=max_sets)
-    done = w.done_task_ids()
+def write_all(out: Path, resume: bool, max_chains: int = 3) -> CorpusWriter:
+    w = CorpusWriter(out, resume=resume, max_chains=max_chains)
+    done = w.done_chain_ids()
     for k in range(SETS):
         if f"t{k:04d}" not in done:
-            w.add_set(f"t{k:04d}", set_rows(k))
+            w.add_chain(f"t{k:04d}", set_rows(k))
     w.close(iteration=0)
     return w
 
@@ -60,7 +62,7 @@ def test_uninterrupted_write_counts_and_manifest(tmp_path: Path) -> None:
     assert manifest_complete(tmp_path)
     m = read_manifest(tmp_path)
     assert m["rows"] == {"performances": 3 * SETS, "judgments": 2 * SETS, "preferences": SETS}
-    assert m["parts"] == SETS // 3 and m["sets"] == SETS and m["iteration"] == 0
+    assert m["parts"] == SETS // 3 and m["chains"] == SETS and m["iteration"] == 0
     assert m["parse_rate"] == {"create_task": pytest.approx(2 / 3), "rank_tasks": 1.0}
     assert m["pairs_per_step"] == {"create_task": SETS}
     assert m["position_bias"] == {"rank_tasks/1": {"first_shown_wins": 1.0, "chance": pytest.approx(1 / 3),
@@ -71,12 +73,12 @@ def test_uninterrupted_write_counts_and_manifest(tmp_path: Path) -> None:
 
 
 def test_a_set_is_written_once(tmp_path: Path) -> None:
-    w = CorpusWriter(tmp_path, max_sets=1)
-    assert w.add_set("t0000", set_rows(0)) is True
-    assert w.add_set("t0000", set_rows(0)) is False  # retried set: ignored
+    w = CorpusWriter(tmp_path, max_chains=1)
+    assert w.add_chain("t0000", set_rows(0)) is True
+    assert w.add_chain("t0000", set_rows(0)) is False  # retried set: ignored
     w.close()
     again = CorpusWriter(tmp_path, resume=True)
-    assert again.done_task_ids() == {"t0000"} and again.add_set("t0000", set_rows(0)) is False
+    assert again.done_chain_ids() == {"t0000"} and again.add_chain("t0000", set_rows(0)) is False
     again.close()
     assert len(_ids(tmp_path, "performances")) == 3
 
@@ -84,23 +86,23 @@ def test_a_set_is_written_once(tmp_path: Path) -> None:
 def test_fresh_writer_clears_a_previous_pass(tmp_path: Path) -> None:
     write_all(tmp_path, resume=False)
     w = CorpusWriter(tmp_path, resume=False)
-    assert w.done_task_ids() == set() and not manifest_complete(tmp_path)
+    assert w.done_chain_ids() == set() and not manifest_complete(tmp_path)
     assert read_table(tmp_path, "performances").num_rows == 0  # empty, with the schema
 
 
 def test_bad_row_fails_before_anything_is_committed(tmp_path: Path) -> None:
-    w = CorpusWriter(tmp_path, max_sets=1)
+    w = CorpusWriter(tmp_path, max_chains=1)
     bad = set_rows(0)
     bad["preferences"][0]["level"] = "not a number"
     with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError, TypeError)):
-        w.add_set("t0000", bad)
-    assert CorpusWriter(tmp_path, resume=True).done_task_ids() == set()
+        w.add_chain("t0000", bad)
+    assert CorpusWriter(tmp_path, resume=True).done_chain_ids() == set()
     assert read_table(tmp_path, "performances").num_rows == 0
 
 
 def test_uncommitted_files_are_rolled_back_and_committed_ones_forward(tmp_path: Path) -> None:
-    w = CorpusWriter(tmp_path, max_sets=1)
-    w.add_set("t0000", set_rows(0))
+    w = CorpusWriter(tmp_path, max_chains=1)
+    w.add_chain("t0000", set_rows(0))
     # a crash after the commit record but before the renames: hide part 0's files again
     for table in ("performances", "judgments", "preferences"):
         final = tmp_path / table / "part-00000.parquet"
@@ -110,7 +112,7 @@ def test_uncommitted_files_are_rolled_back_and_committed_ones_forward(tmp_path: 
     (tmp_path / "performances" / "part-00001.parquet").write_bytes(b"never committed")
     assert read_table(tmp_path, "judgments").num_rows == 0  # readers never see pending files
     r = CorpusWriter(tmp_path, resume=True)
-    assert r.done_task_ids() == {"t0000"}
+    assert r.done_chain_ids() == {"t0000"}
     assert sorted(p.name for p in (tmp_path / "performances").iterdir()) == ["part-00000.parquet"]
     assert read_table(tmp_path, "judgments").num_rows == 2
 
@@ -120,7 +122,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from test_corpus_stream import write_all
-write_all(Path({out!r}), resume=True, max_sets=2)
+write_all(Path({out!r}), resume=True, max_chains=2)
 """
 
 
@@ -157,17 +159,19 @@ def test_sigkill_at_any_point_then_resume_is_exactly_once(tmp_path: Path) -> Non
     assert json.loads((out / "manifest.json").read_text())["rows"] == read_manifest(reference)["rows"]
 
 
-def test_caller_counters_commit_with_their_set(tmp_path: Path) -> None:
-    """What a caller left out of a set (position-balance drops) is committed with the set's rows, so a resumed
-    pass knows it, and an uncommitted set's counters vanish with its rows."""
-    w = CorpusWriter(tmp_path, max_sets=1)
+def test_caller_tallies_commit_with_their_chain(tmp_path: Path) -> None:
+    """What a caller left out of a chain (position-balance drops) is committed with the chain's rows, so a
+    resumed pass knows it, and an uncommitted chain's tallies vanish with its rows."""
+    w = CorpusWriter(tmp_path, max_chains=1)
     pref = set_rows(0)
     pref["preferences"][0] |= {"step": "rank_tasks", "level": 2, "chosen_first_shown": 1, "shown_items": 3}
-    w.add_set("t0000", pref, {"balance_dropped|rank_tasks": 2})
-    crashed = CorpusWriter(tmp_path, resume=True, max_sets=5)
-    crashed.add_set("t0001", set_rows(1), {"balance_dropped|rank_tasks": 7})  # buffered, never committed
-    again = CorpusWriter(tmp_path, resume=True, max_sets=5)
-    assert again.counters["balance|rank_tasks|1"] == 1 and again.counters["balance_dropped|rank_tasks"] == 2
-    again.add_set("t0001", set_rows(1), {"balance_dropped|rank_tasks": 1})
+    w.add_chain("t0000", pref, counters.dropped_for_balance({"rank_tasks": 2}))
+    crashed = CorpusWriter(tmp_path, resume=True, max_chains=5)
+    # buffered, never committed
+    crashed.add_chain("t0001", set_rows(1), counters.dropped_for_balance({"rank_tasks": 7}))
+    again = CorpusWriter(tmp_path, resume=True, max_chains=5)
+    assert counters.balance_admitted(again.counters) == {"rank_tasks": {1: 1}}
+    assert counters.balance_dropped(again.counters) == {"rank_tasks": 2}
+    again.add_chain("t0001", set_rows(1), counters.dropped_for_balance({"rank_tasks": 1}))
     again.close()
     assert read_manifest(tmp_path)["balance_dropped"] == {"rank_tasks": 3}

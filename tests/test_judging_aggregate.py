@@ -10,10 +10,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rsi.judging.aggregate import borda, bradley_terry, pad_rankings, tau_between, win_matrix
+from rsi.judging.aggregate import borda, bradley_terry, pad_rankings, win_matrix
 from rsi.judging.trust import consensus_weights
 
+pytestmark = pytest.mark.unit
+
 N, HONEST, CALLS, TRIALS = 10, 4, 4, 100
+
+
+def tau_between(scores: np.ndarray, reference: np.ndarray, tie_tol: float = 1e-9) -> float:
+    """Kendall tau of `scores` against `reference` over the pairs the reference separates: (concordant −
+    discordant) / those pairs. Scores within `tie_tol` count as a tie (neither), so a numerical whisker never
+    decides an order the evidence left open."""
+    i, j = np.triu_indices(len(scores), k=1)
+    ref = np.sign(reference[i] - reference[j])
+    diff = scores[i] - scores[j]
+    got = np.where(np.abs(diff) <= tie_tol, 0.0, np.sign(diff))
+    nz = np.count_nonzero(ref)
+    return float((got * ref).sum() / nz) if nz else float("nan")
 
 
 def _trial(seed: int, sigma: float) -> tuple[np.ndarray, list[list[int]], list[int], float, np.ndarray]:
@@ -94,13 +108,19 @@ def test_bt_orders_like_wins_and_reports_uncertainty() -> None:
     assert np.isfinite(always.theta).all()  # a candidate that always wins stays finite (prior)
 
 
-def test_ties_and_partial_rankings() -> None:
-    # pairwise judgments: 0 beats 1, 1 and 2 tie twice, 2 beats 0 never compared directly otherwise
+def test_partial_rankings() -> None:
+    # pairwise judgments: 0 beats 1, 1 beats 2 twice; 0 and 2 are never compared directly
     r = pad_rankings([[0, 1], [1, 2], [1, 2]])
-    wins = win_matrix(r, np.zeros(3, dtype=np.int64), np.ones(3), 1, 3, tied=np.array([False, True, True]))
-    assert wins[0, 0, 1] == 1 and wins[0, 1, 2] == wins[0, 2, 1] == 1.0
+    wins = win_matrix(r, np.zeros(3, dtype=np.int64), np.ones(3), 1, 3)
+    assert wins[0, 0, 1] == 1 and wins[0, 1, 2] == 2 and wins[0, 2, 1] == wins[0, 0, 2] == wins[0, 2, 0] == 0
     fit = bradley_terry(wins)
-    assert fit.theta[0, 0] > fit.theta[0, 1] == pytest.approx(fit.theta[0, 2], abs=0.2)
+    assert fit.theta[0, 0] > fit.theta[0, 1] > fit.theta[0, 2]
+
+
+def test_borda_weighs_positions_and_judges() -> None:
+    r = pad_rankings([[0, 1, 2], [2, 1, 0]])
+    scores = borda(r, np.zeros(2, dtype=np.int64), np.array([2.0, 1.0]), 1, 3)[0]
+    assert list(scores) == [4.0, 3.0, 2.0]  # (n-1-position) points, times the judge's weight
 
 
 def test_batched_sets_are_independent() -> None:

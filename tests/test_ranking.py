@@ -9,12 +9,13 @@ import pytest
 
 from rsi.judging.ranking import (
     MAX_ENUMERATED,
-    borda_scores,
     labels_for,
     parse_ranking,
     ranking_messages,
     ranking_schema,
 )
+
+pytestmark = pytest.mark.unit
 
 
 def test_labels() -> None:
@@ -62,11 +63,6 @@ def test_parse_ranking(text: str, status: str) -> None:
 def test_parse_maps_labels_to_indices() -> None:
     parsed = parse_ranking(json.dumps({"rationale": "r", "ranking": ["C", "A", "B"]}), labels_for(3))
     assert parsed.ranking == [2, 0, 1] and parsed.rationale == "r"
-
-
-def test_borda() -> None:
-    assert borda_scores([[0, 1, 2], [0, 2, 1]], [1.0, 1.0], 3) == [4.0, 1.0, 1.0]
-    assert borda_scores([[0, 1, 2], [2, 1, 0]], [2.0, 1.0], 3) == [4.0, 3.0, 2.0]
 
 
 def test_every_enumerated_permutation_parses() -> None:

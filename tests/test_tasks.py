@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from rsi.config import FamilyConfig, RsiConfig
-from rsi.corpus.writer import read_table
+from rsi.corpus.stream import read_table
 from rsi.tasks import get_family
 from rsi.tasks.mutants import make_mutants
+from rsi.tasks.programming import ProgrammingConfig
+from rsi.tasks.python_output import PythonOutputConfig
 
 PROGRAMMING_STEPS = {"create_task", "rank_tasks", "rank_task_rankings", "create_eval", "rank_evals",
                      "rank_eval_rankings", "solve", "rank_solutions", "rank_solution_rankings"}
@@ -37,6 +39,7 @@ def _runner(pool):
     return lambda jobs: [v.to_dict() for v in pool.run(jobs)]
 
 
+@pytest.mark.unit
 def test_mutants_compile_and_differ() -> None:
     code = ("def f(xs, k):\n    out = []\n    for x in xs:\n        if x > k and x != 0:\n"
             "            out.append(x + 1)\n    return out\n")
@@ -48,6 +51,7 @@ def test_mutants_compile_and_differ() -> None:
     assert make_mutants("not python (") == []
 
 
+@pytest.mark.ray
 def test_programming_execution_scores_suites_and_solutions(sandbox) -> None:
     """A correct and a buggy solution against a strong, a weak and a wrong suite."""
     from rsi.tasks.programming import execute
@@ -78,6 +82,7 @@ def test_programming_execution_scores_suites_and_solutions(sandbox) -> None:
     assert len(task["procedural_detail"]["pass_matrix"]) == 2  # unparsed solutions are not run
 
 
+@pytest.mark.ray
 def test_python_output_learnability(sandbox) -> None:
     from rsi.tasks.python_output import run_programs, score_predictions
 
@@ -128,10 +133,11 @@ def _steps(out: Path, table: str) -> set[str]:
     return set(read_table(out, table).column("step").to_pylist())
 
 
+@pytest.mark.ray
 def test_programming_writes_all_nine_steps(engine, sandbox, tmp_path: Path) -> None:
     # the tiny model's random text needs room to close its JSON: ~1 token per character
-    fam = FamilyConfig(seeds=["parsing logs", "scheduling"], candidates=3, keep=1, evals=2, solutions=2,
-                       max_tokens=1400)
+    fam = ProgrammingConfig(seeds=["parsing logs", "scheduling"], candidates=3, keep=1, evals=2, solutions=2,
+                            max_tokens=1400)
     out = _pass(engine, sandbox, tmp_path, {"programming": fam})
     assert _steps(out, "performances") | _steps(out, "judgments") == PROGRAMMING_STEPS
     perf = read_table(out, "performances").to_pylist()
@@ -142,11 +148,12 @@ def test_programming_writes_all_nine_steps(engine, sandbox, tmp_path: Path) -> N
                                           "rank_solutions"}
 
 
+@pytest.mark.ray
 def test_python_output_family_on_tiny(engine, sandbox, tmp_path: Path) -> None:
     """The tiny model's programs never run, so no predictions are asked: every program scores 0 and the
     judges' ranking decides its pairs."""
-    out = _pass(engine, sandbox, tmp_path, {"python_output": FamilyConfig(seeds=["lists"], candidates=3,
-                                                                           max_tokens=64)})
+    out = _pass(engine, sandbox, tmp_path, {"python_output": PythonOutputConfig(seeds=["lists"], candidates=3,
+                                                                                 max_tokens=64)})
     perf = read_table(out, "performances").to_pylist()
     assert {r["step"] for r in perf} == {"write_program"}
     assert all(r["procedural_score"] == 0.0 and not r["kept"] for r in perf)
@@ -154,6 +161,7 @@ def test_python_output_family_on_tiny(engine, sandbox, tmp_path: Path) -> None:
     assert "write_program" in _steps(out, "preferences")
 
 
+@pytest.mark.ray
 def test_open_ended_family_on_tiny(engine, tmp_path: Path) -> None:
     out = _pass(engine, None, tmp_path, {"open_ended": FamilyConfig(seeds=["a dilemma", "another one"],
                                                                      candidates=3, max_tokens=48)})
@@ -162,6 +170,7 @@ def test_open_ended_family_on_tiny(engine, tmp_path: Path) -> None:
     assert _steps(out, "preferences") == {"respond", "rank_responses"}
 
 
+@pytest.mark.ray
 def test_readme_family_example_runs(engine, tmp_path: Path) -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     code = re.search(r"<!-- family-example -->\s*```python\n(.*?)```", readme, re.S).group(1)
@@ -174,15 +183,17 @@ def test_readme_family_example_runs(engine, tmp_path: Path) -> None:
     assert _steps(out, "judgments") == {"rank_explanations", "rank_explanation_rankings"}
 
 
+@pytest.mark.ray
 def test_families_stream_together(engine, sandbox, tmp_path: Path) -> None:
     out = _pass(engine, sandbox, tmp_path, {
         "open_ended": FamilyConfig(seeds=["a dilemma"], candidates=2, max_tokens=24),
-        "python_output": FamilyConfig(seeds=["lists", "strings"], candidates=2, max_tokens=24)})
+        "python_output": PythonOutputConfig(seeds=["lists", "strings"], candidates=2, max_tokens=24)})
     perf = read_table(out, "performances").to_pylist()
     assert {(r["family"], r["step"]) for r in perf} == {("open_ended", "respond"), ("python_output", "write_program")}
-    assert len({r["task_id"] for r in perf}) == 3
+    assert len({r["chain_id"] for r in perf}) == 3
 
 
+@pytest.mark.ray
 def test_pairwise_judging_and_three_levels(engine, tmp_path: Path) -> None:
     """judging.mode=pairwise: every pair of a set shown both ways; judging.meta_depth=3: the meta-rankings are
     ranked in turn, and pairs come from every level. Three candidates at level 1 would make six pairwise
@@ -214,6 +225,7 @@ def test_pairwise_judging_and_three_levels(engine, tmp_path: Path) -> None:
             assert pref["chosen_first_shown"] == good["presented_order"].index(good["ranking"][0])
 
 
+@pytest.mark.ray
 def test_meta_depth_one_judges_performances_only(engine, tmp_path: Path) -> None:
     out = _pass(engine, None, tmp_path, {"open_ended": FamilyConfig(seeds=["a dilemma"], candidates=3,
                                                                      max_tokens=32)}, meta_depth=1)

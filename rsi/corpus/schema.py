@@ -14,7 +14,7 @@ PERFORMANCES = pa.schema([
     ("model_version", pa.int32()),
     ("family", pa.string()),
     ("step", pa.string()),
-    ("task_id", pa.string()),  # the chain (one seed and all grown from it) this output belongs to
+    ("chain_id", pa.string()),  # the chain (one seed and all grown from it) this output belongs to
     ("seed_text", pa.string()),  # the family's seed: a domain, a topic, a dilemma
     ("set_id", pa.string()),  # the candidate set judges ranked this output in
     ("parent_id", pa.string()),  # the item this output answers (a task for its solutions), null at the root
@@ -41,7 +41,7 @@ JUDGMENTS = pa.schema([
     ("level", pa.int8()),  # 1 judges performances, 2 judges level-1 judgments, …
     ("family", pa.string()),
     ("step", pa.string()),
-    ("task_id", pa.string()),
+    ("chain_id", pa.string()),
     ("set_id", pa.string()),
     ("template_hash", pa.string()),
     ("candidate_ids", pa.list_(pa.string())),  # canonical order; labels A, B, … (J1, J2, … at level 2)

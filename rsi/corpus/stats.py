@@ -14,8 +14,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from rsi.corpus.stream import read_manifest
-from rsi.corpus.writer import read_table
+from rsi.corpus.stream import read_manifest, read_table
 
 
 def iteration_dirs(path: Path | str) -> list[Path]:

@@ -1,20 +1,20 @@
 """`CorpusWriter`: the streaming, crash-safe writer of one iteration's corpus, exactly once across restarts.
 
-Finished candidate sets are buffered and flushed as one *part*: a Parquet file per table holding the rows of
-those sets. A part becomes visible in two phases:
+Finished chains (a seed and everything grown from it) are buffered and flushed as one *part*: a Parquet file per
+table holding the rows of those chains. A part becomes visible in two phases:
 
 1. each table's file is written under a hidden pending name (`.part-NNNNN.parquet.pending`) and fsynced;
-2. the commit record `_commits/part-NNNNN.json` (task ids, file names, row counters) is written atomically —
-   this rename is the commit point;
+2. the commit record `_commits/part-NNNNN.json` (chain ids, file names, tallies: `rsi.corpus.counters`) is
+   written atomically — this rename is the commit point;
 3. the pending files are renamed to `part-NNNNN.parquet`.
 
 Readers (`read_table`, `datasets`, the trainer) skip names starting with `.` or `_`, so they see a part whole
 or not at all. On resume, a part with a commit record is rolled forward (pending files renamed), any file
-without one is deleted, and `done_task_ids()` tells the pass which sets to skip; `add_set` ignores a set that
-is already committed, so no row is ever written twice. `close` writes the manifest last: its presence marks
+without one is deleted, and `done_chain_ids()` tells the pass which chains to skip; `add_chain` ignores a
+chain that is already committed, so no row is ever written twice. `close` writes the manifest last: its presence marks
 the iteration complete.
 
-Memory holds one part's buffer plus small counters, whatever the number of rows.
+Memory holds one part's buffer plus small tallies, whatever the number of rows.
 """
 
 from __future__ import annotations
@@ -30,11 +30,19 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rsi.corpus import counters
 from rsi.corpus.schema import TABLES
-from rsi.corpus.writer import _fsync_dir
 
 COMMITS = "_commits"
 MANIFEST = "manifest.json"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
@@ -51,27 +59,6 @@ def _part_name(part: int) -> str:
     return f"part-{part:05d}.parquet"
 
 
-def _count_rows(counters: Counter, table: str, rows: list[dict[str, Any]]) -> None:
-    """Counters the manifest and `PassStats` report, kept per part so a resume restores them exactly."""
-    for r in rows:
-        key = f"{r.get('family')}/{r.get('step')}"
-        counters[f"rows|{table}|{key}|{r.get('level', 0)}"] += 1
-        if table in ("performances", "judgments"):
-            counters[f"parsed|{r.get('step')}"] += r.get("parse_status") == "ok"
-            counters[f"outputs|{r.get('step')}"] += 1
-        if table == "judgments" and r.get("ranking") and r.get("presented_order"):
-            key = f"{r.get('step')}/{r.get('level')}"
-            counters[f"first|{key}"] += r["ranking"][0] == r["presented_order"][0]
-            counters[f"valid|{key}"] += 1
-            counters[f"chance|{key}"] += 1.0 / len(r["ranking"])
-        if table == "preferences":
-            counters[f"pairs|{r.get('step')}"] += 1
-            if r.get("chosen_first_shown") is not None:
-                counters[f"balance|{r.get('step')}|{r['chosen_first_shown']}"] += 1
-            counters["len_chosen"] += sum(len(m.get("content") or "") for m in r.get("chosen") or [])
-            counters["len_rejected"] += sum(len(m.get("content") or "") for m in r.get("rejected") or [])
-
-
 def manifest_complete(iter_dir: Path | str) -> bool:
     """True when the iteration's manifest exists: every set of the pass was committed and the writer closed."""
     return (Path(iter_dir) / MANIFEST).is_file()
@@ -80,13 +67,13 @@ def manifest_complete(iter_dir: Path | str) -> bool:
 class CorpusWriter:
     """Append-only, part-per-flush writer of the three tables of one iteration folder."""
 
-    def __init__(self, iter_dir: Path | str, *, resume: bool = False, max_rows: int = 2000, max_sets: int = 64,
+    def __init__(self, iter_dir: Path | str, *, resume: bool = False, max_rows: int = 2000, max_chains: int = 64,
                  max_seconds: float = 10.0) -> None:
         self.dir = Path(iter_dir)
-        self.max_rows, self.max_sets, self.max_seconds = max_rows, max_sets, max_seconds
+        self.max_rows, self.max_chains, self.max_seconds = max_rows, max_chains, max_seconds
         self._buffer: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
-        self._buffer_sets: list[str] = []
-        self._buffer_counters: Counter = Counter()
+        self._buffer_chains: list[str] = []
+        self._buffer_tallies: Counter = Counter()
         self._done: set[str] = set()
         self.counters: Counter = Counter()
         self._next_part = 0
@@ -119,7 +106,7 @@ class CorpusWriter:
                     os.replace(pending, final)  # roll forward: the commit record is the truth
                     _fsync_dir(final.parent)
                 keep[table].add(final.name)
-            self._done.update(rec["task_ids"])
+            self._done.update(rec["chain_ids"])
             self.counters.update(rec["counters"])
             self._next_part = max(self._next_part, part + 1)
         # roll back: anything not named by a commit record was never committed
@@ -132,8 +119,8 @@ class CorpusWriter:
             f.unlink()
         (self.dir / f".{MANIFEST}.tmp").unlink(missing_ok=True)
 
-    def done_task_ids(self) -> set[str]:
-        """Sets already committed (by this writer or a run before a crash): the pass skips them."""
+    def done_chain_ids(self) -> set[str]:
+        """Chains already committed (by this writer or a run before a crash): the pass skips them."""
         return set(self._done)
 
     @property
@@ -141,30 +128,30 @@ class CorpusWriter:
         return manifest_complete(self.dir)
 
     # -- writing -------------------------------------------------------------------------------------------
-    def add_set(self, task_id: str, tables: dict[str, list[dict[str, Any]]],
-                counters: dict[str, int] | None = None) -> bool:
-        """Buffer one finished candidate set's rows; flush when the buffer is full or old. False if the set was
-        already written (a retried set after a restart), in which case nothing is added. `counters` are
-        committed with the set's rows (what the caller left out of them, for instance)."""
-        if task_id in self._done or task_id in self._buffer_sets:
+    def add_chain(self, chain_id: str, tables: dict[str, list[dict[str, Any]]],
+                  tallies: dict[str, int] | None = None) -> bool:
+        """Buffer one finished chain's rows; flush when the buffer is full or old. False if the chain was
+        already written (a retried chain after a restart), in which case nothing is added. `tallies` are
+        committed with the chain's rows (what the caller left out of them, for instance)."""
+        if chain_id in self._done or chain_id in self._buffer_chains:
             return False
-        self._buffer_counters.update(counters or {})
+        self._buffer_tallies.update(tallies or {})
         for name, rows in tables.items():
             if name not in TABLES:
                 raise KeyError(f"unknown corpus table {name!r}")
             self._buffer[name].extend(rows)
-        self._buffer_sets.append(task_id)
-        if (len(self._buffer_sets) >= self.max_sets or sum(map(len, self._buffer.values())) >= self.max_rows
+        self._buffer_chains.append(chain_id)
+        if (len(self._buffer_chains) >= self.max_chains or sum(map(len, self._buffer.values())) >= self.max_rows
                 or time.monotonic() - self._last_flush >= self.max_seconds):
             self.flush()
         return True
 
     def flush(self) -> None:
-        """Commit the buffered sets as one part (no-op when the buffer is empty)."""
-        if not self._buffer_sets:
+        """Commit the buffered chains as one part (no-op when the buffer is empty)."""
+        if not self._buffer_chains:
             return
         part = self._next_part
-        counters: Counter = Counter(self._buffer_counters)
+        part_tallies: Counter = Counter(self._buffer_tallies)
         written: list[tuple[Path, Path]] = []
         for name, rows in self._buffer.items():
             if not rows:
@@ -177,65 +164,35 @@ class CorpusWriter:
             with open(pending, "rb") as f:
                 os.fsync(f.fileno())
             written.append((pending, final))
-            _count_rows(counters, name, rows)
-        record = {"part": part, "task_ids": self._buffer_sets, "tables": [f.parent.name for _, f in written],
-                  "counters": dict(counters)}
+            counters.count_rows(part_tallies, name, rows)
+        record = {"part": part, "chain_ids": self._buffer_chains, "tables": [f.parent.name for _, f in written],
+                  "counters": dict(part_tallies)}
         _atomic_json(self.dir / COMMITS / f"part-{part:05d}.json", record)  # the commit point
         for pending, final in written:
             os.replace(pending, final)
         for d in {final.parent for _, final in written}:
             _fsync_dir(d)
-        self._done.update(self._buffer_sets)
-        self.counters.update(counters)
+        self._done.update(self._buffer_chains)
+        self.counters.update(part_tallies)
         self._next_part += 1
         self._buffer = {t: [] for t in TABLES}
-        self._buffer_sets = []
-        self._buffer_counters = Counter()
+        self._buffer_chains = []
+        self._buffer_tallies = Counter()
         self._last_flush = time.monotonic()
 
     def rows(self) -> dict[str, int]:
         """Committed rows per table."""
-        out = dict.fromkeys(TABLES, 0)
-        for key, v in self.counters.items():
-            if key.startswith("rows|"):
-                out[key.split("|")[1]] += v
-        return out
-
-    def parse_rate(self) -> dict[str, float]:
-        return {k.split("|", 1)[1]: self.counters[f"parsed|{k.split('|', 1)[1]}"] / v
-                for k, v in self.counters.items() if k.startswith("outputs|") and v}
-
-    def pairs_per_step(self) -> dict[str, int]:
-        return {k.split("|", 1)[1]: v for k, v in self.counters.items() if k.startswith("pairs|")}
-
-    def position_bias(self) -> dict[str, dict[str, float]]:
-        """Per step/level: share of valid judgments whose top pick was shown first, against chance."""
-        out = {}
-        for k, v in self.counters.items():
-            if k.startswith("valid|") and v:
-                key = k.split("|", 1)[1]
-                out[key] = {"first_shown_wins": self.counters[f"first|{key}"] / v,
-                            "chance": self.counters[f"chance|{key}"] / v, "judgments": v}
-        return out
-
-    def balance_dropped(self) -> dict[str, int]:
-        """Judgement pairs per step left out to keep the chosen rankings' first picks position-balanced."""
-        return {k.split("|", 1)[1]: int(v) for k, v in self.counters.items() if k.startswith("balance_dropped|")}
-
-    def mean_lengths(self) -> dict[str, float]:
-        """Mean characters of chosen and rejected texts over the committed pairs."""
-        pairs = sum(self.pairs_per_step().values())
-        return {"chosen": self.counters["len_chosen"] / pairs if pairs else 0.0,
-                "rejected": self.counters["len_rejected"] / pairs if pairs else 0.0}
+        return counters.rows_per_table(self.counters, tuple(TABLES))
 
     def close(self, **fields: Any) -> Path:
         """Flush, then write the manifest last (row counts from the commit records, no table re-read)."""
         self.flush()
+        c = self.counters
         manifest = {"written_at": time.time(), "rows": self.rows(), "parts": self._next_part,
-                    "sets": len(self._done), "parse_rate": self.parse_rate(),
-                    "pairs_per_step": self.pairs_per_step(), "position_bias": self.position_bias(),
-                    "mean_length": self.mean_lengths(), "balance_dropped": self.balance_dropped(),
-                    "counters": dict(self.counters), **fields}
+                    "chains": len(self._done), "parse_rate": counters.parse_rate(c),
+                    "pairs_per_step": counters.pairs_per_step(c), "position_bias": counters.position_bias(c),
+                    "mean_length": counters.mean_lengths(c), "balance_dropped": counters.balance_dropped(c),
+                    "counters": dict(c), **fields}
         path = self.dir / MANIFEST
         _atomic_json(path, manifest)
         return path
@@ -244,3 +201,15 @@ class CorpusWriter:
 def read_manifest(iter_dir: Path | str) -> dict[str, Any] | None:
     path = Path(iter_dir) / MANIFEST
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_table(out_dir: Path | str, table_name: str, columns: list[str] | None = None) -> pa.Table:
+    """A table of one iteration folder; hidden and underscore names (uncommitted parts) are never read.
+    A table no chain produced rows for reads as empty with its schema."""
+    path = Path(out_dir) / table_name
+    schema = TABLES[table_name]
+    if not path.is_dir() or not any(p.suffix == ".parquet" and not p.name.startswith((".", "_"))
+                                     for p in path.iterdir()):
+        empty = schema.empty_table()
+        return empty.select(columns) if columns else empty
+    return pq.ParquetDataset(path).read(columns=columns)

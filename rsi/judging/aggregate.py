@@ -1,10 +1,9 @@
-"""Aggregation of many rankings of one candidate set: weighted Bradley–Terry (maximum likelihood, with a
+"""Aggregation of many rankings of a candidate set: weighted Bradley–Terry (maximum likelihood, with a
 standard error per candidate) and Borda as the cheap baseline.
 
-Everything is batched over sets: arrays carry a leading set axis, so one call aggregates a whole iteration
-(hundreds of thousands of sets) with a few numpy operations instead of a Python loop per set. A ranking of k
-items (k = n listwise, 2 pairwise, anything in between) counts as its k(k-1)/2 pairwise wins; ties count half
-a win each way.
+Arrays carry a leading set axis and the work is a few numpy operations per call, whatever the number of sets;
+`rsi.judging.decide` calls it with one set at a time, as each chain finishes. A ranking of k items (k = n
+listwise, 2 pairwise, anything in between) counts as its k(k-1)/2 pairwise wins.
 """
 
 from __future__ import annotations
@@ -49,8 +48,6 @@ class Comparisons:
 
     judgment: np.ndarray  # (C,) index of the ranking each comparison comes from
     flat: np.ndarray  # (C,) set * n * n + winner * n + loser
-    back: np.ndarray  # (C,) set * n * n + loser * n + winner (used for ties)
-    tie: np.ndarray  # (C,) bool: the judgment called the pair equal
     set_winner: np.ndarray  # (C,) set * n + winner: index into flattened (sets, n) scores
     set_loser: np.ndarray  # (C,)
     num_judgments: int
@@ -58,26 +55,19 @@ class Comparisons:
     n: int
 
     @classmethod
-    def from_rankings(cls, rankings: np.ndarray, set_idx: np.ndarray, num_sets: int, n: int,
-                      tied: np.ndarray | None = None) -> Comparisons:
+    def from_rankings(cls, rankings: np.ndarray, set_idx: np.ndarray, num_sets: int, n: int) -> Comparisons:
         a, b = _position_pairs(rankings.shape[1])
         win, lose = rankings[:, a], rankings[:, b]  # (J, P)
         ok = (win >= 0) & (lose >= 0)
         jdx = np.broadcast_to(np.arange(len(rankings))[:, None], win.shape)[ok]
         sets = np.broadcast_to(set_idx[:, None], win.shape)[ok].astype(np.int64)
         w, lo = win[ok].astype(np.int64), lose[ok].astype(np.int64)
-        tie = np.zeros(len(jdx), dtype=bool) if tied is None else tied[jdx]
-        return cls(jdx, sets * n * n + w * n + lo, sets * n * n + lo * n + w, tie, sets * n + w, sets * n + lo,
-                   len(rankings), num_sets, n)
+        return cls(jdx, sets * n * n + w * n + lo, sets * n + w, sets * n + lo, len(rankings), num_sets, n)
 
     def wins(self, weights: np.ndarray) -> np.ndarray:
-        """W[s, i, j] = total weight of judgments of set s that put i above j (a tie adds half to both)."""
+        """W[s, i, j] = total weight of judgments of set s that put i above j."""
         w = weights[self.judgment].astype(np.float64)
-        size = self.num_sets * self.n * self.n
-        forward = np.where(self.tie, 0.5 * w, w)
-        out = np.bincount(self.flat, weights=forward, minlength=size)
-        if self.tie.any():
-            out += np.bincount(self.back[self.tie], weights=0.5 * w[self.tie], minlength=size)
+        out = np.bincount(self.flat, weights=w, minlength=self.num_sets * self.n * self.n)
         return out.reshape(self.num_sets, self.n, self.n)
 
     def tau(self, reference: np.ndarray) -> np.ndarray:
@@ -91,14 +81,13 @@ class Comparisons:
             return np.where(total > 0, agree / np.maximum(total, 1), np.nan)
 
 
-def win_matrix(rankings: np.ndarray, set_idx: np.ndarray, weights: np.ndarray, num_sets: int, n: int,
-               tied: np.ndarray | None = None) -> np.ndarray:
-    """W[s, i, j] = total weight of judgments of set s that put i above j (a tie adds half to both).
+def win_matrix(rankings: np.ndarray, set_idx: np.ndarray, weights: np.ndarray, num_sets: int, n: int) -> np.ndarray:
+    """W[s, i, j] = total weight of judgments of set s that put i above j.
 
     rankings: (J, k) candidate indices best first, PAD where absent; set_idx: (J,); weights: (J,).
     Built with one bincount over flat indices: linear in the number of pairwise comparisons.
     """
-    return Comparisons.from_rankings(rankings, set_idx, num_sets, n, tied).wins(weights)
+    return Comparisons.from_rankings(rankings, set_idx, num_sets, n).wins(weights)
 
 
 def bradley_terry(wins: np.ndarray, prior: float = 0.1, iterations: int = 25, tol: float = 1e-6,
@@ -151,15 +140,3 @@ def kendall_tau_vs(rankings: np.ndarray, set_idx: np.ndarray, reference: np.ndar
     and the reference separates (ties in the reference are skipped); NaN where no pair qualifies."""
     num_sets, n = reference.shape
     return Comparisons.from_rankings(rankings, set_idx, num_sets, n).tau(reference)
-
-
-def tau_between(scores: np.ndarray, reference: np.ndarray, tie_tol: float = 1e-9) -> float:
-    """Kendall tau of `scores` against `reference` over the pairs the reference separates: (concordant −
-    discordant) / those pairs. Scores within `tie_tol` count as a tie (neither), so a numerical whisker never
-    decides an order the evidence left open."""
-    i, j = np.triu_indices(len(scores), k=1)
-    ref = np.sign(reference[i] - reference[j])
-    diff = scores[i] - scores[j]
-    got = np.where(np.abs(diff) <= tie_tol, 0.0, np.sign(diff))
-    nz = np.count_nonzero(ref)
-    return float((got * ref).sum() / nz) if nz else float("nan")

@@ -1,7 +1,8 @@
 """Label balance of judgement pairs: DPO must not learn "the first-shown candidate wins".
 
 A judgement pair's chosen ranking puts some candidate first; where that candidate sat in the order shown is
-the pair's *position key*. If chosen rankings favour one position, training on them teaches position bias.
+the pair's position (`chosen_first_shown`). If chosen rankings favour one position, training on them teaches
+position bias.
 `PositionBalance` admits a pair unless its position already holds more than its fair share (1/k) plus a
 tolerance of the pairs admitted so far; it is streaming (counters only) and deterministic in arrival order.
 
@@ -15,11 +16,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-
-
-def position_key(ranking: list[int], presented: list[int]) -> int:
-    """Shown position (0 = first) of the item a ranking puts first."""
-    return presented.index(ranking[0])
 
 
 class PositionBalance:
@@ -48,7 +44,7 @@ class PositionBalance:
 def balance_pairs(rows: list[dict], balances: dict[str, PositionBalance], make: Callable[[], PositionBalance]
                   ) -> tuple[list[dict], Counter]:
     """Preference rows less the judgement pairs whose position is over its share; performance pairs (no
-    position) all pass. Returns the kept rows and the drops per step (`balance_dropped|step`)."""
+    position) all pass. Returns the kept rows and the drops per step."""
     kept, dropped = [], Counter()
     for r in rows:
         pos, k = r.get("chosen_first_shown"), r.get("shown_items")
@@ -59,19 +55,16 @@ def balance_pairs(rows: list[dict], balances: dict[str, PositionBalance], make: 
         if bal.admit(int(pos), int(k)):
             kept.append(r)
         else:
-            dropped[f"balance_dropped|{r['step']}"] += 1
+            dropped[r["step"]] += 1
     return kept, dropped
 
 
-def restore_balances(counters: dict[str, float], make: Callable[[], PositionBalance]) -> dict[str, PositionBalance]:
-    """Balances per step from a corpus writer's counters (`balance|step|position`, `balance_dropped|step`)."""
-    admitted: dict[str, dict[int, int]] = {}
-    for key, v in counters.items():
-        if key.startswith("balance|"):
-            _, step, pos = key.split("|")
-            admitted.setdefault(step, {})[int(pos)] = int(v)
+def restore_balances(admitted: dict[str, dict[int, int]], dropped: dict[str, int],
+                     make: Callable[[], PositionBalance]) -> dict[str, PositionBalance]:
+    """Balances per step as an interrupted pass left them: pairs admitted per step and shown position, and
+    pairs dropped per step (`rsi.corpus.counters.balance_admitted` / `balance_dropped` of its tallies)."""
     out = {}
-    for step in set(admitted) | {k.split("|", 1)[1] for k in counters if k.startswith("balance_dropped|")}:
+    for step in set(admitted) | set(dropped):
         out[step] = make()
-        out[step].restore(admitted.get(step, {}), int(counters.get(f"balance_dropped|{step}", 0)))
+        out[step].restore(admitted.get(step, {}), dropped.get(step, 0))
     return out

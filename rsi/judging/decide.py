@@ -1,6 +1,7 @@
 """One candidate set's verdict: judge weights, aggregate scores with uncertainty, and the preference pairs.
 
-`decide_pairs` is the entry the pipeline's assemble step calls per set. Levels are generic: level 1 ranks the
+`decide_rows` (over the pipeline's dict rows) is the entry `rsi.pipeline.decisions.decide_set` calls, once per
+set. Levels are generic: level 1 ranks the
 candidates, level L+1 ranks the level-L judgments of the same set (meta-judging at any depth). Trust flows
 down: the top level is weighted by consensus alone, every level below by the aggregate of the level above
 (and level 1 also by its agreement with execution, where procedural scores exist).
@@ -31,7 +32,6 @@ class Judgment:
     id: str
     ranking: list[int] | None  # indices into the judged items, best first; None when the answer was invalid
     presented: list[int]  # the order the items were shown in
-    tied: bool = False  # pairwise mode: the judge called the two items equal
 
 
 @dataclass
@@ -48,10 +48,7 @@ class Pair:
 class Decision:
     weights: list[list[float]]  # per judging level (index 0 = level 1), one weight per judgment
     scores: list[list[float]]  # per item level (0 = candidates, L = level-L judgments): aggregate θ
-    uncertainty: list[list[float]]  # standard error of each θ
     pairs: list[Pair] = field(default_factory=list)
-    truth_tau: list[float | None] = field(default_factory=list)  # level-1 judgments vs execution
-    first_shown_wins: list[tuple[int, int, float]] = field(default_factory=list)  # per level: wins, valid, chance
 
 
 def _fit_level(judgments: list[Judgment], n: int, base: np.ndarray, cfg: JudgingConfig,
@@ -64,21 +61,13 @@ def _fit_level(judgments: list[Judgment], n: int, base: np.ndarray, cfg: Judging
     if truth is not None:
         tau_truth = truth_tau(rankings, set_idx, truth[None, :])
     prior = valid * base * tau_factor(tau_truth)
-    tied = np.array([j.tied for j in judgments], dtype=bool)
     weights, fit, _ = consensus_weights(rankings, set_idx, prior, 1, n, rounds=cfg.consensus_rounds,
-                                        prior=cfg.bt_prior, iterations=cfg.bt_iterations, tied=tied)
+                                        prior=cfg.bt_prior, iterations=cfg.bt_iterations)
     theta, se = fit.theta[0], fit.se[0]
     if cfg.aggregator == "borda":
         theta = borda(rankings, set_idx, weights, 1, n)[0]
         theta = (theta - theta.mean()) / max(valid.sum(), 1.0)
     return weights, theta, se, tau_truth
-
-
-def _first_shown(judgments: list[Judgment]) -> tuple[int, int, float]:
-    valid = [j for j in judgments if j.ranking]
-    wins = sum(j.ranking[0] == j.presented[0] for j in valid)
-    chance = float(np.mean([1.0 / len(j.ranking) for j in valid])) if valid else 0.0
-    return wins, len(valid), chance
 
 
 def _margin(delta: float) -> float:
@@ -205,10 +194,7 @@ def decide_pairs(candidates: list[Candidate], levels: list[list[Judgment]],
     return Decision(
         weights=[list(map(float, w)) for w in weights],
         scores=[list(map(float, t)) for t in thetas[:depth]],
-        uncertainty=[list(map(float, s)) for s in ses[:depth]],
         pairs=pairs,
-        truth_tau=[None if np.isnan(t) else float(t) for t in tau_truth],
-        first_shown_wins=[_first_shown(lv) for lv in levels],
     )
 
 
@@ -222,6 +208,6 @@ def decide_rows(candidates: list[dict[str, Any]], levels: list[list[dict[str, An
     cands = [Candidate(str(c["id"]), len(c.get(text_key) or ""), c.get("procedural_score"),
                        hashlib.sha256((c.get(text_key) or "").encode()).hexdigest())
              for c in candidates]
-    judged = [[Judgment(str(j["id"]), j.get("ranking"), list(j.get("presented_order") or []), bool(j.get("tied")))
+    judged = [[Judgment(str(j["id"]), j.get("ranking"), list(j.get("presented_order") or []))
                for j in level] for level in levels]
     return decide_pairs(cands, judged, cfg)

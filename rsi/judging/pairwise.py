@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from rsi.judging.ranking import labels_for, parse_ranking, ranking_messages, ranking_schema
+from rsi.judging.ranking import ParsedRanking, labels_for, parse_ranking, ranking_messages, ranking_schema
 
 
 @dataclass
@@ -24,13 +24,10 @@ class PairRequest:
     json_schema: dict[str, Any]
 
 
-def pairwise_schedule(n: int, rounds: int = 1, seed: int = 0, max_pairs: int | None = None) -> list[tuple[int, int]]:
-    """Shown orders: every pair of n candidates both ways, `rounds` times, shuffled by `seed`; with
-    `max_pairs`, a seeded sample of that many unordered pairs (each still shown both ways)."""
+def pairwise_schedule(n: int, rounds: int = 1, seed: int = 0) -> list[tuple[int, int]]:
+    """Shown orders: every pair of n candidates both ways, `rounds` times, shuffled by `seed`."""
     pairs = list(itertools.combinations(range(n), 2))
     rng = random.Random(seed)
-    if max_pairs is not None and max_pairs < len(pairs):
-        pairs = rng.sample(pairs, max_pairs)
     shown = [(a, b) for a, b in pairs for _ in range(rounds)] + [(b, a) for a, b in pairs for _ in range(rounds)]
     rng.shuffle(shown)
     return shown
@@ -51,10 +48,10 @@ def pairwise_requests(instruction: str, rubric: str, candidates: list[str], show
     return out
 
 
-def parse_pairwise(text: str, request: PairRequest, n: int) -> tuple[str, list[int] | None]:
-    """(parse status, [winner, loser] as candidate indices or None)."""
+def parse_pairwise(text: str, items: tuple[int, int] | list[int], n: int) -> ParsedRanking:
+    """A pairwise answer of a set of n candidates, its ranking as candidate indices [winner, loser]."""
     labels = labels_for(n)
-    parsed = parse_ranking(text, [labels[request.items[0]], labels[request.items[1]]])
-    if parsed.ranking is None:
-        return parsed.status, None
-    return parsed.status, [request.items[k] for k in parsed.ranking]
+    parsed = parse_ranking(text, [labels[i] for i in items])
+    if parsed.ranking is not None:
+        parsed.ranking = [items[k] for k in parsed.ranking]
+    return parsed

@@ -55,13 +55,13 @@ def truth_tau(rankings: np.ndarray, set_idx: np.ndarray, truth: np.ndarray) -> n
 
 def consensus_weights(rankings: np.ndarray, set_idx: np.ndarray, base: np.ndarray, num_sets: int, n: int, *,
                       rounds: int = 2, prior: float = 0.1, iterations: int = 25,
-                      floor: float = FLOOR, tied: np.ndarray | None = None) -> tuple[np.ndarray, Fit, np.ndarray]:
+                      floor: float = FLOOR) -> tuple[np.ndarray, Fit, np.ndarray]:
     """Iterate: fit with the current weights, re-weight each call by its tau against that fit.
 
     Returns the final weights (normalised per set), the fit made with them and each call's consensus tau.
     `rounds=0` skips consensus: weights are `base` normalised.
     """
-    comps = Comparisons.from_rankings(rankings, set_idx, num_sets, n, tied)
+    comps = Comparisons.from_rankings(rankings, set_idx, num_sets, n)
     weights = normalise(base, set_idx, num_sets)
     tau = np.full(len(base), np.nan)
     fit = bradley_terry(comps.wins(weights), prior, iterations)

@@ -1,31 +1,77 @@
-"""Turn one finished chain into rows of the three corpus tables, and its preference pairs.
+"""Turn one finished chain into rows of the three corpus tables.
 
-Pairs come from every judged step: for a generated step, the best against the worst candidate of each set
-(procedural scores decide where they discriminate, the judges otherwise); for a ranking step, the better
-against the worse ranking of a set (agreement with execution decides where it exists, the meta-judges
-otherwise).
+Pairs come from every judged set's decision (`rsi.pipeline.decisions`): for a generated step, the best against
+the worst candidate of each set (procedural scores decide where they discriminate, the judges otherwise); for a
+ranking step, the better against the worse ranking of a set (agreement with execution decides where it exists,
+the meta-judges otherwise). Performance and judgment rows are the chain's records, column for column as the
+schemas in `rsi.corpus.schema` name them.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from typing import Any
 
+import pyarrow as pa
+
 from rsi.corpus.ids import content_id
-from rsi.judging.decide import Decision, decide_rows
-from rsi.judging.decide import Pair as JudgedPair
-from rsi.pipeline.steps import judgment_levels
-from rsi.tasks.family import Family, Generate, Rank
+from rsi.corpus.schema import JUDGMENTS, PERFORMANCES
+from rsi.judging.config import JudgingConfig
+from rsi.judging.decide import Pair
+from rsi.pipeline.decisions import decide_set, items_by_set
+from rsi.tasks.family import Chain, Family, Generate
 
 Row = dict[str, Any]
 
 
-def _assistant(text: str) -> list[dict[str, str]]:
-    return [{"role": "assistant", "content": text}]
+def assemble_chain(chain_row: Row, family: Family, judging: JudgingConfig) -> dict[str, list[Row]]:
+    chain = json.loads(chain_row["state"])
+    base = {"iteration": int(chain_row["iteration"]), "family": family.name, "chain_id": str(chain_row["chain_id"])}
+    preferences, weights = chain_pairs(chain, family, judging, base)
+    performances = [_row(PERFORMANCES, base | i | {"seed_text": chain["seed"]}, json_fields=("parsed",
+                         "procedural_detail")) for i in chain["items"]]
+    judgments = [_row(JUDGMENTS, base | j | {"weight": weights.get(j["id"], 1.0)}) for j in chain["judgments"]]
+    return {"performances": performances, "judgments": judgments, "preferences": preferences}
 
 
-def _pair_weight(p: JudgedPair) -> float:
+def chain_pairs(chain: Chain, family: Family, judging: JudgingConfig, base: Row) -> tuple[list[Row], dict[str, float]]:
+    """The chain's preference rows and the trust weight of each judgment. Judgement pairs come first, in the
+    order their sets were judged: the position balance admits them in that order."""
+    weights: dict[str, float] = {}
+    preferences: list[Row] = []
+    level1_sets = list(dict.fromkeys(j["set_id"] for j in chain["judgments"] if j["level"] == 1))
+    for set_id in level1_sets:
+        _, levels, d = decide_set(chain, set_id, judging)
+        for judged, level_weights in zip(levels, d.weights):
+            weights.update({j["id"]: w for j, w in zip(judged, level_weights)})
+        for p in (p for p in d.pairs if p.level >= 1):
+            good, bad = levels[p.level - 1][p.chosen], levels[p.level - 1][p.rejected]
+            # Labels are stable across permutations, so the better ranking is a valid answer to the worse
+            # ranking's prompt: the pair shares that prompt, as DPO needs (decide pairs only judgments that
+            # were shown the same items).
+            preferences.append(_pair_row(base, good["step"], p.level + 1, bad["prompt"], good, bad, "raw_text", p)
+                               | {"chosen_first_shown": _first_shown_position(good),
+                                  "shown_items": len(good["presented_order"])})
+    sets = items_by_set(chain["items"])
+    for op in (o for o in family.ops if isinstance(o, Generate)):
+        for set_id, cands in sets.items():
+            if cands[0]["step"] != op.step or len(cands) < 2:
+                continue
+            for p in (p for p in decide_set(chain, set_id, judging)[2].pairs if p.level == 0):
+                good, bad = cands[p.chosen], cands[p.rejected]
+                preferences.append(_pair_row(base, op.step, 1, good["prompt"], good, bad, "completion", p))
+    return preferences, weights
+
+
+def _row(schema: pa.Schema, record: Row, json_fields: tuple[str, ...] = ()) -> Row:
+    """The schema's columns of a chain record; structured values of `json_fields` stored as JSON text."""
+    row = {name: record.get(name) for name in schema.names}
+    for name in json_fields:
+        row[name] = json.dumps(row[name]) if row[name] is not None else None
+    return row
+
+
+def _pair_weight(p: Pair) -> float:
     """Sampling weight of a pair in DPO: execution truth is certain; a judges' pair counts by its margin."""
     return 1.0 if p.origin == "procedural" else p.margin
 
@@ -36,94 +82,12 @@ def _first_shown_position(judgment: Row) -> int | None:
     return shown.index(ranking[0]) if ranking and ranking[0] in shown else None
 
 
-def _pair_row(chain_row: Row, family: str, step: str, level: int, prompt: list, chosen_id: str, chosen_text: str,
-              rejected_id: str, rejected_text: str, margin: float, sources: list[str], weight: float = 1.0) -> Row:
+def _pair_row(base: Row, step: str, level: int, prompt: list, good: Row, bad: Row, text_key: str, p: Pair) -> Row:
     return {
-        "id": content_id("preference", chosen=chosen_id, rejected=rejected_id, step=step, level=level),
-        "iteration": int(chain_row["iteration"]), "family": family, "step": step, "level": level,
-        "prompt": prompt, "chosen": _assistant(chosen_text), "rejected": _assistant(rejected_text),
-        "chosen_id": chosen_id, "rejected_id": rejected_id, "margin": margin, "weight": weight,
-        "source_ids": sources, "chosen_first_shown": None, "shown_items": None,
+        "id": content_id("preference", chosen=good["id"], rejected=bad["id"], step=step, level=level),
+        "iteration": base["iteration"], "family": base["family"], "step": step, "level": level, "prompt": prompt,
+        "chosen": [{"role": "assistant", "content": good[text_key]}],
+        "rejected": [{"role": "assistant", "content": bad[text_key]}],
+        "chosen_id": good["id"], "rejected_id": bad["id"], "margin": p.margin, "weight": _pair_weight(p),
+        "source_ids": p.source_ids, "chosen_first_shown": None, "shown_items": None,
     }
-
-
-def assemble_chain(chain_row: Row, family: Family, judging: Any = None) -> dict[str, list[Row]]:
-    """`judging`: the run's JudgingConfig (margin threshold, length control, BT settings); defaults if None."""
-    chain = json.loads(chain_row["state"])
-    items, judgments = chain["items"], chain["judgments"]
-    by_set: dict[str, list[Row]] = defaultdict(list)
-    for i in items:
-        by_set[i["set_id"]].append(i)
-    j_by_set: dict[str, list[Row]] = defaultdict(list)
-    for j in judgments:
-        j_by_set[j["set_id"]].append(j)
-
-    weights: dict[str, float] = {}
-    preferences: list[Row] = []
-    rank_of = {o.of: o.step for o in family.ops if isinstance(o, Rank)}
-    item_by_id = {i["id"]: i for i in items}
-    decisions: dict[str, Decision] = {}
-    for set_id, level1 in j_by_set.items():
-        if level1[0]["level"] != 1:
-            continue
-        # candidates in the canonical order the judges' indices refer to
-        cands = [item_by_id[c] for c in level1[0]["candidate_ids"] if c in item_by_id]
-        if len(cands) != len(level1[0]["candidate_ids"]):
-            continue
-        levels = judgment_levels(judgments, level1)
-        d = decide_rows(cands, levels, judging)
-        decisions[set_id] = d
-        for lvl, judged in enumerate(levels):
-            weights.update({j["id"]: w for j, w in zip(judged, d.weights[lvl])})
-        # Judgement pairs at every level: execution truth first, the judges one level up otherwise.
-        for p in (p for p in d.pairs if p.level >= 1):
-            judged = levels[p.level - 1]
-            good, bad = judged[p.chosen], judged[p.rejected]
-            # Labels are stable across permutations, so the better ranking is a valid answer to the worse
-            # ranking's prompt: the pair shares that prompt, as DPO needs (decide pairs only judgments that
-            # were shown the same items).
-            row = _pair_row(chain_row, family.name, good["step"], p.level + 1, bad["prompt"], good["id"],
-                            good["raw_text"], bad["id"], bad["raw_text"], p.margin, p.source_ids, _pair_weight(p))
-            row["chosen_first_shown"] = _first_shown_position(good)
-            row["shown_items"] = len(good["presented_order"])
-            preferences.append(row)
-
-    for op in family.ops:
-        if not isinstance(op, Generate):
-            continue
-        for set_id, cands in by_set.items():
-            if cands[0]["step"] != op.step or len(cands) < 2:
-                continue
-            d = decisions.get(set_id)
-            if d is None or rank_of.get(op.step) is None:
-                d = decide_rows(cands, [], judging)  # no judges: execution alone, where it discriminates
-                order = cands
-            else:
-                order = [item_by_id[c] for c in j_by_set[set_id][0]["candidate_ids"]]
-            for p in (p for p in d.pairs if p.level == 0):
-                good, bad = order[p.chosen], order[p.rejected]
-                preferences.append(_pair_row(chain_row, family.name, op.step, 1, good["prompt"], good["id"],
-                                             good["completion"], bad["id"], bad["completion"], p.margin,
-                                             p.source_ids, _pair_weight(p)))
-
-    base = {"iteration": int(chain_row["iteration"]), "family": family.name, "task_id": str(chain_row["task_id"])}
-    performances = [base | {
-        "id": i["id"], "model_version": i["model_version"], "step": i["step"], "seed_text": chain["seed"],
-        "set_id": i["set_id"], "parent_id": i["parent_id"], "template_hash": i["template_hash"],
-        "prompt": i["prompt"], "completion": i["completion"], "parse_status": i["parse_status"],
-        "parse_error": i["parse_error"], "parsed": json.dumps(i["parsed"]) if i["parsed"] is not None else None,
-        "procedural_score": i["procedural_score"],
-        "procedural_detail": json.dumps(i["procedural_detail"]) if i["procedural_detail"] is not None else None,
-        "kept": bool(i["kept"]), "temperature": i["temperature"], "seed": i["seed"],
-        "num_prompt_tokens": i["num_prompt_tokens"], "num_tokens": i["num_tokens"],
-        "finish_reason": i["finish_reason"],
-    } for i in items]
-    judgment_rows = [base | {
-        "id": j["id"], "judge_model_version": j["model_version"], "level": j["level"], "step": j["step"],
-        "set_id": j["set_id"], "template_hash": j["template_hash"], "candidate_ids": j["candidate_ids"],
-        "presented_order": j["presented_order"], "ranking": j["ranking"], "rationale": j["rationale"],
-        "parse_status": j["parse_status"], "parse_error": j["parse_error"], "raw_text": j["raw_text"],
-        "prompt": j["prompt"], "temperature": j["temperature"], "seed": j["seed"],
-        "weight": weights.get(j["id"], 1.0),
-    } for j in judgments]
-    return {"performances": performances, "judgments": judgment_rows, "preferences": preferences}

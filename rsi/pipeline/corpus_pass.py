@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rsi.config import FamilyConfig, RsiConfig
+from rsi.corpus import counters
 from rsi.corpus.ids import content_id
 from rsi.corpus.stream import CorpusWriter, read_manifest
 from rsi.judging.balance import PositionBalance, balance_pairs, restore_balances
@@ -31,7 +32,7 @@ def seed_chains(family: str, fam_cfg: FamilyConfig, run_seed: int, iteration: in
     rows = []
     for k, seed in enumerate(fam_cfg.seeds):
         chain_id = content_id("chain", run_seed=run_seed, iteration=iteration, family=family, seed=seed, index=k)
-        rows.append({"task_id": chain_id, "iteration": iteration, "family": family,
+        rows.append({"chain_id": chain_id, "iteration": iteration, "family": family,
                      "state": json.dumps({"seed": seed, "items": [], "judgments": []})})
     return rows
 
@@ -67,19 +68,20 @@ def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, 
 
     With run.resume, chains committed before a crash are skipped and a finished iteration is not redone; the
     writer never writes a chain twice (rsi.corpus.stream)."""
-    writer = CorpusWriter(out_dir, resume=cfg.run.resume, max_sets=cfg.run.commit_sets)
+    writer = CorpusWriter(out_dir, resume=cfg.run.resume, max_chains=cfg.run.commit_sets)
     if writer.complete:
         return _stats_from_manifest(read_manifest(out_dir) or {})
-    done = writer.done_task_ids()
+    done = writer.done_chain_ids()
     # Judgement pairs stay position-balanced across the pass, a resumed one included (rsi.judging.balance).
     def make_balance() -> PositionBalance:
         return PositionBalance(cfg.judging.position_balance, cfg.judging.balance_warmup)
 
-    balances = restore_balances(writer.counters, make_balance)
+    balances = restore_balances(counters.balance_admitted(writer.counters),
+                                counters.balance_dropped(writer.counters), make_balance)
     streams = []
     for family in cfg.tasks:
         todo = [c for c in seed_chains(family, cfg.tasks[family], cfg.run.seed, iteration)
-                if c["task_id"] not in done]
+                if c["chain_id"] not in done]
         if todo:
             streams.append(family_dataset(cfg, family, engine, judge or engine, sandbox, iteration, todo))
     if streams:
@@ -91,13 +93,12 @@ def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, 
             dropped: Counter = Counter()
             if cfg.judging.position_balance >= 0:
                 tables["preferences"], dropped = balance_pairs(tables["preferences"], balances, make_balance)
-            writer.add_set(str(row["task_id"]), tables, dropped)
+            writer.add_chain(str(row["chain_id"]), tables, counters.dropped_for_balance(dropped))
     writer.close(iteration=iteration, model_version=model_version, families=list(cfg.tasks))
-    return _stats_from_manifest(read_manifest(out_dir) or {}, writer.counters)
+    return _stats_from_manifest(read_manifest(out_dir) or {})
 
 
-def _stats_from_manifest(m: dict[str, Any], counters: Any = None) -> PassStats:
-    counters = counters or m.get("counters", {})
-    steps = {k.split("|", 1)[1]: int(v) for k, v in counters.items() if k.startswith("outputs|")}
+def _stats_from_manifest(m: dict[str, Any]) -> PassStats:
+    steps = counters.outputs_per_step(m.get("counters", {}))
     return PassStats(rows=dict(m.get("rows", {})), parse_rate=dict(m.get("parse_rate", {})),
                      pairs_per_step=dict(m.get("pairs_per_step", {})), steps=steps)

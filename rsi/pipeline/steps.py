@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -14,9 +13,16 @@ import numpy as np
 from rsi.config import FamilyConfig
 from rsi.corpus.ids import content_id, derived_seed
 from rsi.judging.config import JudgingConfig
-from rsi.judging.decide import decide_rows
-from rsi.judging.pairwise import pairwise_requests, pairwise_schedule
+from rsi.judging.pairwise import pairwise_requests, pairwise_schedule, parse_pairwise
 from rsi.judging.ranking import labels_for, parse_ranking, ranking_messages, ranking_schema
+from rsi.pipeline.decisions import (
+    decide_set,
+    forget_decisions,
+    items_by_set,
+    judgment_levels,
+    judgments_by_set,
+    meta_set_id,
+)
 from rsi.tasks.family import Chain, Check, Family, Generate, Item, MetaRank, Rank, Select
 from rsi.tasks.templates import render, split_rubric
 
@@ -40,45 +46,35 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
 
 
-def sets_of(items: list[Item], step: str) -> dict[str, list[Item]]:
-    """Candidate sets of a step, in generation order: items sharing a parent."""
-    groups: dict[str, list[Item]] = defaultdict(list)
-    for i in items:
-        if i["step"] == step:
-            groups[i["set_id"]].append(i)
-    return groups
-
-
 def run_op(batch: dict[str, np.ndarray], *, family: Family, op_index: int, fam_cfg: FamilyConfig,
-           judging: JudgingConfig, engine: Any, judge: Any = None, sandbox: Any = None) -> dict[str, list[Any]]:
+           judging: JudgingConfig, engine: Any, judge: Any, sandbox: Any = None) -> dict[str, list[Any]]:
     """The map_batches entry: decode chains, apply the family's op `op_index`, encode them again.
     `engine` serves the policy's steps, `judge` the rankings (the same pool when the policy judges itself)."""
-    judge = judge if judge is not None else engine
-    fam = family
-    op = fam.ops[op_index]
+    op = family.ops[op_index]
     rows = _rows(batch)
     chains = [json.loads(r["state"]) for r in rows]
     if isinstance(op, Generate):
-        generate_step(chains, rows, op, fam, fam_cfg, engine)
+        generate_step(chains, rows, op, family, fam_cfg, engine)
     elif isinstance(op, Rank):
-        rank_step(chains, rows, op, fam, judging, judge)
+        rank_step(chains, op, family, judging, judge)
     elif isinstance(op, MetaRank):
-        meta_rank_step(chains, rows, op, fam, judging, judge)
+        meta_rank_step(chains, op, family, judging, judge)
     elif isinstance(op, Select):
-        rank_name = next((o.step for o in fam.ops if isinstance(o, Rank) and o.of == op.of), None)
         for chain in chains:
-            select_step(chain, op, fam_cfg, rank_name, judging)
+            select_step(chain, op, fam_cfg, judging)
     elif isinstance(op, Check):
-        def runner(jobs: list[dict]) -> list[dict]:
-            if sandbox is None:
-                raise RuntimeError(f"step {op.name} executes code but the run has no sandbox pool")
-            return [v.to_dict() for v in sandbox.run(jobs)]
-
+        if op.needs_sandbox and sandbox is None:
+            raise RuntimeError(f"step {op.name} executes code but the run has no sandbox pool")
         for chain in chains:
-            op.run(chain, runner)
+            op.run(chain, sandbox.run_dicts if sandbox is not None else _no_sandbox)
+            forget_decisions(chain)
     for row, chain in zip(rows, chains):
         row["state"] = json.dumps(chain)
     return _columns(rows)
+
+
+def _no_sandbox(jobs: list[dict]) -> list[dict]:
+    raise RuntimeError("a check that declared needs_sandbox=False ran code")
 
 
 def generate_step(chains: list[Chain], rows: list[dict[str, Any]], op: Generate, fam: Family,
@@ -90,7 +86,7 @@ def generate_step(chains: list[Chain], rows: list[dict[str, Any]], op: Generate,
         for parent in parents:
             text, digest = render(fam, op.template, **op.variables(chain["seed"], parent))
             messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
-            set_id = content_id("set", chain=str(row["task_id"]), step=op.step,
+            set_id = content_id("set", chain=str(row["chain_id"]), step=op.step,
                                 parent=parent["id"] if parent else None)
             for k in range(int(getattr(fam_cfg, op.count))):
                 requests.append({
@@ -133,9 +129,8 @@ def _ranking_requests(set_key: str, level: int, texts: list[str], labels: list[s
 
 def _record_judgments(engine: Any, requests: list[dict[str, Any]]) -> None:
     for req, out in zip(requests, _generate(engine, requests)):
-        parsed = parse_ranking(out["text"], req["labels"])
-        if parsed.ranking is not None and "items" in req:  # pairwise: answer indices → candidate indices
-            parsed.ranking = [req["items"][k] for k in parsed.ranking]
+        parsed = parse_pairwise(out["text"], req["items"], len(req["candidate_ids"])) if "items" in req \
+            else parse_ranking(out["text"], req["labels"])
         req["chain"]["judgments"].append({
             "id": content_id("judgment", prompt=req["messages"], seed=req["seed"], version=out["model_version"],
                              candidates=req["candidate_ids"], level=req["level"]),
@@ -143,8 +138,8 @@ def _record_judgments(engine: Any, requests: list[dict[str, Any]]) -> None:
             "candidate_ids": req["candidate_ids"], "presented_order": req["order"], "ranking": parsed.ranking,
             "rationale": parsed.rationale, "parse_status": parsed.status, "parse_error": parsed.error,
             "raw_text": out["text"], "prompt": req["messages"], "seed": req["seed"],
-            "temperature": req["temperature"], "model_version": out["model_version"],
-            "template_hash": req["template_hash"], "num_tokens": out["num_tokens"],
+            "temperature": req["temperature"], "judge_model_version": out["model_version"],
+            "template_hash": req["template_hash"],
         })
 
 
@@ -165,13 +160,13 @@ def _pairwise_requests(set_key: str, texts: list[str], instruction: str, rubric:
     return out
 
 
-def rank_step(chains: list[Chain], rows: list[dict[str, Any]], op: Rank, fam: Family, judging: JudgingConfig,
+def rank_step(chains: list[Chain], op: Rank, fam: Family, judging: JudgingConfig,
               engine: Any) -> None:
     gen = fam.op(op.of)
     instruction, rubric, digest = split_rubric(fam, op.template)
     requests = []
     for chain in chains:
-        for set_id, items in sets_of(chain["items"], op.of).items():
+        for set_id, items in items_by_set(chain["items"], op.of).items():
             if len(items) < 2:
                 continue
             texts = [gen.render(i) for i in items]
@@ -192,27 +187,7 @@ def describe_judgment(j: dict[str, Any], candidate_labels: list[str]) -> str:
     return f"Order: {' > '.join(candidate_labels[i] for i in j['ranking'])}\nRationale: {j['rationale']}"
 
 
-def meta_set_id(judgments: list[dict[str, Any]]) -> str:
-    """The set that ranks these judgments (all of one set and level) one level up."""
-    return content_id("rankings", set_id=judgments[0]["set_id"], step=judgments[0]["step"])
-
-
-def judgment_levels(judgments: list[dict[str, Any]], level1: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """level1, the judgments ranking level1, those ranking them, … as far as the chain's judgments go."""
-    by_set: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for j in judgments:
-        by_set[j["set_id"]].append(j)
-    levels = [level1]
-    while True:
-        above = by_set.get(meta_set_id(levels[-1]), [])
-        ids = [j["id"] for j in levels[-1]]
-        above = [j for j in above if j["candidate_ids"] == ids]
-        if not above:
-            return levels
-        levels.append(above)
-
-
-def meta_rank_step(chains: list[Chain], rows: list[dict[str, Any]], op: MetaRank, fam: Family,
+def meta_rank_step(chains: list[Chain], op: MetaRank, fam: Family,
                    judging: JudgingConfig, engine: Any) -> None:
     """Levels 2 … `judging.meta_depth`: each ranks the judgments of the level below, on the same set. One level
     at a time, since a level's items are the answers of the one below."""
@@ -223,7 +198,7 @@ def meta_rank_step(chains: list[Chain], rows: list[dict[str, Any]], op: MetaRank
         requests = []
         for chain in chains:
             by_id = {i["id"]: i for i in chain["items"]}
-            for level1 in _sets_of_judgments(chain["judgments"], op.of).values():
+            for level1 in _level1_sets(chain["judgments"], op.of):
                 levels = judgment_levels(chain["judgments"], level1)
                 if len(levels) != level - 1 or len(levels[-1]) < 2:
                     continue  # this level exists already (resumed chain) or the one below is too small
@@ -253,33 +228,20 @@ def _item_labels(levels: list[list[dict[str, Any]]], level: int, cand_labels: li
     return cand_labels if level == 1 else labels_for(len(levels[level - 2]), prefix="J" * (level - 1))
 
 
-def _sets_of_judgments(judgments: list[dict[str, Any]], step: str) -> dict[str, list[dict[str, Any]]]:
-    """Level-1 judgments of a Rank step, per candidate set."""
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for j in judgments:
-        if j["step"] == step and j["level"] == 1:
-            groups[j["set_id"]].append(j)
-    return groups
+def _level1_sets(judgments: list[dict[str, Any]], rank_step: str) -> list[list[dict[str, Any]]]:
+    """Level-1 judgments of a Rank step, one list per candidate set."""
+    return [js for js in judgments_by_set(judgments).values() if js[0]["step"] == rank_step and js[0]["level"] == 1]
 
 
-def aggregate_order(items: list[Item], judgments: list[dict[str, Any]], rank_step_name: str | None,
-                    judging: JudgingConfig | None = None) -> list[int]:
-    """Indices of `items` (one candidate set) best first: procedural score where it exists, then the judges'
-    trust-weighted Bradley–Terry strength (the same aggregate the pairs come from), then generation order."""
-    n = len(items)
-    ids = [i["id"] for i in items]
-    level1 = [j for j in judgments if j["step"] == rank_step_name and j["level"] == 1 and j["candidate_ids"] == ids]
-    judge = decide_rows(items, judgment_levels(judgments, level1), judging).scores[0] if level1 else [0.0] * n
-    proc = [i["procedural_score"] if i["procedural_score"] is not None else -1.0 for i in items]
-    return sorted(range(n), key=lambda k: (-proc[k], -judge[k], k))
-
-
-def select_step(chain: Chain, op: Select, fam_cfg: FamilyConfig, rank_name: str | None,
-                judging: JudgingConfig | None = None) -> None:
+def select_step(chain: Chain, op: Select, fam_cfg: FamilyConfig, judging: JudgingConfig) -> None:
+    """Keep the best `keep` parsed candidates of each set: procedural score where it exists, then the judges'
+    trust-weighted Bradley–Terry strength (the decision the set's pairs come from), then generation order."""
     keep = int(getattr(fam_cfg, op.keep))
-    for items in sets_of(chain["items"], op.of).values():
-        order = [k for k in aggregate_order(items, chain["judgments"], rank_name, judging)
-                 if items[k]["parse_status"] == "ok"]
-        chosen = set(order[:keep])
+    for set_id, items in items_by_set(chain["items"], op.of).items():
+        scores = decide_set(chain, set_id, judging)[2].scores
+        strength = scores[0] if scores else [0.0] * len(items)  # no judges: execution, then generation order
+        proc = [i["procedural_score"] if i["procedural_score"] is not None else -1.0 for i in items]
+        order = sorted(range(len(items)), key=lambda k: (-proc[k], -strength[k], k))
+        chosen = [k for k in order if items[k]["parse_status"] == "ok"][:keep]
         for k, item in enumerate(items):
             item["kept"] = k in chosen

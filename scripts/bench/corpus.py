@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-ROWS_PER_SET = 10  # preference rows per candidate set: a set is the writer's unit of commit
+ROWS_PER_CHAIN = 10  # preference rows per chain: a chain is the writer's unit of commit
 
 
 def _write_child(rows: int, out: str) -> None:
@@ -30,17 +30,17 @@ def _write_child(rows: int, out: str) -> None:
               {"role": "user", "content": "Write a function that validates ISO dates. " * 8}]
     w = CorpusWriter(out)
     t0 = time.perf_counter()
-    for s in range(rows // ROWS_PER_SET):
-        task = f"set{s}"
+    for s in range(rows // ROWS_PER_CHAIN):
+        chain = f"chain{s}"
         prefs = [{
-            "id": content_id("preference", task=task, k=k), "iteration": 0, "family": "programming",
+            "id": content_id("preference", chain=chain, k=k), "iteration": 0, "family": "programming",
             "step": "solve", "level": 1 + k % 2, "prompt": prompt,
             "chosen": [{"role": "assistant", "content": f"def f(x):\n    return {s} + {k}  # chosen\n" * 6}],
             "rejected": [{"role": "assistant", "content": f"def f(x):\n    return {s} - {k}  # rejected\n" * 6}],
             "chosen_id": content_id("p", s=s, k=k), "rejected_id": content_id("p", s=s, k=-k),
             "margin": 0.5, "weight": 0.5, "source_ids": [content_id("j", s=s, k=k)],
-        } for k in range(ROWS_PER_SET)]
-        w.add_set(task, {"preferences": prefs})
+        } for k in range(ROWS_PER_CHAIN)]
+        w.add_chain(chain, {"preferences": prefs})
     w.close(iteration=0)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
