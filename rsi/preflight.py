@@ -32,11 +32,12 @@ def check_model(path: str, backend: str) -> None:
 
 
 def preflight(cfg: RsiConfig) -> str:
-    """Validate the config and resolve the model; returns the model folder (or HF id) the engines load."""
+    """Validate every section of the config and resolve the model; returns the model folder (or HF id) the
+    engines load."""
     validate(cfg)
     try:
-        path = resolve_model_path(cfg.model.name, cfg.model.path)
+        path = resolve_model_path(str(cfg.model.name), cfg.model.path)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"model: {e}") from e
-    check_model(path, cfg.backend.name)
+    check_model(path, str(cfg.backend.name))
     return path

@@ -1,10 +1,19 @@
-"""Typed sandbox configuration (mirrored by conf/sandbox/default.yaml) and per-run limits."""
+"""Typed sandbox configuration and per-run limits: the library's own settings. A run's `sandbox:` keys
+(rsi.config.SandboxRunConfig) take their defaults from here; rsi.loop builds a SandboxConfig from them."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-LAUNCHERS = ("bwrap", "landlock")
+from rsi.choice import Choice
+
+
+class Launcher(Choice):
+    bwrap = "bwrap"  # bubblewrap: user, pid, mount and net namespaces
+    landlock = "landlock"  # no namespaces needed (e.g. locked-down Kubernetes): Landlock + seccomp + rlimits
+
+
+LAUNCHERS = tuple(m.value for m in Launcher)  # for argparse choices
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class SandboxConfig:
-    launcher: str = "bwrap"  # "bwrap" (user namespaces) or "landlock" (no namespaces needed)
+    launcher: Launcher = Launcher.bwrap
     slots: int = 2  # concurrent runs per worker; each slot runs under its own uid
     uid_base: int = 61000  # slot uids are taken from [uid_base, uid_base + uid_count)
     uid_count: int = 256  # size of the range; workers on one node lock distinct uids inside it
@@ -45,8 +54,10 @@ class SandboxConfig:
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
+        # Callers outside the typed config (argparse, scripts) pass plain strings: one check, one type.
         if self.launcher not in LAUNCHERS:
             raise ValueError(f"sandbox.launcher must be one of {LAUNCHERS}, not {self.launcher!r}")
+        object.__setattr__(self, "launcher", Launcher(self.launcher))
         if self.slots < 1 or self.uid_count < self.slots:
             raise ValueError("sandbox.slots must be >= 1 and <= uid_count")
         if self.uid_base < 1000:

@@ -2,7 +2,8 @@
 
 A chain row starts from one seed (a domain, a topic, a dilemma) and flows through the family's operations in
 order; each becomes one Ray Data stage. The operations are few and generic, so a new family is one module that
-lists them, its prompt templates and one YAML under conf/tasks/:
+lists them, its prompt templates and one YAML under conf/tasks/ (its seeds, and the sizes it changes from its
+config type's defaults):
 
 - `Generate`: sample `count` candidates from the policy for the seed, or for each kept item of a parent step.
 - `Rank`: judges rank each candidate set of a generated step listwise, once per permutation (level 1).
@@ -15,7 +16,7 @@ lists them, its prompt templates and one YAML under conf/tasks/:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rsi.tasks.parsing import Parsed
@@ -24,17 +25,29 @@ Item = dict[str, Any]  # one model output in a chain: id, step, parent_id, set_i
 Chain = dict[str, Any]  # {"seed": str, "items": [Item], "judgments": [dict]}
 
 
+@dataclass
+class FamilyConfig:
+    """The sizes every family reads (`tasks.<family>:` in the config). A family whose operations read more
+    declares a subclass with those fields and names it in `Family.config`; its YAML lists that type as its schema
+    (`family_schema/<name>`, stored by rsi.config.register_schema for the built-in families)."""
+
+    seeds: list[str] = field(default_factory=list)  # domains, topics or dilemmas: one chain per seed
+    candidates: int = 4  # samples of the family's first step per seed: the set the judges rank
+    max_tokens: int = 256
+    temperature: float = 0.9
+
+
 @dataclass(frozen=True)
 class Generate:
     step: str
     template: str  # prompt template file under the family's prompt folder
-    count: str  # FamilyConfig field holding how many samples per seed/parent
+    count: str  # field of the family's config holding how many samples per seed/parent
     parse: Callable[[str, Item | None], Parsed]  # (text, parent item) -> Parsed
     render: Callable[[Item], str]  # what a judge (or a child prompt) sees of an item
     variables: Callable[[str, Item | None], dict[str, str]]  # (seed, parent item) -> template variables
     parent: str | None = None  # None: one set per seed; else one set per kept item of that step
     schema: dict[str, Any] | None = None  # JSON schema for structured decoding, when the output is JSON
-    max_tokens: str = "max_tokens"  # FamilyConfig field
+    max_tokens: str = "max_tokens"  # field of the family's config
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,7 @@ class MetaRank:
 @dataclass(frozen=True)
 class Select:
     of: str
-    keep: str = "keep"  # FamilyConfig field
+    keep: str = "keep"  # field of the family's config
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,7 @@ class Family:
     ops: tuple[Op, ...]
     prompt_dir: str = ""  # folder of this family's template files: relative to rsi/tasks/prompts, or absolute
     templates: tuple[tuple[str, str], ...] = ()  # inline (name, text) templates, looked up before files
+    config: type[FamilyConfig] = FamilyConfig  # the type of `tasks.<name>`: the sizes its operations read
 
     def op(self, step: str) -> Op:
         for o in self.ops:
@@ -83,3 +97,9 @@ class Family:
     @property
     def steps(self) -> list[str]:
         return [o.step for o in self.ops if isinstance(o, (Generate, Rank, MetaRank))]
+
+    def config_fields(self) -> list[str]:
+        """The fields of its config the operations read by name (sample counts, token budgets, `keep`)."""
+        read = [n for o in self.ops for n in ((o.count, o.max_tokens) if isinstance(o, Generate)
+                                              else (o.keep,) if isinstance(o, Select) else ())]
+        return sorted(set(read))

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from rsi.tasks.family import Chain, Check, Family, Generate, Item, MetaRank, Rank, Select
+from rsi.tasks.family import Chain, Check, Family, FamilyConfig, Generate, Item, MetaRank, Rank, Select
 from rsi.tasks.mutants import make_mutants
 from rsi.tasks.parsing import Parsed, parse_json_object, parse_python
 
@@ -176,9 +177,19 @@ def execute(chain: Chain, run_jobs: Callable[[list[dict]], list[dict]]) -> None:
                                      "suites": [e["id"] for e in good_evals], "best_solution": good_sols[best]["id"]}
 
 
+@dataclass
+class ProgrammingConfig(FamilyConfig):
+    """`tasks.programming`: the base sizes, plus how many tasks go on and what each kept task gets."""
+
+    keep: int = 1  # tasks of a set that go on to evaluation code and solving
+    evals: int = 2  # evaluation suites per kept task
+    solutions: int = 3  # solutions per kept task
+
+
 FAMILY = Family(
     name="programming",
     prompt_dir="programming",
+    config=ProgrammingConfig,
     ops=(
         Generate("create_task", "create_task.txt", "candidates", parse_task, render_task, _task_variables,
                  schema=TASK_SCHEMA),

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from rsi.tasks.family import Chain, Check, Family, Generate, Item, MetaRank, Rank
+from rsi.tasks.family import Chain, Check, Family, FamilyConfig, Generate, Item, MetaRank, Rank
 from rsi.tasks.parsing import Parsed, parse_json_object, parse_python
 
 PREDICTION_SCHEMA: dict[str, Any] = {
@@ -90,9 +91,18 @@ def _prediction_variables(seed: str, parent: Item | None) -> dict[str, str]:
     return {"program": parent["parsed"]}
 
 
+@dataclass
+class PythonOutputConfig(FamilyConfig):
+    """`tasks.python_output`: the base sizes, plus predictions. No `keep`: every deterministic program is
+    predicted."""
+
+    predictions: int = 3  # predictions per program
+
+
 FAMILY = Family(
     name="python_output",
     prompt_dir="python_output",
+    config=PythonOutputConfig,
     ops=(
         Generate("write_program", "write_program.txt", "candidates", parse_program, render_program,
                  _program_variables),

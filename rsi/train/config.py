@@ -1,18 +1,41 @@
-"""Settings and outcome of one DPO training run (mirrors conf/train/*.yaml)."""
+"""Settings and outcome of one DPO training run (`train:` in the config; conf/train/ holds presets)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-DEEPSPEED_MODES = ("none", "zero2", "zero3")
-# TRL 1.16 DPOTrainer loss types; checked here so a typo fails before Ray Train starts workers.
-LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+from rsi.choice import Choice, check_choices
+
+
+class DeepSpeed(Choice):
+    none = "none"  # plain DDP (gloo on CPU, nccl on GPU)
+    zero2 = "zero2"  # optimizer state and gradients sharded
+    zero3 = "zero3"  # parameters sharded too; rank 0 gathers the full weights on save
+
+
+class LossType(Choice):
+    """TRL 1.16 DPOTrainer loss types: a typo fails when the config is built, not in a Ray Train worker."""
+
+    sigmoid = "sigmoid"
+    hinge = "hinge"
+    ipo = "ipo"
+    exo_pair = "exo_pair"
+    nca_pair = "nca_pair"
+    robust = "robust"
+    bco_pair = "bco_pair"
+    sppo_hard = "sppo_hard"
+    aot = "aot"
+    aot_unpaired = "aot_unpaired"
+    apo_zero = "apo_zero"
+    apo_down = "apo_down"
+    discopop = "discopop"
+    sft = "sft"
+    sigmoid_norm = "sigmoid_norm"
 
 
 @dataclass
 class TrainConfig:
-    deepspeed: str = "none"  # "none" | "zero2" | "zero3"
+    deepspeed: DeepSpeed = DeepSpeed.none
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: int = 1
@@ -30,27 +53,28 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     max_length: int = 1024
     seed: int = 0
-    loss_type: str = "sigmoid"
+    loss_type: LossType = LossType.sigmoid
 
     def validate(self) -> None:
-        """Fail on the driver, before any Ray worker starts, on settings that can never train."""
-        if self.deepspeed not in DEEPSPEED_MODES:
-            raise ValueError(f"train.deepspeed={self.deepspeed!r}: expected one of {DEEPSPEED_MODES}")
+        """Fail before any Ray worker starts on settings that can never train; the message starts with the key.
+
+        Run by rsi.config.validate at preflight, and again by `train_dpo` for callers that skip preflight.
+        """
+        check_choices(self, "train")
         positive = {"num_workers": self.num_workers, "cpus_per_worker": self.cpus_per_worker,
                     "epochs": self.epochs, "per_device_batch_size": self.per_device_batch_size,
                     "gradient_accumulation_steps": self.gradient_accumulation_steps,
                     "max_length": self.max_length}
-        bad = [f"{k}={v}" for k, v in positive.items() if v < 1] + ([f"threads={self.threads}"]
-                                                                    if self.threads < 0 else [])
-        if bad:
-            raise ValueError(f"train settings must be >= 1 (threads >= 0): {', '.join(bad)}")
-        if self.learning_rate <= 0 or self.beta <= 0:
-            raise ValueError(f"train.learning_rate and train.beta must be > 0 (got {self.learning_rate}, "
-                             f"{self.beta})")
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"train.loss_type={self.loss_type!r}: expected one of {LOSS_TYPES}")
+        for key, value in positive.items():
+            if value < 1:
+                raise ValueError(f"train.{key}: must be >= 1 (got {key}={value})")
+        if self.threads < 0:
+            raise ValueError(f"train.threads: must be >= 0, 0 for the node's cores (got threads={self.threads})")
+        for key in ("learning_rate", "beta"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"train.{key}: must be > 0 (got {getattr(self, key)})")
         if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"train.max_steps={self.max_steps}: use -1 (epochs decide) or a positive count")
+            raise ValueError(f"train.max_steps: use -1 (epochs decide) or a positive count (got {self.max_steps})")
 
 
 @dataclass

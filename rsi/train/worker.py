@@ -26,14 +26,14 @@ def dpo_config_kwargs(cfg: dict[str, Any], output_dir: str) -> dict[str, Any]:
         "output_dir": output_dir,
         "learning_rate": cfg["learning_rate"],
         "beta": cfg["beta"],
-        "loss_type": [cfg["loss_type"]],
+        "loss_type": [str(cfg["loss_type"])],  # a plain str: TRL checks and serialises it
         "num_train_epochs": cfg["epochs"],
         "max_steps": cfg["max_steps"],
         "per_device_train_batch_size": cfg["per_device_batch_size"],
         "gradient_accumulation_steps": cfg["gradient_accumulation_steps"],
         "max_length": cfg["max_length"],
         "seed": cfg["seed"],
-        "deepspeed": deepspeed_config(cfg["deepspeed"]),
+        "deepspeed": deepspeed_config(str(cfg["deepspeed"])),
         "use_cpu": not use_gpu,
         # TRL defaults to bf16; on CPU it is 3× slower on AVX2 and its autocast diverges from what the engines
         # serve, so it is GPU-only here.
