@@ -10,6 +10,7 @@ import pytest
 
 from rsi.config import ConfigError, FamilyConfig, RsiConfig, validate
 from rsi.preflight import check_model, preflight
+from rsi.tasks.programming import ProgrammingConfig
 
 
 def _rsi(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -46,7 +47,7 @@ def test_missing_model_path_fails_before_ray(tmp_path: Path) -> None:
     (lambda c: setattr(c.tasks["programming"], "seeds", []), "tasks.programming.seeds"),
 ])
 def test_validate_names_the_key(mutate, key: str) -> None:
-    cfg = RsiConfig(tasks={"programming": FamilyConfig(seeds=["parsing"])})
+    cfg = RsiConfig(tasks={"programming": ProgrammingConfig(seeds=["parsing"])})
     mutate(cfg)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg)
@@ -61,7 +62,7 @@ def test_unloadable_models_fail_preflight(tmp_path: Path, tiny_model: Path) -> N
     (weightless / "config.json").write_text((tiny_model / "config.json").read_text())
     with pytest.raises(ConfigError, match="no weights"):
         check_model(str(weightless), "hf")
-    cfg = RsiConfig(tasks={"programming": FamilyConfig(seeds=["parsing"])})
+    cfg = RsiConfig(tasks={"programming": ProgrammingConfig(seeds=["parsing"])})
     cfg.model.name, cfg.model.path, cfg.backend.name = "tiny", str(tiny_model), "vllm"
     assert preflight(cfg) == str(tiny_model)
 

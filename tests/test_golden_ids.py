@@ -41,9 +41,9 @@ PASSES: dict[str, tuple[dict[str, dict], dict]] = {
 
 
 def family_config(name: str, sizes: dict):
-    from rsi.config import FamilyConfig
+    from rsi.tasks import get_family
 
-    return FamilyConfig(**sizes)
+    return get_family(name).config(**sizes)
 
 
 def corpus_ids(engine, sandbox, out: Path, name: str) -> dict[str, list[str]]:
