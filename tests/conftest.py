@@ -1,8 +1,10 @@
-"""Shared fixtures: the tiny offline model (built once per session) and one local Ray for the session."""
+"""Shared fixtures: the tiny offline model (built once per session) and one local Ray for the session; the test
+tiers (every test carries exactly one of the markers `unit`, `ray`, `e2e`) and the seconds each tier took."""
 
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,45 @@ def ray_local():
     yield
     if started:
         ray.shutdown()
+
+
+# Tiers, registered in pyproject.toml: unit (no Ray, no model; the whole tier in under 60 s), ray (local Ray with
+# stand-in or tiny-model engines, or the tiny model in-process), e2e (full runs on the tiny model; hostile programs
+# and HumanEval through the real sandbox).
+TIERS = ("unit", "ray", "e2e")
+_TIER_OF = pytest.StashKey[dict]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: a test without a tier fails every run, not only full ones
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tier_of, wrong = {}, []
+    for item in items:
+        tiers = sorted({m.name for m in item.iter_markers() if m.name in TIERS})
+        if len(tiers) == 1:
+            tier_of[item.nodeid] = tiers[0]
+        else:
+            wrong.append(f"  {item.nodeid}: {' and '.join(tiers) if tiers else 'no tier marker'}")
+    if wrong:
+        raise pytest.UsageError(
+            f"every test needs exactly one tier marker of {', '.join(TIERS)} (a `pytestmark = pytest.mark.unit` "
+            "line per file, or a decorator per test; tiers are described in pyproject.toml):\n" + "\n".join(wrong))
+    config.stash[_TIER_OF] = tier_of
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # noqa: ANN001
+    """Seconds per tier (setup, call and teardown of its tests), so a slow unit tier shows."""
+    tier_of = config.stash.get(_TIER_OF, {})
+    seconds: dict[str, float] = defaultdict(float)
+    tests: dict[str, set[str]] = defaultdict(set)
+    for reports in terminalreporter.stats.values():
+        for rep in reports:
+            tier = tier_of.get(getattr(rep, "nodeid", None)) if isinstance(rep, pytest.TestReport) else None
+            if tier:
+                seconds[tier] += rep.duration
+                tests[tier].add(rep.nodeid)
+    if not seconds:
+        return
+    terminalreporter.write_sep("=", "seconds per tier")
+    for tier in TIERS:
+        if tier in seconds:
+            terminalreporter.write_line(f"{tier:<5} {seconds[tier]:8.1f} s  {len(tests[tier]):4d} tests")

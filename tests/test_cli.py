@@ -18,6 +18,7 @@ def _rsi(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
                           timeout=timeout, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
 
 
+@pytest.mark.unit
 def test_unknown_key_fails_naming_it(tmp_path: Path) -> None:
     out = _rsi("run", "model=tiny", "loop.iterationz=2", f"run.dir={tmp_path}")
     assert out.returncode != 0
@@ -25,11 +26,13 @@ def test_unknown_key_fails_naming_it(tmp_path: Path) -> None:
     assert "Started a local Ray instance" not in out.stdout + out.stderr
 
 
+@pytest.mark.unit
 def test_unknown_group_option_fails(tmp_path: Path) -> None:
     out = _rsi("run", "model=nosuchmodel", f"run.dir={tmp_path}")
     assert out.returncode != 0 and "nosuchmodel" in out.stderr
 
 
+@pytest.mark.unit
 def test_missing_model_path_fails_before_ray(tmp_path: Path) -> None:
     out = _rsi("run", "model=hf", f"model.path={tmp_path}/absent", f"run.dir={tmp_path}/r")
     assert out.returncode == 2
@@ -37,6 +40,7 @@ def test_missing_model_path_fails_before_ray(tmp_path: Path) -> None:
     assert "Ray" not in out.stdout + out.stderr
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("mutate,key", [
     (lambda c: setattr(c.loop, "iterations", 0), "loop.iterations"),
     (lambda c: setattr(c.backend, "name", "tgi"), "backend.name"),
@@ -53,6 +57,7 @@ def test_validate_names_the_key(mutate, key: str) -> None:
         validate(cfg)
 
 
+@pytest.mark.ray
 def test_unloadable_models_fail_preflight(tmp_path: Path, tiny_model: Path) -> None:
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="model.path"):
@@ -67,6 +72,7 @@ def test_unloadable_models_fail_preflight(tmp_path: Path, tiny_model: Path) -> N
     assert preflight(cfg) == str(tiny_model)
 
 
+@pytest.mark.unit
 def test_help_lists_commands() -> None:
     out = _rsi("--help")
     assert out.returncode == 0 and "run" in out.stdout and "eval humaneval" in out.stdout

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from rsi.config import RsiConfig
-from rsi.corpus.writer import read_table
+from rsi.corpus.stream import read_table
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # two corpus passes: minutes
 GOLDEN = Path(__file__).parent / "data" / "golden_ids.json"
 TABLES = ("performances", "judgments", "preferences")
 

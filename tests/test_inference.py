@@ -10,6 +10,8 @@ from rsi.inference import EngineSpec, start_engine
 from rsi.judging.ranking import labels_for, parse_ranking, ranking_schema
 from rsi.models.tiny import build_tiny_model
 
+pytestmark = pytest.mark.ray
+
 BACKENDS = ["vllm", "hf"]
 PROMPTS = [{"messages": [{"role": "user", "content": f"Task {i}: write a parser for dates."}], "max_tokens": 16}
            for i in range(6)]

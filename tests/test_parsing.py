@@ -8,6 +8,8 @@ from rsi.judging.ranking import labels_for, parse_ranking
 from rsi.tasks.parsing import extract_code, parse_json_object, parse_python
 from rsi.tasks.programming import parse_eval, parse_task
 
+pytestmark = pytest.mark.unit
+
 TASK = ('{"title": "T", "description": "D", "entry_point": "f", "signature": "def f(x):", '
         '"examples": ["f(1) -> 2"]}')
 

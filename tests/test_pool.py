@@ -14,6 +14,8 @@ import pytest
 
 from rsi.inference import EngineSpec, PoolConfig, start_pool
 
+pytestmark = pytest.mark.ray
+
 
 class FakeEngine:
     """Answers `<prompt>@v<version>`; records how many calls overlap and the largest batch it was sent.

@@ -13,6 +13,8 @@ from rsi.corpus.ids import content_id
 from rsi.inference import EngineSpec, PoolConfig, start_engine, start_pool
 from rsi.models.tiny import build_tiny_model
 
+pytestmark = pytest.mark.ray
+
 ROWS = 48
 BATCH = 4
 

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from rsi.corpus.stream import COMMITS, manifest_complete
-from rsi.corpus.writer import read_table
+from rsi.corpus.stream import COMMITS, manifest_complete, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("performances", "judgments", "preferences")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _overrides(tiny_model: Path, run_dir: Path, resume: bool) -> list[str]:

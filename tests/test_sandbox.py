@@ -24,6 +24,7 @@ LIMITS = Limits(timeout_s=3.0, memory_mb=512)
 
 
 # ------------------------------------------------------------------------------------------------ units
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "value",
     [
@@ -54,6 +55,7 @@ def test_codec_round_trip_keeps_types(value: object) -> None:
     assert back == value and type(back) is type(value)
 
 
+@pytest.mark.unit
 def test_codec_nan_and_subclasses() -> None:
     assert math.isnan(codec.loads(codec.dumps(float("nan"))))
 
@@ -70,6 +72,7 @@ def test_codec_nan_and_subclasses() -> None:
     assert type(back) is int and back == 7  # the base value, not the overrides
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "bad",
     [
@@ -88,15 +91,18 @@ def test_codec_rejects_malformed(bad: str) -> None:
         codec.loads(bad)
 
 
+@pytest.mark.unit
 def test_codec_refuses_arbitrary_objects() -> None:
     with pytest.raises(codec.CodecError):
         codec.encode(object())
 
 
+@pytest.mark.unit
 def test_to_plain_for_json_cases() -> None:
     assert codec.to_plain((1, {2: {3}})) == [1, {"2": [3]}]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("arch", sorted(ARCHES))
 def test_seccomp_filter_shape(arch: str) -> None:
     prog = build_filter(ARCHES[arch])
@@ -104,6 +110,7 @@ def test_seccomp_filter_shape(arch: str) -> None:
     assert build_filter(ARCHES[arch], allow_unix_sockets=False) != prog
 
 
+@pytest.mark.unit
 def test_seccomp_numbers_match_kernel_headers() -> None:
     header = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
     if not os.path.exists(header):
@@ -118,6 +125,7 @@ def test_seccomp_numbers_match_kernel_headers() -> None:
         assert nums[name] == nr, name
 
 
+@pytest.mark.unit
 def test_verdict_helpers() -> None:
     assert worst(["pass", "fail", "timeout"]) == "timeout"
     assert worst(["pass"]) == "pass" and worst([]) == "error"
@@ -129,6 +137,7 @@ def test_verdict_helpers() -> None:
         TestResult("t", "passed")
 
 
+@pytest.mark.unit
 def test_config_validation() -> None:
     with pytest.raises(ValueError):
         SandboxConfig(launcher="docker")
@@ -153,6 +162,7 @@ def sandbox(request):
 ADD = "def add(a, b):\n    return a + b\n"
 
 
+@pytest.mark.unit
 def test_humaneval_format(sandbox: Sandbox) -> None:
     ok = sandbox.run(ADD, "def check(candidate):\n    assert candidate(1, 2) == 3\n", entry_point="add")
     assert ok.status == "pass" and ok.tests[0].status == "pass"
@@ -183,6 +193,7 @@ def test_humaneval_format(sandbox: Sandbox) -> None:
     assert printed.status == "pass" and printed.stdout == "hi\n"
 
 
+@pytest.mark.unit
 def test_helpers_and_modules_of_the_program_reach_the_tests(sandbox: Sandbox) -> None:
     program = (
         "import math\nK = (1, 2)\ndef helper(x):\n    return x * 2\ndef f(x):\n    return helper(x) + 1\n"
@@ -194,6 +205,7 @@ def test_helpers_and_modules_of_the_program_reach_the_tests(sandbox: Sandbox) ->
     assert sandbox.run(program, tests, entry_point="f").status == "pass"
 
 
+@pytest.mark.unit
 def test_json_format(sandbox: Sandbox) -> None:
     cases = [
         {"args": [1, 2], "expected": 3},
@@ -209,6 +221,7 @@ def test_json_format(sandbox: Sandbox) -> None:
     assert v.status == "fail" and v.tests[3].name == "wrong" and v.tests[0].output == 3
 
 
+@pytest.mark.unit
 def test_json_case_crash_does_not_sink_the_others(sandbox: Sandbox) -> None:
     program = (
         "import ctypes\ndef f(x):\n    if x == 0:\n        ctypes.string_at(0)\n    if x == 1:\n"
@@ -219,6 +232,7 @@ def test_json_case_crash_does_not_sink_the_others(sandbox: Sandbox) -> None:
     assert [t.status for t in v.tests] == ["signal", "timeout", "pass"]
 
 
+@pytest.mark.unit
 def test_expected_values_and_test_code_never_enter_the_program(sandbox: Sandbox) -> None:
     """The program cannot find the answers by searching its own memory."""
     search = (
@@ -234,6 +248,7 @@ def test_expected_values_and_test_code_never_enter_the_program(sandbox: Sandbox)
     assert v.status == "fail", v
 
 
+@pytest.mark.unit
 def test_run_many_keeps_order(sandbox: Sandbox) -> None:
     from rsi.sandbox.executor import humaneval_job
 
@@ -246,6 +261,7 @@ def test_run_many_keeps_order(sandbox: Sandbox) -> None:
     assert [v.status for v in sandbox.run_many(jobs)] == ["fail" if i % 3 == 0 else "pass" for i in range(12)]
 
 
+@pytest.mark.unit
 @needs_sandbox
 def test_failed_launch_is_infra_and_retried() -> None:
     cfg = SandboxConfig(bwrap="/nonexistent/bwrap", slots=1, uid_base=63200, uid_count=4, infra_retries=2)
@@ -254,6 +270,7 @@ def test_failed_launch_is_infra_and_retried() -> None:
     assert v.status == "infra" and v.attempts == 3
 
 
+@pytest.mark.e2e
 @needs_sandbox
 def test_canary_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     """A sandbox whose confinement is silently missing refuses to start."""
@@ -272,6 +289,7 @@ def test_canary_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
         Sandbox(SandboxConfig(launcher="landlock", slots=1, uid_base=63300, uid_count=4))
 
 
+@pytest.mark.unit
 @needs_sandbox
 def test_cli_run(tmp_path, capsys) -> None:  # noqa: ANN001
     from rsi.sandbox.cli import main

@@ -22,10 +22,10 @@ from rsi.sandbox.executor import Sandbox
 from rsi.sandbox.slots import uid_processes
 from rsi.sandbox.verdict import PASS
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("bwrap"),
     reason="the sandbox needs root (per-slot uids) and bubblewrap",
-)
+)]
 
 SECRET = "rsi-secret-7f3a9c"
 LIMITS = Limits(timeout_s=1.5, memory_mb=512, output_bytes=256 << 10, tmpfs_mb=32, file_mb=8)

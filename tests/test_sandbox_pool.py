@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.ray, pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("bwrap"),
     reason="the sandbox needs root (per-slot uids) and bubblewrap",
-)
+)]
 
 
 def test_pool_runs_jobs_in_order(ray_local) -> None:  # noqa: ANN001

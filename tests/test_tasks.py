@@ -203,8 +203,13 @@ def test_pairwise_judging_and_three_levels(engine, tmp_path: Path) -> None:
     out = _pass(engine, None, tmp_path, {"open_ended": FamilyConfig(seeds=["a dilemma", "a choice"], candidates=2,
                                                                      max_tokens=32)},
                 mode="pairwise", meta_depth=3, meta_rankings_per_set=2, max_tokens=200)
+    from rsi.judging.config import JudgingConfig
+    from rsi.judging.decide import decide_rows
+
     judgments = read_table(out, "judgments").to_pylist()
+    performances = {r["id"]: r for r in read_table(out, "performances").to_pylist()}
     assert {j["level"] for j in judgments} == {1, 2, 3}
+    weighed = set()
     for set_id in {j["set_id"] for j in judgments if j["level"] == 1}:
         level1 = [j for j in judgments if j["set_id"] == set_id]
         assert sorted(tuple(j["presented_order"]) for j in level1) == [(0, 1), (1, 0)]  # both orders
@@ -212,7 +217,15 @@ def test_pairwise_judging_and_three_levels(engine, tmp_path: Path) -> None:
         level3 = [j for j in judgments if j["level"] == 3 and j["candidate_ids"] == [x["id"] for x in level2]]
         assert len(level2) == len(level3) == 2
         assert all("Judgements of level 1" in j["prompt"][1]["content"] for j in level3)
-    assert all(j["weight"] is not None for j in judgments)
+        # Each stored trust weight is the one deciding this set from its stored rows gives (the pass's overrides
+        # are not knobs of the decision): consensus at every level, the meta-judges' verdict flowing down.
+        candidates = [performances[c] for c in level1[0]["candidate_ids"]]
+        decision = decide_rows(candidates, [level1, level2, level3], JudgingConfig())
+        for level, weights in zip((level1, level2, level3), decision.weights):
+            assert [j["weight"] for j in level] == pytest.approx(weights)
+            weighed |= {j["id"] for j in level}
+    assert weighed == {j["id"] for j in judgments}
+    assert all(j["weight"] == 0.0 for j in judgments if j["ranking"] is None)  # an invalid answer has no say
     j_by_id = {j["id"]: j for j in judgments}
     prefs = read_table(out, "preferences").to_pylist()
     assert {p["level"] for p in prefs} >= {2, 3}  # judgement pairs from the meta levels
@@ -228,6 +241,10 @@ def test_pairwise_judging_and_three_levels(engine, tmp_path: Path) -> None:
 @pytest.mark.ray
 def test_meta_depth_one_judges_performances_only(engine, tmp_path: Path) -> None:
     out = _pass(engine, None, tmp_path, {"open_ended": FamilyConfig(seeds=["a dilemma"], candidates=3,
-                                                                     max_tokens=32)}, meta_depth=1)
-    assert set(read_table(out, "judgments").column("level").to_pylist()) == {1}
-    assert set(read_table(out, "preferences").column("level").to_pylist()) <= {1}
+                                                                     max_tokens=32)}, meta_depth=1, min_margin=0.0)
+    judgments = read_table(out, "judgments").to_pylist()
+    assert {j["level"] for j in judgments} == {1}
+    # min_margin=0: the set yields its performance pair however close the judges' scores, and no judgement pair
+    prefs = read_table(out, "preferences").to_pylist()
+    assert prefs and {(p["step"], p["level"]) for p in prefs} == {("respond", 1)}
+    assert all(set(p["source_ids"]) <= {j["id"] for j in judgments} for p in prefs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,6 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
-from rsi.models.tiny import build_tiny_model  # noqa: E402
 from rsi.train import TrainConfig, load_preferences, train_dpo  # noqa: E402
 from rsi.train.data import prepare_preferences, table_to_dataset  # noqa: E402
 
@@ -50,30 +50,15 @@ def _write(folder: Path, rows: list[dict], parts: int = 2) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="session")
+# `tiny_model` and `ray_local` are the session's, from conftest.py: one build and one Ray for the whole run.
+@pytest.fixture(scope="module")
 def preferences(tmp_path_factory) -> Path:
     return _write(tmp_path_factory.mktemp("prefs") / "preferences", _pairs())
 
 
-@pytest.fixture(scope="session")
-def ray_local():
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=4, log_to_driver=True)
-    yield
-    if started:
-        ray.shutdown()
-
-
 # -- corpus loading and checks (no Ray) ------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_loader_is_load_dataset(preferences: Path) -> None:
     files = sorted(str(p) for p in preferences.glob("*.parquet"))
     expected = datasets.load_dataset("parquet", data_files=files, split="train")
@@ -83,6 +68,7 @@ def test_loader_is_load_dataset(preferences: Path) -> None:
     assert len(got) == N_PAIRS
 
 
+@pytest.mark.unit
 def test_prepare_keeps_dpo_columns_and_weight(preferences: Path) -> None:
     table, weighted = prepare_preferences(load_preferences(preferences), "weight")
     assert weighted and table.column_names == ["prompt", "chosen", "rejected", "weight"]
@@ -91,6 +77,7 @@ def test_prepare_keeps_dpo_columns_and_weight(preferences: Path) -> None:
     assert not weighted and table.column_names == ["prompt", "chosen", "rejected"]
 
 
+@pytest.mark.ray
 def test_empty_and_malformed_corpora_fail_before_training(tmp_path: Path, tiny_model: Path) -> None:
     cfg = TrainConfig()
     with pytest.raises(ValueError, match="not found"):
@@ -114,6 +101,7 @@ def test_empty_and_malformed_corpora_fail_before_training(tmp_path: Path, tiny_m
                   TrainConfig(deepspeed="zero9"))
 
 
+@pytest.mark.ray
 def test_weighted_sampler_draws_by_weight(tiny_model: Path, tmp_path: Path) -> None:
     """Zero-weight pairs are never drawn; heavier pairs are drawn more."""
     import dataclasses
@@ -146,6 +134,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["none", "zero2"])
 def test_train_dpo_moves_weights_and_saves_loadable_model(mode: str, tiny_model: Path, preferences: Path,
@@ -158,7 +147,9 @@ def test_train_dpo_moves_weights_and_saves_loadable_model(mode: str, tiny_model:
     source = (str(preferences) if mode == "none" else
               datasets.load_dataset("parquet", data_files=sorted(str(p) for p in preferences.glob("*.parquet")),
                                     split="train"))
+    started = time.monotonic()
     result = train_dpo(source, str(tiny_model), str(out), cfg)
+    wall = time.monotonic() - started
 
     assert Path(result.checkpoint) == out.resolve()
     assert result.steps == 4
@@ -166,7 +157,10 @@ def test_train_dpo_moves_weights_and_saves_loadable_model(mode: str, tiny_model:
     for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"):
         assert math.isfinite(result.metrics[key]), key
     assert result.metrics["weighted_sampling"] is True
-    assert result.seconds > 0
+    # The run's wall time holds the trainer's own, and both are this call's, not a default or another clock's.
+    train_seconds = result.metrics["train_seconds"]
+    assert 0 < train_seconds < result.seconds <= wall
+    assert result.metrics["seconds_per_step"] == pytest.approx(train_seconds / result.steps)
 
     trained, base = _weights(out), _weights(tiny_model)
     assert set(trained) == set(base), "tied embeddings must not come back as a separate lm_head"
@@ -188,6 +182,7 @@ def test_train_dpo_moves_weights_and_saves_loadable_model(mode: str, tiny_model:
         train_dpo(str(preferences), str(tiny_model), str(out), cfg)
 
 
+@pytest.mark.unit
 def test_gradient_checkpointing_where_it_works() -> None:
     """On by default (the CPU trainer's memory), off under DeepSpeed on CPU, where it fails; `threads` < 0 is
     refused before Ray starts."""
