@@ -1,0 +1,100 @@
+"""Evaluation statistics against textbook values: Wilson intervals (Newcombe 1998), exact McNemar, bootstrap."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rsi.evals import stats
+
+pytestmark = pytest.mark.unit
+
+
+# Newcombe RG (1998), "Two-sided confidence intervals for the single proportion: comparison of seven methods",
+# Stat Med 17:857-872, Table II, method 3 (Wilson score, no continuity correction), to 4 decimals.
+NEWCOMBE_1998 = [
+    ((81, 263), (0.2553, 0.3662)),
+    ((15, 148), (0.0624, 0.1605)),
+    ((0, 20), (0.0000, 0.1611)),
+    ((1, 29), (0.0061, 0.1718)),
+    ((29, 29), (0.8830, 1.0000)),
+]
+
+
+@pytest.mark.parametrize("kn,expected", NEWCOMBE_1998)
+def test_wilson_matches_newcombe_1998(kn: tuple[int, int], expected: tuple[float, float]) -> None:
+    lo, hi = stats.wilson(*kn)
+    assert (round(lo, 4), round(hi, 4)) == expected
+
+
+def test_wilson_edges() -> None:
+    # 0/10: upper bound z^2 / (n + z^2) = 3.8415 / 13.8415 = 0.2775 (closed form at k = 0).
+    lo, hi = stats.wilson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(1.959964**2 / (10 + 1.959964**2), abs=1e-12)
+    assert round(hi, 4) == 0.2775
+    assert stats.wilson(0, 0) == (0.0, 1.0)
+    lo, hi = stats.wilson(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(1 - 0.2775, abs=1e-4)  # symmetric to 0/10
+
+
+def _binom_two_sided(b: int, c: int) -> float:
+    n = b + c
+    return min(1.0, 2 * sum(math.comb(n, i) * 0.5**n for i in range(min(b, c) + 1)))
+
+
+def test_mcnemar_exact_textbook() -> None:
+    # b=1, c=9: 2 * (C(10,0) + C(10,1)) / 2^10 = 22/1024 = 0.0215 (two-sided exact binomial test).
+    assert stats.mcnemar_exact(1, 9) == pytest.approx(0.021484375)
+    assert stats.mcnemar_exact(9, 1) == stats.mcnemar_exact(1, 9)
+    assert stats.mcnemar_exact(0, 0) == 1.0
+    assert stats.mcnemar_exact(5, 5) == 1.0  # balanced: capped at 1
+    assert stats.mcnemar_exact(0, 6) == pytest.approx(2 / 64)
+
+
+def test_mcnemar_cross_check() -> None:
+    try:
+        from scipy.stats import binomtest
+    except ImportError:  # scipy is not a dependency; fall back to the direct sum
+        binomtest = None
+    for b, c in [(1, 9), (3, 12), (20, 31), (0, 1), (7, 7), (150, 190)]:
+        ref = binomtest(b, b + c, 0.5).pvalue if binomtest else _binom_two_sided(b, c)
+        assert stats.mcnemar_exact(b, c) == pytest.approx(ref, rel=1e-9)
+
+
+def test_bootstrap_contains_mean_and_narrows() -> None:
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (20, 200, 2000):
+        x = (rng.random(n) < 0.3).astype(float)
+        lo, hi = stats.bootstrap_ci(x)
+        assert lo <= x.mean() <= hi
+        widths.append(hi - lo)
+    assert widths[0] > widths[1] > widths[2] > 0
+    assert stats.bootstrap_ci([1, 0, 1, 1]) == stats.bootstrap_ci([1, 0, 1, 1])  # seeded
+    assert stats.bootstrap_ci([]) == (0.0, 0.0)
+
+
+def test_paired_bootstrap() -> None:
+    a = [1, 0, 1, 1, 0, 0, 1]
+    assert stats.paired_bootstrap(a, a) == (0.0, 0.0)
+    lo, hi = stats.paired_bootstrap([0] * 50, [1] * 50)
+    assert lo == hi == 1.0
+    with pytest.raises(ValueError):
+        stats.paired_bootstrap([1], [1, 0])
+
+
+def test_compare_items() -> None:
+    a = [{"id": f"q{i}", "correct": int(i < 5)} for i in range(20)]
+    b = [{"id": f"q{i}", "correct": int(i < 15)} for i in range(20)] + [{"id": "extra", "correct": 1}]
+    out = stats.compare_items(a, b)
+    assert out["n"] == 20 and out["delta"] == pytest.approx(0.5)
+    assert out["p"] == pytest.approx(stats.mcnemar_exact(0, 10))
+    lo, hi = out["ci95"]
+    assert 0 < lo <= 0.5 <= hi
+    half = stats.compare_items(a, b, only={"q0", "q1", "q10", "missing"})
+    assert half["n"] == 3 and half["delta"] == pytest.approx(1 / 3)
+    assert stats.compare_items(a, [], None) == {"delta": 0.0, "ci95": (0.0, 0.0), "p": 1.0, "n": 0}
+    same = stats.compare_items(a, a)
+    assert same["delta"] == 0.0 and same["ci95"] == (0.0, 0.0) and same["p"] == 1.0
