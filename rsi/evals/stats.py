@@ -24,8 +24,10 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # Clamp: at k=0 or k=n the bound is exactly 0 or 1, up to rounding.
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At k=0 (k=n) the lower (upper) bound is exactly 0 (1); rounding would leave 1e-17 or 0.9999999999999999.
+    lo = 0.0 if k <= 0 else max(0.0, centre - half)
+    hi = 1.0 if k >= n else min(1.0, centre + half)
+    return (lo, hi)
 
 
 def _percentile_ci(stats: np.ndarray) -> tuple[float, float]:
