@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
-from rsi.evals import stats
+from rsi.evals import compare, stats
+from rsi.evals.task import TaskResult
 
 pytestmark = pytest.mark.unit
 
@@ -98,3 +100,57 @@ def test_compare_items() -> None:
     assert stats.compare_items(a, [], None) == {"delta": 0.0, "ci95": (0.0, 0.0), "p": 1.0, "n": 0}
     same = stats.compare_items(a, a)
     assert same["delta"] == 0.0 and same["ci95"] == (0.0, 0.0) and same["p"] == 1.0
+
+
+# ------------------------------------------------------------------------------------ evaluation directories
+def _result(task: str, correct: list[int], **extra: dict) -> TaskResult:
+    items = [{"id": f"{task}-{i}", "correct": c, "raw": "x\ny"} for i, c in enumerate(correct)]
+    k = sum(correct)
+    return TaskResult(task, "accuracy", k / len(correct), stats.wilson(k, len(correct)), len(correct), items, extra)
+
+
+def test_write_and_load_eval_dir(tmp_path) -> None:  # noqa: ANN001
+    results = [_result("t1", [1, 0, 1]), _result("t2", [0, 0], parse_rate={"value": 1.0, "ci95": [0.5, 1], "n": 2})]
+    compare.write_eval_dir(str(tmp_path), results)
+    metrics, items = compare.load_eval_dir(str(tmp_path))
+    assert metrics["t1"] == {"metric": "accuracy", "value": 2 / 3, "ci95": list(stats.wilson(2, 3)), "n": 3}
+    assert metrics["t2"]["parse_rate"] == {"value": 1.0, "ci95": [0.5, 1], "n": 2}
+    assert items["t1"] == results[0].items and len(items["t2"]) == 2
+    with pytest.raises(ValueError, match="twice"):
+        compare.write_eval_dir(str(tmp_path), [results[0], results[0]])
+
+
+def test_load_eval_dir_errors_name_the_file(tmp_path) -> None:  # noqa: ANN001
+    d = str(tmp_path)
+    with pytest.raises(compare.EvalDirError, match="metrics.json: missing"):
+        compare.load_eval_dir(d)
+    (tmp_path / "metrics.json").write_text("{not json")
+    with pytest.raises(compare.EvalDirError, match="metrics.json: not JSON"):
+        compare.load_eval_dir(d)
+    (tmp_path / "metrics.json").write_text('{"t1": 3}')
+    with pytest.raises(compare.EvalDirError, match="metrics.json: expected"):
+        compare.load_eval_dir(d)
+    (tmp_path / "metrics.json").write_text('{"t1": {"metric": "accuracy"}}')
+    with pytest.raises(compare.EvalDirError, match=r"t1.jsonl: missing"):
+        compare.load_eval_dir(d)
+    (tmp_path / "t1.jsonl").write_text('{"id": "a", "correct": 1}\n\n{"id": "b"\n')
+    with pytest.raises(compare.EvalDirError, match=r"t1.jsonl:3: not JSON"):
+        compare.load_eval_dir(d)
+    (tmp_path / "t1.jsonl").write_text('{"id": "a", "correct": 1}\n{"id": "b"}\n')
+    with pytest.raises(compare.EvalDirError, match=r"t1.jsonl:2: an item needs"):
+        compare.load_eval_dir(d)
+
+
+def test_compare_cli(tmp_path, capsys) -> None:  # noqa: ANN001
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    compare.write_eval_dir(a, [_result("t1", [0] * 10 + [1] * 10), _result("only_a", [1])])
+    compare.write_eval_dir(b, [_result("t1", [1] * 20), _result("only_b", [1])])
+    assert compare.main([a, b, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out) == ["t1"]
+    assert out["t1"]["delta"] == pytest.approx(0.5) and out["t1"]["n"] == 20
+    assert out["t1"]["p"] == pytest.approx(stats.mcnemar_exact(0, 10))
+    assert compare.main([a, b]) == 0
+    assert "t1" in capsys.readouterr().out
+    assert compare.main([a, str(tmp_path / "nope")]) == 2
+    assert "nope/metrics.json: missing" in capsys.readouterr().err

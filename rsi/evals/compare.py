@@ -1,0 +1,138 @@
+"""Evaluation directories and the paired comparison of two of them.
+
+An evaluation directory holds `metrics.json` (`{task: {"metric", "value", "ci95": [lo, hi], "n", <extra
+metric>: {"value", "ci95", "n"}, ...}}`) and one `TASK.jsonl` per task (one scored item per line, at least
+`id` and `correct`). Two versions evaluated on the same items are compared item by item (rsi.evals.stats).
+
+    rsi eval compare DIR_A DIR_B [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rsi.evals.stats import compare_items
+from rsi.evals.task import TaskResult
+
+METRICS = "metrics.json"
+
+
+class EvalDirError(ValueError):
+    """An evaluation directory that cannot be read; the message names the file (and line)."""
+
+
+def _write_atomic(path: str, text: str) -> None:
+    # A crash mid-write must not leave a truncated file that a later compare would read as complete.
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_eval_dir(out_dir: str, results: Sequence[TaskResult]) -> None:
+    """metrics.json (metric, value, ci95, n and each extra metric per task) and TASK.jsonl (the items)."""
+    os.makedirs(out_dir, exist_ok=True)
+    metrics: dict[str, dict[str, Any]] = {}
+    for r in results:
+        if r.task in metrics:
+            raise ValueError(f"task {r.task!r} appears twice in the results")
+        entry: dict[str, Any] = {"metric": r.metric, "value": r.value, "ci95": list(r.ci95), "n": r.n}
+        for name, extra in r.extra.items():
+            if name in entry:
+                raise ValueError(f"task {r.task!r}: extra metric {name!r} clashes with a reserved key")
+            entry[name] = extra
+        metrics[r.task] = entry
+        lines = "".join(json.dumps(it, ensure_ascii=False) + "\n" for it in r.items)
+        _write_atomic(os.path.join(out_dir, f"{r.task}.jsonl"), lines)
+    # metrics.json last: a directory with it lists only tasks whose items are already on disk.
+    _write_atomic(os.path.join(out_dir, METRICS), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def _read_items(path: str) -> list[dict[str, Any]]:
+    items = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError as exc:
+                raise EvalDirError(f"{path}:{lineno}: not JSON: {exc}") from None
+            if not isinstance(item, dict) or "id" not in item or "correct" not in item:
+                raise EvalDirError(f"{path}:{lineno}: an item needs 'id' and 'correct'")
+            items.append(item)
+    return items
+
+
+def load_eval_dir(path: str) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """(metrics, {task: items}) of an evaluation directory; EvalDirError naming the file otherwise."""
+    mpath = os.path.join(path, METRICS)
+    if not os.path.isfile(mpath):
+        raise EvalDirError(f"{mpath}: missing (not an evaluation directory?)")
+    try:
+        with open(mpath, encoding="utf-8") as f:
+            metrics = json.load(f)
+    except ValueError as exc:
+        raise EvalDirError(f"{mpath}: not JSON: {exc}") from None
+    if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
+        raise EvalDirError(f"{mpath}: expected {{task: {{metric, value, ci95, n}}}}")
+    items = {}
+    for task in metrics:
+        ipath = os.path.join(path, f"{task}.jsonl")
+        if not os.path.isfile(ipath):
+            raise EvalDirError(f"{ipath}: missing (task {task!r} is listed in {mpath})")
+        items[task] = _read_items(ipath)
+    return metrics, items
+
+
+def compare_dirs(dir_a: str, dir_b: str) -> dict[str, dict[str, Any]]:
+    """{task: {"delta", "ci95", "p", "n"}} for each task both directories hold, B relative to A."""
+    _, items_a = load_eval_dir(dir_a)
+    _, items_b = load_eval_dir(dir_b)
+    out = {}
+    for task in sorted(items_a.keys() & items_b.keys()):
+        c = compare_items(items_a[task], items_b[task])
+        out[task] = {**c, "ci95": list(c["ci95"])}
+    return out
+
+
+def _table(dir_a: str, dir_b: str, rows: dict[str, dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{dir_b} vs {dir_a} (paired, B - A)")
+    for col in ("task", "delta", "95% CI", "p (McNemar)", "n"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for task, r in rows.items():
+        lo, hi = r["ci95"]
+        table.add_row(task, f"{r['delta']:+.3f}", f"[{lo:+.3f}, {hi:+.3f}]", f"{r['p']:.3g}", str(r["n"]))
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="rsi eval compare", description="Paired comparison of two evaluations.")
+    p.add_argument("dir_a", help="evaluation directory of the baseline (A)")
+    p.add_argument("dir_b", help="evaluation directory of the candidate (B)")
+    p.add_argument("--json", action="store_true", help="print {task: {delta, ci95, p, n}} as JSON")
+    args = p.parse_args(argv)
+    try:
+        rows = compare_dirs(args.dir_a, args.dir_b)
+    except (EvalDirError, OSError) as exc:
+        print(f"rsi eval compare: {exc}", file=sys.stderr)
+        return 2
+    if not rows:
+        print(f"rsi eval compare: {args.dir_a} and {args.dir_b} share no task", file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _table(args.dir_a, args.dir_b, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
