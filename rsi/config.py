@@ -77,7 +77,7 @@ class RunConfig:
     dir: str = "runs/default"  # corpus, checkpoints and summaries land here
     seed: int = 0
     resume: bool = False
-    commit_sets: int = 64  # finished chains per committed corpus part: at most this much work is redone after a crash
+    commit_chains: int = 64  # finished chains per committed corpus part: at most this much work is redone after a crash
 
 
 @dataclass
@@ -207,7 +207,7 @@ def validate(cfg: RsiConfig) -> None:
     _require(cfg.backend.max_in_flight >= 1, "backend.max_in_flight", "must be >= 1")
     _require(cfg.loop.iterations >= 1, "loop.iterations", "must be >= 1")
     _require(cfg.loop.chains_in_flight >= 0, "loop.chains_in_flight", "must be >= 0 (0: no bound)")
-    _require(cfg.run.commit_sets >= 1, "run.commit_sets", "must be >= 1")
+    _require(cfg.run.commit_chains >= 1, "run.commit_chains", "must be >= 1")
     _require(len(cfg.tasks) >= 1, "tasks", "pick at least one family, e.g. tasks=[programming]")
     for name, fam in cfg.tasks.items():
         _validate_family(name, fam)

@@ -30,7 +30,7 @@ def _overrides(tiny_model: Path, run_dir: Path, resume: bool) -> list[str]:
         "tasks.open_ended.candidates=2", "tasks.open_ended.max_tokens=24",
         "judging.max_tokens=40", "judging.rationale_chars=16", "train.max_steps=1",
         # one chain at a time: commits spread over the iteration, so the kill lands between them
-        "loop.chains_in_flight=1", "run.commit_sets=1",
+        "loop.chains_in_flight=1", "run.commit_chains=1",
     ]
 
 

@@ -143,8 +143,8 @@ def test_config_validation() -> None:
         SandboxConfig(launcher="docker")
     with pytest.raises(ValueError):
         SandboxConfig(uid_base=0)
-    cfg = SandboxConfig.from_dict({"launcher": "landlock", "slots": 3, "limits": {"timeout_s": 2.0}})
-    assert cfg.limits.timeout_s == 2.0 and cfg.slots == 3
+    cfg = SandboxConfig(launcher="landlock", slots=3, limits=Limits(timeout_s=2.0))
+    assert cfg.launcher == "landlock" and cfg.limits.timeout_s == 2.0 and cfg.slots == 3
 
 
 # ------------------------------------------------------------------------------------------ behaviour

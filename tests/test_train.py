@@ -104,8 +104,6 @@ def test_empty_and_malformed_corpora_fail_before_training(tmp_path: Path, tiny_m
 @pytest.mark.ray
 def test_weighted_sampler_draws_by_weight(tiny_model: Path, tmp_path: Path) -> None:
     """Zero-weight pairs are never drawn; heavier pairs are drawn more."""
-    import dataclasses
-
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig
 
@@ -114,7 +112,7 @@ def test_weighted_sampler_draws_by_weight(tiny_model: Path, tmp_path: Path) -> N
 
     rows = [{**r, "weight": 0.0 if i % 2 else 1.0 + (i == 0) * 9.0} for i, r in enumerate(_pairs())]
     table, _ = prepare_preferences(datasets.Dataset.from_list(rows), "weight")
-    args = DPOConfig(**dpo_config_kwargs(dataclasses.asdict(TrainConfig()), str(tmp_path / "t")))
+    args = DPOConfig(**dpo_config_kwargs(TrainConfig(), str(tmp_path / "t")))
     trainer = WeightedDPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model), args=args,
                                  train_dataset=table_to_dataset(table),
                                  processing_class=AutoTokenizer.from_pretrained(tiny_model))
@@ -186,15 +184,13 @@ def test_train_dpo_moves_weights_and_saves_loadable_model(mode: str, tiny_model:
 def test_gradient_checkpointing_where_it_works() -> None:
     """On by default (the CPU trainer's memory), off under DeepSpeed on CPU, where it fails; `threads` < 0 is
     refused before Ray starts."""
-    import dataclasses
-
     from rsi.train.worker import dpo_config_kwargs
 
-    plain = dpo_config_kwargs(dataclasses.asdict(TrainConfig()), "/tmp/x")
-    zero2 = dpo_config_kwargs(dataclasses.asdict(TrainConfig(deepspeed="zero2")), "/tmp/x")
-    gpu = dpo_config_kwargs(dataclasses.asdict(TrainConfig(deepspeed="zero2", use_gpu=True)), "/tmp/x")
+    plain = dpo_config_kwargs(TrainConfig(), "/tmp/x")
+    zero2 = dpo_config_kwargs(TrainConfig(deepspeed="zero2"), "/tmp/x")
+    gpu = dpo_config_kwargs(TrainConfig(deepspeed="zero2", use_gpu=True), "/tmp/x")
     assert plain["gradient_checkpointing"] and not zero2["gradient_checkpointing"] and gpu["gradient_checkpointing"]
-    off = dpo_config_kwargs(dataclasses.asdict(TrainConfig(gradient_checkpointing=False)), "/tmp/x")
+    off = dpo_config_kwargs(TrainConfig(gradient_checkpointing=False), "/tmp/x")
     assert not off["gradient_checkpointing"]
     with pytest.raises(ValueError, match="threads=-1"):
         TrainConfig(threads=-1).validate()

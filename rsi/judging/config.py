@@ -1,4 +1,4 @@
-"""The judging knobs of a run (`judging:` in conf/config.yaml): how many judge calls, how deep the meta-judging
+"""The judging knobs of a run (the `judging` section of the config): how many judge calls, how deep the meta-judging
 goes, and how `rsi.judging.decide` turns judgments into scores and pairs."""
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, 
 
     With run.resume, chains committed before a crash are skipped and a finished iteration is not redone; the
     writer never writes a chain twice (rsi.corpus.stream)."""
-    writer = CorpusWriter(out_dir, resume=cfg.run.resume, max_chains=cfg.run.commit_sets)
+    writer = CorpusWriter(out_dir, resume=cfg.run.resume, max_chains=cfg.run.commit_chains)
     if writer.complete:
         return _stats_from_manifest(read_manifest(out_dir) or {})
     done = writer.done_chain_ids()

@@ -147,7 +147,6 @@ def _pairwise_requests(set_key: str, texts: list[str], instruction: str, rubric:
                        judging: JudgingConfig) -> list[dict[str, Any]]:
     """Pairwise mode: every pair of the set, shown both ways (`rankings_per_set` // 2 rounds of each order, at
     least one), so position bias cancels in the aggregate and is measured. Candidates keep their set labels."""
-    labels = labels_for(len(texts))
     rounds = max(1, judging.rankings_per_set // 2)
     shown = pairwise_schedule(len(texts), rounds=rounds, seed=derived_seed(set_key, "pairs"))
     out = []
@@ -156,7 +155,7 @@ def _pairwise_requests(set_key: str, texts: list[str], instruction: str, rubric:
         out.append({"messages": req.messages, "max_tokens": judging.max_tokens,
                     "temperature": judging.temperature, "seed": derived_seed(set_key, 1, "pair", r),
                     "json_schema": req.json_schema, "order": list(req.shown), "items": list(req.items),
-                    "labels": [labels[i] for i in req.items], "template_hash": digest})
+                    "template_hash": digest})
     return out
 
 

@@ -63,9 +63,3 @@ class SandboxConfig:
         if self.uid_base < 1000:
             raise ValueError("sandbox.uid_base must not overlap system uids (< 1000)")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> SandboxConfig:
-        d = dict(d)
-        if isinstance(d.get("limits"), dict):
-            d["limits"] = Limits(**d["limits"])
-        return cls(**d)

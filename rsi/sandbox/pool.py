@@ -10,7 +10,6 @@ pool sends jobs in chunks so each actor call keeps all of its slots busy.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 
 from rsi.sandbox.config import Limits, SandboxConfig
 from rsi.sandbox.executor import Sandbox
@@ -20,22 +19,17 @@ from rsi.sandbox.verdict import Verdict
 class SandboxWorker:
     """The actor body (also usable in-process). Holds its slots for its whole life."""
 
-    def __init__(self, cfg: dict) -> None:
-        self.sandbox = Sandbox(SandboxConfig.from_dict(cfg))
+    def __init__(self, cfg: SandboxConfig) -> None:
+        self.sandbox = Sandbox(cfg)
 
-    def run(self, jobs: list[dict], limits: dict | None = None) -> list[dict]:
-        lim = Limits(**limits) if limits else None
-        return [v.to_dict() for v in self.sandbox.run_many(jobs, lim)]
+    def run(self, jobs: list[dict], limits: Limits | None = None) -> list[Verdict]:
+        return self.sandbox.run_many(jobs, limits)
 
     def health(self) -> dict:
         return {"launcher": self.sandbox.cfg.launcher, "slots": [s.uid for s in self.sandbox.slots.slots]}
 
     def close(self) -> None:
         self.sandbox.close()
-
-
-def _cfg_dict(cfg: SandboxConfig) -> dict:
-    return {**asdict(cfg), "limits": asdict(cfg.limits)}
 
 
 class SandboxPool:
@@ -53,7 +47,7 @@ class SandboxPool:
 
         self.cfg = cfg or SandboxConfig()
         actor_cls = ray.remote(SandboxWorker).options(num_cpus=num_cpus_per_worker, max_concurrency=2)
-        self.actors = [actor_cls.remote(_cfg_dict(self.cfg)) for _ in range(num_workers)]
+        self.actors = [actor_cls.remote(self.cfg) for _ in range(num_workers)]
         # Constructing runs the canary; an IsolationBroken there surfaces here, before any job is judged.
         ray.get([a.health.remote() for a in self.actors])
         self.chunk = chunk or 4 * self.cfg.slots
@@ -62,13 +56,9 @@ class SandboxPool:
         """Verdicts for `jobs` (see executor.humaneval_job / json_job), in input order."""
         import ray
 
-        lim = asdict(limits) if limits else None
         chunks = [list(jobs[i : i + self.chunk]) for i in range(0, len(jobs), self.chunk)]
-        refs = [self.actors[i % len(self.actors)].run.remote(c, lim) for i, c in enumerate(chunks)]
-        out: list[Verdict] = []
-        for part in ray.get(refs):
-            out.extend(Verdict.from_dict(d) for d in part)
-        return out
+        refs = [self.actors[i % len(self.actors)].run.remote(c, limits) for i, c in enumerate(chunks)]
+        return [v for part in ray.get(refs) for v in part]
 
     def run_dicts(self, jobs: Sequence[dict], limits: Limits | None = None) -> list[dict]:
         """`run` with verdicts as plain dicts (Verdict.to_dict), for stages that store or ship them."""

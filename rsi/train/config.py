@@ -84,3 +84,4 @@ class TrainResult:
     loss: float | None  # mean training DPO loss over all steps (HF Trainer's `training_loss`)
     metrics: dict = field(default_factory=dict)  # last logged value of each TRL metric, plus run totals
     seconds: float = 0.0  # wall time of the Ray Train run, worker start and save included
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (optimizer step, logged DPO loss)

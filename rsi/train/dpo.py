@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import time
@@ -25,7 +24,7 @@ _PRINT_PATCH_ENV = "RAY_TRAIN_ENABLE_PRINT_PATCH"
 
 def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_dir: str, cfg: TrainConfig, *,
               weight_column: str | None = "weight", storage_path: str | None = None,
-              overwrite: bool = False) -> TrainResult:
+              overwrite: bool = False, logging_dir: str | None = None) -> TrainResult:
     """DPO fine-tune `base_model` on `preferences` under Ray Train; the policy lands in `out_dir`.
 
     `preferences` is a folder of Parquet files (or the Dataset `load_preferences` returns for it) with
@@ -33,7 +32,8 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
     proportion to it (see `weighted`); other extra columns are dropped. The caller owns `ray.init()`.
     Ray's run records and the checkpoint go under `storage_path` (default: `<out_dir>.ray/` beside it, removed
     after success; on a multi-node cluster pass shared storage); the checkpoint then moves (or downloads) to
-    `out_dir`. Raises ValueError for a bad config or corpus before any worker starts.
+    `out_dir`. With `logging_dir`, TRL writes its training curves there as TensorBoard events. Raises
+    ValueError for a bad config or corpus before any worker starts.
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -54,7 +54,8 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
     env.setdefault(_PRINT_PATCH_ENV, os.environ.get(_PRINT_PATCH_ENV, "0"))
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"train": dataclasses.asdict(cfg), "base_model": str(base_model), "table": table},
+        train_loop_config={"train": cfg, "base_model": str(base_model), "table": table,
+                           "logging_dir": logging_dir},
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker=resources),
@@ -77,7 +78,8 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
     metrics["weighted_sampling"] = weighted
     loss = metrics.pop("train_loss", None)
     steps = int(metrics.pop("steps", 0))
-    return TrainResult(checkpoint=str(out), steps=steps, loss=loss, metrics=metrics, seconds=seconds)
+    curve = [(int(step), float(value)) for step, value in metrics.pop("curve", [])]
+    return TrainResult(checkpoint=str(out), steps=steps, loss=loss, metrics=metrics, seconds=seconds, curve=curve)
 
 
 def _place_checkpoint(checkpoint, out: Path) -> None:

@@ -12,34 +12,37 @@ import tempfile
 import time
 from typing import Any
 
+from rsi.train.config import TrainConfig
+
 # TRL metrics that summarise DPO progress; the last logged value of each is returned to the caller.
 METRIC_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
                "logps/chosen", "logps/rejected", "loss", "grad_norm", "learning_rate")
 
 
-def dpo_config_kwargs(cfg: dict[str, Any], output_dir: str) -> dict[str, Any]:
-    """DPOConfig arguments for a TrainConfig (as a dict, since it crosses the Ray boundary)."""
+def dpo_config_kwargs(cfg: TrainConfig, output_dir: str, logging_dir: str | None = None) -> dict[str, Any]:
+    """DPOConfig arguments for a TrainConfig; with `logging_dir`, TRL writes its curves there for TensorBoard."""
     from rsi.train.zero import deepspeed_config
 
-    use_gpu = bool(cfg["use_gpu"])
+    use_gpu = cfg.use_gpu
     return {
         "output_dir": output_dir,
-        "learning_rate": cfg["learning_rate"],
-        "beta": cfg["beta"],
-        "loss_type": [str(cfg["loss_type"])],  # a plain str: TRL checks and serialises it
-        "num_train_epochs": cfg["epochs"],
-        "max_steps": cfg["max_steps"],
-        "per_device_train_batch_size": cfg["per_device_batch_size"],
-        "gradient_accumulation_steps": cfg["gradient_accumulation_steps"],
-        "max_length": cfg["max_length"],
-        "seed": cfg["seed"],
-        "deepspeed": deepspeed_config(str(cfg["deepspeed"])),
+        "learning_rate": cfg.learning_rate,
+        "beta": cfg.beta,
+        "loss_type": [str(cfg.loss_type)],  # a plain str: TRL checks and serialises it
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.per_device_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "max_length": cfg.max_length,
+        "seed": cfg.seed,
+        "deepspeed": deepspeed_config(str(cfg.deepspeed)),
         "use_cpu": not use_gpu,
         # TRL defaults to bf16; on CPU it is 3× slower on AVX2 and its autocast diverges from what the engines
         # serve, so it is GPU-only here.
         "bf16": use_gpu,
-        "gradient_checkpointing": bool(cfg["gradient_checkpointing"]) and (use_gpu or cfg["deepspeed"] == "none"),
-        "report_to": [],
+        "gradient_checkpointing": cfg.gradient_checkpointing and (use_gpu or cfg.deepspeed == "none"),
+        "report_to": ["tensorboard"] if logging_dir else [],
+        "logging_dir": logging_dir,
         "save_strategy": "no",  # the final model is saved once, below; no optimizer-state checkpoints
         "logging_steps": 1,
         "disable_tqdm": True,  # Ray captures worker stdout; the printed log dicts are the progress lines
@@ -59,12 +62,12 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     from rsi.train.save import check_saved, save_policy
     from rsi.train.weighted import WeightedDPOTrainer
 
-    cfg: dict[str, Any] = config["train"]
+    cfg: TrainConfig = config["train"]
     rank = ray.train.get_context().get_world_rank()
-    if not cfg["use_gpu"]:
+    if not cfg.use_gpu:
         # Ray pins OMP threads to the worker's CPU request (1); the trainer runs while the engines wait.
         local = ray.train.get_context().get_local_world_size()
-        torch.set_num_threads(cfg["threads"] or max(1, (os.cpu_count() or 1) // local))
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // local))
     dataset = table_to_dataset(config["table"])
 
     tokenizer = AutoTokenizer.from_pretrained(config["base_model"])
@@ -73,7 +76,8 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     model = AutoModelForCausalLM.from_pretrained(config["base_model"], dtype=torch.float32)
 
     with tempfile.TemporaryDirectory(prefix="rsi-dpo-") as work:
-        args = DPOConfig(**dpo_config_kwargs(cfg, os.path.join(work, "trainer")))
+        logging_dir = config.get("logging_dir") if rank == 0 else None
+        args = DPOConfig(**dpo_config_kwargs(cfg, os.path.join(work, "trainer"), logging_dir))
         trainer = WeightedDPOTrainer(model=model, args=args, train_dataset=dataset,
                                      processing_class=tokenizer)
         started = time.monotonic()
@@ -95,7 +99,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
 
 def _summary(history: list[dict[str, Any]], training_loss: float | None, steps: int,
              seconds: float) -> dict[str, Any]:
-    """Loss (mean over the run), the last logged value of each TRL metric, and step timing."""
+    """Loss (mean over the run) and its curve, the last logged value of each TRL metric, and step timing."""
     last: dict[str, float] = {}
     for entry in history:
         for key in METRIC_KEYS:
@@ -107,6 +111,7 @@ def _summary(history: list[dict[str, Any]], training_loss: float | None, steps: 
         "steps": int(steps),
         "train_seconds": seconds,
         "seconds_per_step": seconds / steps if steps else None,
+        "curve": [[int(e["step"]), float(e["loss"])] for e in history if "loss" in e and "step" in e],
         **{("last_loss" if k == "loss" else k): v for k, v in last.items()},
     }
 
