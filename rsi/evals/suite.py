@@ -1,0 +1,85 @@
+"""The held-out evaluation suite: the registry of tasks, running a chosen few into an evaluation directory, and
+the `TASK=FILE` arguments that replace a task's built-in items.
+
+    evaluate(["humaneval", "judge_accuracy"], ctx, "evals/v1")  # -> {task: TaskResult}, and evals/v1/ written
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rsi.evals.compare import write_eval_dir
+from rsi.evals.format_following import run_format_following
+from rsi.evals.humaneval import run_humaneval
+from rsi.evals.judge_accuracy import load_pairs, run_judge_accuracy
+from rsi.evals.output_prediction import read_items, run_output_prediction
+from rsi.evals.task import EvalContext, TaskResult
+
+TASKS: dict[str, Callable[[EvalContext], TaskResult]] = {
+    "humaneval": run_humaneval,
+    "output_prediction": run_output_prediction,
+    "judge_accuracy": run_judge_accuracy,
+    "format_following": run_format_following,
+}
+# Tasks whose data files have a loader that checks more than "one JSON object per line".
+LOADERS: dict[str, Callable[[str], object]] = {"judge_accuracy": load_pairs, "output_prediction": read_items}
+
+
+def check_tasks(tasks: Sequence[str]) -> None:
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown evaluation task(s) {', '.join(map(repr, unknown))}; known: {', '.join(TASKS)}")
+    if not tasks:
+        raise ValueError(f"no evaluation task given; known: {', '.join(TASKS)}")
+
+
+def evaluate(tasks: list[str], ctx: EvalContext, out_dir: str) -> dict[str, TaskResult]:
+    """Run `tasks` in order against `ctx`, write `out_dir` (metrics.json + TASK.jsonl), return the results.
+    Every name is checked before any task runs, so a typo cannot cost a long evaluation."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    check_tasks(tasks)
+    results: dict[str, TaskResult] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns) as progress:
+        bar = progress.add_task("evaluating", total=len(tasks))
+        for name in tasks:
+            progress.update(bar, description=f"evaluating {name}")
+            results[name] = TASKS[name](ctx)
+            progress.advance(bar)
+    write_eval_dir(out_dir, list(results.values()))
+    return results
+
+
+def _check_jsonl(path: str) -> None:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not JSON ({e.msg})") from e
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object per line")
+
+
+def parse_data_args(args: Sequence[str]) -> dict[str, str]:
+    """`["TASK=FILE", ...]` -> {task: file}. Fails (ValueError naming the argument, file or line) on a missing
+    `=`, an unknown task, a missing file or a line that is not a JSON object, so a bad file fails before any
+    model starts."""
+    data: dict[str, str] = {}
+    for arg in args:
+        task, sep, path = arg.partition("=")
+        if not sep or not task or not path:
+            raise ValueError(f"--data {arg!r}: expected TASK=FILE")
+        check_tasks([task])
+        if not Path(path).is_file():
+            raise ValueError(f"--data {task}={path}: no such file")
+        _check_jsonl(path)
+        if task in LOADERS:
+            LOADERS[task](path)
+        data[task] = path
+    return data
