@@ -44,4 +44,5 @@ def check_choices(obj: Any, prefix: str) -> None:
         try:
             kind(value)
         except ValueError:
-            raise ValueError(f"{prefix}.{name}: unknown {value!r} ({' | '.join(m.value for m in kind)})") from None
+            key = f"{prefix}.{name}" if prefix else name
+            raise ValueError(f"{key}: unknown {value!r} ({' | '.join(m.value for m in kind)})") from None

@@ -13,7 +13,10 @@ commands:
   run [overrides…]            the self-improvement loop (Hydra: rsi run model=tiny loop.iterations=2 run.dir=/tmp/r)
   model build NAME [--out D]  build/convert a preset model offline (tiny | smollm2-135m) and print its folder
   sandbox run …               run a program against tests in the sandbox, print a Verdict
+  eval run --model M --out D  held-out evaluation of a model (--tasks, --limit N, --data TASK=FILE)
+  eval compare DIR_A DIR_B    paired comparison of two evaluations: delta, 95% CI, McNemar p (--json)
   eval humaneval --samples S  HumanEval pass@k of a samples file, through the sandbox
+  report RUN_DIR              RUN_DIR/report/index.html: metrics per version, gate decisions, corpus plots
   corpus stats DIR            rows, parse rates, position bias, judge accuracy vs execution, pairs per step
   corpus export DIR OUT       the preferences as a DPO-ready dataset (--format trl | jsonl)
 """
@@ -84,12 +87,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return sandbox_main(rest[1:] if rest[:1] == ["run"] else rest)
     if cmd == "eval":
-        if rest[:1] != ["humaneval"]:
-            print("usage: rsi eval humaneval --samples S.jsonl", file=sys.stderr)
-            return 2
-        from rsi.evals.humaneval import main as humaneval_main
+        from rsi.evals.cli import main as eval_main
 
-        return humaneval_main(rest[1:])
+        return eval_main(rest)
+    if cmd == "report":
+        from rsi.report.cli import main as report_main
+
+        return report_main(rest)
     if cmd == "corpus":
         from rsi.corpus.cli import main as corpus_main
 

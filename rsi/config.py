@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.config_store import ConfigStore
 
 from rsi.choice import Choice, check_choices
+from rsi.evals.config import EvalsConfig, GateConfig
 from rsi.judging.config import JudgingConfig
 from rsi.sandbox.config import Launcher, Limits, SandboxConfig
 from rsi.tasks.family import FamilyConfig
+from rsi.tracking import TrackerKind
 from rsi.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -118,6 +120,9 @@ class RsiConfig:
     judging: JudgingConfig = field(default_factory=JudgingConfig)
     sandbox: SandboxRunConfig = field(default_factory=SandboxRunConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    evals: EvalsConfig = field(default_factory=EvalsConfig)  # held-out evaluation of v0 and every candidate
+    gate: GateConfig = field(default_factory=GateConfig)  # which candidates are kept
+    tracker: TrackerKind = TrackerKind.tensorboard  # where metrics and DPO curves go besides summary.json
 
 
 def register_schema() -> None:
@@ -193,11 +198,29 @@ def _validate_family(name: str, fam: Any) -> None:
         _require(getattr(fam, key) >= 1, f"tasks.{name}.{key}", "must be >= 1")
 
 
+def _validate_evals(evals: EvalsConfig, gate: GateConfig) -> None:
+    from rsi.evals.suite import TASKS
+
+    unknown = [t for t in evals.tasks if t not in TASKS]
+    _require(not unknown, "evals.tasks", f"unknown {unknown} (known: {', '.join(TASKS)})")
+    _require(evals.limit is None or evals.limit >= 2, "evals.limit", "must be >= 2, or null for every item")
+    _require(evals.every >= 1, "evals.every", "must be >= 1")
+    _require(evals.overlap_ngram >= 0, "evals.overlap_ngram", "must be >= 0 (0: off)")
+    for task, path in evals.data.items():
+        _require(task in TASKS, f"evals.data.{task}", f"unknown task (known: {', '.join(TASKS)})")
+        _require(Path(path).expanduser().is_file(), f"evals.data.{task}", f"no such file: {path}")
+    if gate.enabled and evals.enabled:
+        missing = [t for t in gate.metrics if t not in evals.tasks]
+        _require(not missing, "gate.metrics", f"{missing} are not evaluated (evals.tasks)")
+    _require(gate.tolerance >= 0, "gate.tolerance", "must be >= 0 (points of the metric)")
+
+
 def validate(cfg: RsiConfig) -> None:
     """Checks that need no model load and no Ray: every section's ranges and choices, each error naming its key."""
     try:
         for key in ("model", "backend", "judging", "sandbox"):
             check_choices(getattr(cfg, key), key)  # OmegaConf did this for a composed config; not for code
+        check_choices(cfg, "")
         cfg.train.validate()
     except ValueError as e:
         raise ConfigError(str(e)) from e
@@ -218,6 +241,7 @@ def validate(cfg: RsiConfig) -> None:
     _require(cfg.judging.meta_depth <= 2 or cfg.judging.meta_rankings_per_set >= 2,
              "judging.meta_rankings_per_set", "judging.meta_depth > 2 ranks meta-rankings: needs >= 2")
     _require(cfg.sandbox.workers >= 1 and cfg.sandbox.slots >= 1, "sandbox.workers", "workers and slots >= 1")
+    _validate_evals(cfg.evals, cfg.gate)
     if cfg.model.path is not None and (cfg.model.path.startswith(("/", ".", "~")) or Path(cfg.model.path).exists()):
         _require(Path(cfg.model.path).expanduser().is_dir(), "model.path",
                  f"no such model folder: {cfg.model.path}")

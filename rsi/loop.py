@@ -1,48 +1,142 @@
-"""The whole run on one screen: preflight → cluster → engine → per iteration: corpus pass → DPO → hot-swap."""
+"""The whole run on one screen: preflight → cluster → pools → evaluate v0 → per iteration: corpus pass → DPO →
+hot-swap → evaluate the candidate → keep it, or swap back to the kept weights."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from rsi.config import ClusterConfig, RsiConfig
-from rsi.corpus.resume import resume_point
+from rsi.corpus.stream import mark_manifest
+from rsi.evals.gate import decide, paired
+from rsi.history import IterationSummary, checkpoint_dir, eval_dir, load_history, record_iteration
 from rsi.inference import EngineSpec, PoolConfig, start_pool
-from rsi.pipeline.corpus_pass import PassStats, needs_sandbox, run_corpus_pass
+from rsi.pipeline.corpus_pass import needs_sandbox, run_corpus_pass
 from rsi.preflight import preflight
+from rsi.tables import step_table, summary_table
+from rsi.tracking import Tracker
 from rsi.train import train_dpo
 
-
-@dataclass
-class IterationSummary:
-    iteration: int
-    model_version: int
-    performances: int
-    judgments: int
-    preferences: int
-    parse_rate: float
-    dpo_loss: float | None
-    train_seconds: float
-    swap_seconds: float
-    new_version: int
-    checkpoint: str
-    engine_pid: int  # the same process every iteration: weights change under a live engine
+Items = dict[str, list[dict[str, Any]]]
 
 
 @dataclass
 class RunResult:
     summaries: list[IterationSummary]
-    engine: Any  # the live policy pool (router actor, engine API), still serving the last weights
+    engine: Any  # the live policy pool (router actor, engine API), serving the kept weights
     judge: Any = None  # the judge pool: the policy pool itself unless backend.judge_replicas > 0
 
 
+@dataclass
+class Kept:
+    """The version the pools serve between iterations, and what the next candidate is compared with."""
+
+    version: int
+    checkpoint: str
+    items: Items | None = None  # its evaluation, item by item (None: not evaluated)
+    metrics: dict[str, Any] | None = None
+
+
+def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
+    import ray
+
+    started = time.perf_counter()
+    # Piped into a log, rich would wrap tables at 80 columns; a fixed width keeps them readable there.
+    console = console or (Console() if sys.stdout.isatty() else Console(width=130))
+    model_path = preflight(cfg)  # before Ray: bad keys, paths and models fail here
+    run_dir = Path(cfg.run.dir)
+    history = load_history(run_dir) if cfg.run.resume else fresh_run_dir(run_dir)
+    init_ray(cfg.cluster)
+    with console.status(f"starting {cfg.backend.name} pools on {model_path}"):
+        # Long-lived replica pools with the engine's API; the stages call them as they would one engine.
+        engine = start_pool(engine_spec(cfg, model_path), pool_config(cfg, "policy"))
+        judge = start_pool(engine_spec(cfg, model_path), pool_config(cfg, "judge")) \
+            if cfg.backend.judge_replicas else engine
+    pools = [engine] if judge is engine else [engine, judge]
+    sandbox = start_sandbox(cfg) if needs_sandbox(cfg) or cfg.evals.enabled else None
+    tracker = Tracker(cfg.tracker, run_dir)
+    overlap = held_out_filter(cfg)
+
+    kept = Kept(0, model_path)
+    if history:  # resumed: every decision stands; the pools go back to the kept weights under their version
+        kept = Kept(history[-1].kept_version, history[-1].kept_checkpoint)
+        ray.get([p.update_weights.remote(kept.checkpoint, kept.version) for p in pools])
+    startup = time.perf_counter() - started
+
+    for iteration in range(len(history), cfg.loop.iterations):
+        served = kept.version
+        console.rule(f"iteration {iteration} · policy v{served}")
+        seconds = {"startup": startup if iteration == len(history) else 0.0}
+        gated = cfg.evals.enabled and iteration % cfg.evals.every == 0
+        if gated and kept.items is None:  # v0, or a version kept ungated, or a resumed run's
+            with timed(seconds, "eval_kept"), console.status(f"evaluating v{kept.version}"):
+                kept.metrics, kept.items = evaluate_version(cfg, engine, judge, sandbox, run_dir, kept.version)
+
+        corpus_dir = run_dir / "corpus" / f"iter_{iteration:03d}"
+        with timed(seconds, "corpus_pass"):
+            stats = run_corpus_pass(cfg, engine, iteration, corpus_dir, model_version=served,
+                                    sandbox=sandbox, judge=judge, overlap=overlap)
+        console.print(step_table(stats))
+
+        candidate = iteration + 1  # versions never repeat, so a rejected checkpoint is never overwritten
+        trained_from = kept.checkpoint
+        if cfg.backend.colocate:  # free the GPUs for the trainer (a no-op where vLLM cannot sleep)
+            ray.get([p.sleep.remote() for p in pools])
+        with timed(seconds, "dpo"), console.status("DPO under Ray Train"):
+            result = train_dpo(str(corpus_dir / "preferences"), trained_from,
+                               str(checkpoint_dir(run_dir, candidate)), cfg.train, overwrite=True,
+                               logging_dir=dpo_logging_dir(tracker, candidate))
+        if cfg.backend.colocate:
+            ray.get([p.wake_up.remote() for p in pools])
+        with timed(seconds, "swap"):
+            # Every pool drains, swaps its replicas in place and resumes; self-judging keeps one version.
+            ray.get([p.update_weights.remote(result.checkpoint, candidate) for p in pools])
+
+        evals: dict[str, Any] = {}
+        decision, reasons, cand_items, cand_metrics = "ungated", [], None, None
+        if gated:
+            with timed(seconds, "eval"), console.status(f"evaluating v{candidate}"):
+                cand_metrics, cand_items = evaluate_version(cfg, engine, judge, sandbox, run_dir, candidate)
+            verdict = decide(kept.items or {}, cand_items, cfg.gate)
+            decision, reasons = ("kept" if verdict.keep else "rejected"), verdict.reasons
+            evals = {"kept": kept.metrics, "candidate": cand_metrics, "gate": verdict.gate,
+                     "claim": verdict.claim, "vs_v0": vs_v0(run_dir, cand_items)}
+        if decision == "rejected":
+            with timed(seconds, "rollback"):  # the same hot-swap, back to the kept weights and version
+                ray.get([p.update_weights.remote(kept.checkpoint, kept.version) for p in pools])
+        else:
+            kept = Kept(candidate, result.checkpoint, cand_items, cand_metrics)
+        mark_manifest(corpus_dir, gate={"candidate": candidate, "decision": decision, "reasons": reasons})
+
+        summary = IterationSummary(
+            iteration=iteration, model_version=served, new_version=candidate,
+            kept_version=kept.version, kept_checkpoint=kept.checkpoint, decision=decision,
+            checkpoint=result.checkpoint, trained_from=trained_from, performances=stats.rows.get("performances", 0),
+            judgments=stats.rows.get("judgments", 0), preferences=stats.rows.get("preferences", 0),
+            parse_rate=sum(stats.parse_rate.values()) / max(len(stats.parse_rate), 1),
+            parse_rate_per_step=stats.parse_rate, pairs_per_step=stats.pairs_per_step,
+            position_bias=stats.position_bias, mean_length=stats.mean_length,
+            overlap_dropped=stats.overlap_dropped, dpo_loss=result.loss,
+            dpo_curve=[[s, v] for s, v in result.curve], seconds=seconds,
+            gen_tokens_per_s=stats.tokens / seconds["corpus_pass"] if seconds["corpus_pass"] else 0.0,
+            engine_pid=ray.get(engine.health.remote())["pids"][0], evals=evals, gate_reasons=reasons)
+        record_iteration(run_dir, history, summary)
+        tracker.log(tracked_scalars(summary), step=iteration)
+        console.print(summary_table(history))
+    tracker.close()
+    return RunResult(history, engine, judge)
+
+
+# ---- the steps ---------------------------------------------------------------------------------------------
 def init_ray(cluster: ClusterConfig) -> None:
     import ray
 
@@ -55,13 +149,21 @@ def init_ray(cluster: ClusterConfig) -> None:
         ray.init(num_cpus=cluster.num_cpus or max(4, os.cpu_count() or 1))
 
 
+def fresh_run_dir(run_dir: Path) -> list[IterationSummary]:
+    """A run that does not resume starts from an empty history: records, evaluations and summaries of an
+    earlier run in the same folder go (the corpus writer clears its own iteration folders)."""
+    for name in ("iterations", "evals"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    (run_dir / "summary.json").unlink(missing_ok=True)
+    return []
+
+
 def engine_spec(cfg: RsiConfig, model_path: str) -> EngineSpec:
     b = cfg.backend
     return EngineSpec(model_path=model_path, backend=b.name, dtype=cfg.model.dtype,
                       max_model_len=cfg.model.max_model_len, threads=b.threads, kv_cache_gb=b.kv_cache_gb,
                       tensor_parallel_size=b.tensor_parallel_size, enforce_eager=b.enforce_eager,
-                      seed=cfg.run.seed, engine_kwargs=dict(b.engine_kwargs),
-                      sleep_mode=b.colocate)
+                      seed=cfg.run.seed, engine_kwargs=dict(b.engine_kwargs), sleep_mode=b.colocate)
 
 
 def pool_config(cfg: RsiConfig, name: str) -> PoolConfig:
@@ -80,91 +182,67 @@ def start_sandbox(cfg: RsiConfig) -> Any:
                        num_workers=s.workers, num_cpus_per_worker=0)
 
 
-def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
+def held_out_filter(cfg: RsiConfig) -> Any:
+    """What keeps evaluation items out of the preferences (None when evaluation or the filter is off)."""
+    from rsi.evals.overlap import OverlapFilter, held_out_texts
+
+    if not (cfg.evals.enabled and cfg.evals.overlap_ngram):
+        return None
+    return OverlapFilter(held_out_texts(cfg.evals.tasks, cfg.evals.data), cfg.evals.overlap_ngram)
+
+
+def evaluate_version(cfg: RsiConfig, engine: Any, judge: Any, sandbox: Any, run_dir: Path,
+                     version: int) -> tuple[dict[str, Any], Items]:
+    """Score the version the pools serve now on the held-out tasks; `evals/v{version}/` holds the result.
+    A kept version's evaluation on disk (a resumed run's) is read back instead of redone."""
     import ray
 
-    # Piped into a log, rich would wrap tables at 80 columns; a fixed width keeps them readable there.
-    console = console or (Console() if sys.stdout.isatty() else Console(width=130))
-    model_path = preflight(cfg)  # before Ray: bad keys, paths and models fail here
-    run_dir = Path(cfg.run.dir)
-    init_ray(cfg.cluster)
-    with console.status(f"starting {cfg.backend.name} pools on {model_path}"):
-        # Long-lived replica pools with the engine's API; the stages call them as they would one engine.
-        engine = start_pool(engine_spec(cfg, model_path), pool_config(cfg, "policy"))
-        judge = start_pool(engine_spec(cfg, model_path), pool_config(cfg, "judge")) \
-            if cfg.backend.judge_replicas else engine
-    pools = [engine] if judge is engine else [engine, judge]
+    from rsi.evals.compare import load_eval_dir
+    from rsi.evals.suite import evaluate
+    from rsi.evals.task import EvalContext
 
-    sandbox = start_sandbox(cfg) if needs_sandbox(cfg) else None
-
-    weights, summaries, start = model_path, [], 0
-    if cfg.run.resume:
-        # Finished iterations (manifest and checkpoint written) are skipped; the pools go back to the last
-        # checkpoint under its version number, so later rows carry the versions an uninterrupted run would.
-        point = resume_point(run_dir, cfg.loop.iterations)
-        start = point.start
-        if point.checkpoint:
-            ray.get([p.update_weights.remote(point.checkpoint, point.version) for p in pools])
-            weights = point.checkpoint
-    for iteration in range(start, cfg.loop.iterations):
-        version = ray.get(engine.version.remote())
-        corpus_dir = run_dir / "corpus" / f"iter_{iteration:03d}"
-        console.rule(f"iteration {iteration} · policy v{version}")
-        stats = run_corpus_pass(cfg, engine, iteration, corpus_dir, model_version=version, sandbox=sandbox,
-                                judge=judge)
-        console.print(step_table(stats))
-
-        ckpt_dir = run_dir / "checkpoints" / f"v{version + 1}"
-        if cfg.backend.colocate:  # free the GPUs for the trainer (a no-op where vLLM cannot sleep)
-            ray.get([p.sleep.remote() for p in pools])
-        with console.status("DPO under Ray Train"):
-            result = train_dpo(str(corpus_dir / "preferences"), weights, str(ckpt_dir), cfg.train)
-        if cfg.backend.colocate:
-            ray.get([p.wake_up.remote() for p in pools])
-
-        t0 = time.perf_counter()
-        # Every pool drains, swaps its replicas in place and resumes; self-judging keeps one version throughout.
-        new_version = max(ray.get([p.update_weights.remote(result.checkpoint, version + 1) for p in pools]))
-        swap_seconds = time.perf_counter() - t0
-        weights = result.checkpoint
-
-        parsed = [stats.parse_rate[s] for s in stats.parse_rate]
-        summaries.append(IterationSummary(
-            iteration=iteration, model_version=version, performances=stats.rows["performances"],
-            judgments=stats.rows["judgments"], preferences=stats.rows["preferences"],
-            parse_rate=sum(parsed) / len(parsed) if parsed else 0.0, dpo_loss=result.loss,
-            train_seconds=result.seconds, swap_seconds=swap_seconds, new_version=new_version,
-            checkpoint=result.checkpoint, engine_pid=ray.get(engine.health.remote())["pids"][0],
-        ))
-        console.print(summary_table(summaries))
-    write_summary(run_dir, summaries)
-    return RunResult(summaries, engine, judge)
+    out = eval_dir(run_dir, version)
+    if not (out / "metrics.json").is_file():
+        ctx = EvalContext(generate=lambda reqs: ray.get(engine.generate.remote(reqs)),
+                          judge=lambda reqs: ray.get(judge.generate.remote(reqs)),
+                          run_jobs=sandbox.run_dicts if sandbox is not None else None, limit=cfg.evals.limit,
+                          data=dict(cfg.evals.data), families=list(cfg.tasks), judging=cfg.judging)
+        evaluate(list(cfg.evals.tasks), ctx, str(out))
+    return load_eval_dir(str(out))
 
 
-def step_table(stats: PassStats) -> Table:
-    table = Table(title="corpus pass · per step")
-    for col in ("step", "rows", "parse rate", "pairs"):
-        table.add_column(col, justify="right")
-    for step, rows in stats.steps.items():
-        table.add_row(step, str(rows), f"{stats.parse_rate[step]:.0%}", str(stats.pairs_per_step.get(step, 0)))
-    return table
+def vs_v0(run_dir: Path, items: Items) -> dict[str, Any]:
+    """The candidate against v0 on every item, once v0 was evaluated."""
+    from rsi.evals.compare import load_eval_dir
+
+    v0 = eval_dir(run_dir, 0)
+    return paired(load_eval_dir(str(v0))[1], items) if (v0 / "metrics.json").is_file() else {}
 
 
-def summary_table(summaries: list[IterationSummary]) -> Table:
-    table = Table(title="rsi · iterations")
-    for col in ("iter", "version", "perf rows", "judgments", "pairs", "parse rate", "DPO loss", "train s",
-                "swap s", "→ version"):
-        table.add_column(col, justify="right")
-    for s in summaries:
-        table.add_row(str(s.iteration), f"v{s.model_version}", str(s.performances), str(s.judgments),
-                      str(s.preferences), f"{s.parse_rate:.0%}",
-                      "-" if s.dpo_loss is None else f"{s.dpo_loss:.4f}", f"{s.train_seconds:.1f}",
-                      f"{s.swap_seconds:.2f}", f"v{s.new_version}")
-    return table
+def dpo_logging_dir(tracker: Tracker, version: int) -> str | None:
+    base = tracker.dpo_logging_dir
+    return str(base / f"dpo_v{version}") if base else None
 
 
-def write_summary(run_dir: Path, summaries: list[IterationSummary]) -> None:
-    import json
+@contextmanager
+def timed(seconds: dict[str, float], key: str) -> Iterator[None]:
+    """`with timed(seconds, "dpo"):` adds the block's wall time to seconds["dpo"]."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "summary.json").write_text(json.dumps([asdict(s) for s in summaries], indent=2))
+
+def tracked_scalars(s: IterationSummary) -> dict[str, float | None]:
+    out: dict[str, float | None] = {
+        "corpus/preferences": s.preferences, "corpus/parse_rate": s.parse_rate, "dpo/loss": s.dpo_loss,
+        "gate/kept": float(s.decision != "rejected"), "corpus/gen_tokens_per_s": s.gen_tokens_per_s,
+        **{f"seconds/{k}": v for k, v in s.seconds.items()},
+    }
+    for role in ("kept", "candidate"):
+        for task, m in (s.evals.get(role) or {}).items():
+            out[f"eval_{role}/{task}"] = m["value"]
+    for task, c in (s.evals.get("gate") or {}).items():
+        out[f"gate_delta/{task}"] = c["delta"]
+    return out

@@ -1,4 +1,5 @@
-"""End to end on the tiny model: two full iterations per backend, the same live engine throughout."""
+"""End to end on the tiny model: two full iterations per backend, the same live engine throughout; held-out
+evaluation of every version; a rejected candidate rolled back to the kept weights by the same hot-swap."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def _config(tiny_model: Path, backend: str, run_dir: Path) -> RsiConfig:
                                             max_tokens=48)}
     cfg.judging.max_tokens, cfg.judging.rationale_chars = 48, 24
     cfg.train.learning_rate = 1e-3  # large enough that two steps visibly move a random model
+    # a few items of every held-out task: the scoring path, not the figures, is under test here
+    cfg.evals.limit, cfg.evals.enabled = 3, backend == "vllm"
+    cfg.gate.enabled = False  # a random model's metrics move by chance: the gate is tested on its own below
     return cfg
 
 
@@ -70,6 +74,19 @@ def test_two_iterations_end_to_end(backend: str, tiny_model: Path, tmp_path: Pat
     for actor in (result.engine, fresh_engine):
         ray.kill(actor)
 
+    if backend == "vllm":  # every version evaluated on the same items, and the report renders them
+        from rsi.evals.compare import load_eval_dir
+        from rsi.report import build_report
+
+        for version in (0, 1, 2):
+            metrics, items = load_eval_dir(str(tmp_path / "run" / "evals" / f"v{version}"))
+            assert set(metrics) == set(cfg.evals.tasks) and all(len(v) == 3 for v in items.values())
+        assert all(set(s.evals["candidate"]) == set(cfg.evals.tasks) for s in summaries)
+        assert summaries[1].evals["vs_v0"]["humaneval"]["n"] == 3
+        assert build_report(tmp_path / "run").is_file()
+    else:
+        assert all(s.decision == "ungated" and s.evals == {} for s in summaries)
+
 
 def _dpo_accepts(ds, model_path: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -83,3 +100,40 @@ def _dpo_accepts(ds, model_path: Path, out: Path) -> None:
     )
     assert len(trainer.train_dataset) == ds.num_rows
     assert {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(trainer.train_dataset.column_names)
+
+
+def test_rejected_candidate_is_rolled_back(tiny_model: Path, tmp_path: Path, ray_local) -> None:
+    """gate.min_gain=1.0 rejects every candidate: the pools serve the kept (base) weights again, greedy tokens
+    equal a fresh engine on them, the next iteration trains from them, and the rejected checkpoints and
+    corpora stay on disk, marked."""
+    import json
+
+    import ray
+
+    cfg = _config(tiny_model, "vllm", tmp_path / "run")
+    cfg.evals.tasks = cfg.gate.metrics = ["output_prediction", "format_following"]
+    cfg.gate.enabled, cfg.gate.min_gain = True, 1.0
+    result = run_loop(cfg)
+    s = result.summaries
+    assert [x.decision for x in s] == ["rejected", "rejected"] and all("min_gain" in x.gate_reasons[0] for x in s)
+    assert [x.model_version for x in s] == [0, 0] and [x.kept_version for x in s] == [0, 0]
+    assert [x.new_version for x in s] == [1, 2]  # versions never repeat: v1 is not overwritten by v2
+    assert s[1].trained_from == s[0].trained_from == str(tiny_model)
+    assert ray.get(result.engine.version.remote()) == 0
+    for it, x in enumerate(s):
+        assert (Path(x.checkpoint) / "config.json").is_file()
+        manifest = json.loads((tmp_path / "run" / "corpus" / f"iter_{it:03d}" / "manifest.json").read_text())
+        assert manifest["gate"]["decision"] == "rejected"
+        perf = read_table(tmp_path / "run" / "corpus" / f"iter_{it:03d}", "performances")
+        assert set(perf.column("model_version").to_pylist()) == {0}
+    assert [x["decision"] for x in json.loads((tmp_path / "run" / "summary.json").read_text())] == ["rejected"] * 2
+
+    prompts = [{"messages": [{"role": "user", "content": f"Create a task about {d}."}], "max_tokens": 24}
+               for d in ("queues", "dates", "csv files")]
+    live = [c["token_ids"] for c in ray.get(result.engine.generate.remote(prompts))]
+    fresh_engine = start_engine(EngineSpec(model_path=str(tiny_model), backend="vllm", kv_cache_gb=0.25,
+                                           max_model_len=4096), num_cpus=0)
+    fresh = [c["token_ids"] for c in ray.get(fresh_engine.generate.remote(prompts))]
+    assert live == fresh
+    for actor in (result.engine, fresh_engine):
+        ray.kill(actor)

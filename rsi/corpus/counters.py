@@ -19,6 +19,7 @@ def count_rows(tallies: Tallies, table: str, rows: list[dict[str, Any]]) -> None
         if table in ("performances", "judgments"):
             tallies[f"parsed|{r.get('step')}"] += r.get("parse_status") == "ok"
             tallies[f"outputs|{r.get('step')}"] += 1
+            tallies["tokens"] += r.get("num_tokens") or 0
         if table == "judgments" and r.get("ranking") and r.get("presented_order"):
             key = f"{r.get('step')}/{r.get('level')}"
             tallies[f"first|{key}"] += r["ranking"][0] == r["presented_order"][0]
@@ -35,6 +36,20 @@ def count_rows(tallies: Tallies, table: str, rows: list[dict[str, Any]]) -> None
 def dropped_for_balance(per_step: dict[str, int]) -> Tallies:
     """Tallies of the judgement pairs a chain's position balance left out, committed with its rows."""
     return Counter({f"balance_dropped|{step}": n for step, n in per_step.items()})
+
+
+def dropped_for_overlap(n: int) -> Tallies:
+    """Tallies of the preference rows left out for sharing text with a held-out evaluation item."""
+    return Counter({"overlap_dropped": n} if n else {})
+
+
+def overlap_dropped(tallies: dict[str, float]) -> int:
+    return int(tallies.get("overlap_dropped", 0))
+
+
+def tokens(tallies: dict[str, float]) -> int:
+    """Tokens generated for the committed performances and judgments."""
+    return int(tallies.get("tokens", 0))
 
 
 def _by(tallies: dict[str, float], kind: str) -> dict[str, float]:

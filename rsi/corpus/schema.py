@@ -54,6 +54,7 @@ JUDGMENTS = pa.schema([
     ("prompt", MESSAGES),
     ("temperature", pa.float64()),
     ("seed", pa.int64()),
+    ("num_tokens", pa.int32()),
     ("weight", pa.float64()),  # trust given to this judgment when aggregating (from the level above)
 ])
 

@@ -192,6 +192,7 @@ class CorpusWriter:
                     "chains": len(self._done), "parse_rate": counters.parse_rate(c),
                     "pairs_per_step": counters.pairs_per_step(c), "position_bias": counters.position_bias(c),
                     "mean_length": counters.mean_lengths(c), "balance_dropped": counters.balance_dropped(c),
+                    "overlap_dropped": counters.overlap_dropped(c),
                     "counters": dict(c), **fields}
         path = self.dir / MANIFEST
         _atomic_json(path, manifest)
@@ -213,3 +214,11 @@ def read_table(out_dir: Path | str, table_name: str, columns: list[str] | None =
         empty = schema.empty_table()
         return empty.select(columns) if columns else empty
     return pq.ParquetDataset(path).read(columns=columns)
+
+
+def mark_manifest(iter_dir: Path | str, **fields: Any) -> None:
+    """Add fields to a complete iteration's manifest (the gate's decision on the model trained from it)."""
+    manifest = read_manifest(iter_dir)
+    if manifest is None:
+        raise FileNotFoundError(f"{iter_dir}: no manifest (the iteration's corpus is not complete)")
+    _atomic_json(Path(iter_dir) / MANIFEST, manifest | fields)

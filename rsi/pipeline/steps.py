@@ -139,7 +139,7 @@ def _record_judgments(engine: Any, requests: list[dict[str, Any]]) -> None:
             "rationale": parsed.rationale, "parse_status": parsed.status, "parse_error": parsed.error,
             "raw_text": out["text"], "prompt": req["messages"], "seed": req["seed"],
             "temperature": req["temperature"], "judge_model_version": out["model_version"],
-            "template_hash": req["template_hash"],
+            "template_hash": req["template_hash"], "num_tokens": out["num_tokens"],
         })
 
 

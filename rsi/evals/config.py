@@ -1,0 +1,31 @@
+"""Evaluation and gate settings of a run (`evals:` and `gate:` in the config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EvalsConfig:
+    enabled: bool = True
+    # held-out tasks scored on v0 and on every candidate (rsi.evals.suite.TASKS)
+    tasks: list[str] = field(default_factory=lambda: ["humaneval", "output_prediction", "judge_accuracy",
+                                                      "format_following"])
+    # items per task (a deterministic subset, rsi.evals.task.subset); null: every item. The default keeps an
+    # evaluation of SmolLM2 on 2 CPU cores near a quarter of an iteration; GPU runs should use null.
+    limit: int | None = 40
+    every: int = 1  # evaluate (and gate) every this many iterations; candidates in between are kept ungated
+    data: dict[str, str] = field(default_factory=dict)  # task -> file replacing its built-in items
+    # corpus rows sharing a run of this many code tokens with an evaluation item are left out of the
+    # preferences (counted in the manifest), so held-out items never become training data; 0: off
+    overlap_ngram: int = 10
+
+
+@dataclass
+class GateConfig:
+    enabled: bool = True  # off: every candidate is kept, the metrics are still reported
+    metrics: list[str] = field(default_factory=lambda: ["humaneval", "output_prediction", "judge_accuracy",
+                                                        "format_following"])
+    tolerance: float = 0.0  # largest acceptable drop, in points of the metric (0.05 = 5 points)
+    # the mean of the gated metrics' point-estimate deltas must reach this (0: no worse on average)
+    min_gain: float = 0.0

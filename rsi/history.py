@@ -1,0 +1,81 @@
+"""The run's history: one record per finished iteration, and where a resumed run continues.
+
+Iteration i serves the kept version, trains candidate version i+1 into `checkpoints/v{i+1}`, evaluates it and
+keeps or rejects it. Its record (`iterations/iter_NNN.json`, written atomically once the decision is made)
+holds the versions, the decision, every metric and the timings; `summary.json` is the list of all records. A
+resumed run replays nothing that has a record: it continues at the first iteration without one, serving the
+kept version of the last record, so every decision of the interrupted run stands and later rows carry the
+versions an uninterrupted run would give them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class IterationSummary:
+    iteration: int
+    model_version: int  # the version that served the corpus pass (the kept one)
+    new_version: int  # the candidate DPO trained
+    kept_version: int  # the version served after this iteration: the candidate, or the one it came from
+    kept_checkpoint: str  # its weights (the base model's folder for v0)
+    decision: str  # kept | rejected | ungated (no evaluation this iteration)
+    checkpoint: str  # the candidate's folder; a rejected one stays on disk and is never trained from again
+    trained_from: str = ""  # the weights DPO started from: the kept version's
+    performances: int = 0
+    judgments: int = 0
+    preferences: int = 0
+    parse_rate: float = 0.0
+    parse_rate_per_step: dict[str, float] = field(default_factory=dict)
+    pairs_per_step: dict[str, int] = field(default_factory=dict)
+    position_bias: dict[str, dict[str, float]] = field(default_factory=dict)
+    mean_length: dict[str, float] = field(default_factory=dict)
+    overlap_dropped: int = 0  # preference rows left out for sharing text with an evaluation item
+    dpo_loss: float | None = None
+    dpo_curve: list[list[float]] = field(default_factory=list)  # [step, loss]
+    seconds: dict[str, float] = field(default_factory=dict)  # startup, corpus_pass, eval, dpo, swap, rollback
+    gen_tokens_per_s: float = 0.0  # tokens the corpus pass generated per second of the pass
+    engine_pid: int | None = None  # the same process every iteration: weights change under a live engine
+    # kept / candidate: {task: {metric, value, ci95, n}}; gate / claim / vs_v0: {task: {delta, ci95, p, n}}
+    evals: dict[str, Any] = field(default_factory=dict)
+    gate_reasons: list[str] = field(default_factory=list)
+
+
+def checkpoint_dir(run_dir: Path | str, version: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"v{version}"
+
+
+def eval_dir(run_dir: Path | str, version: int) -> Path:
+    return Path(run_dir) / "evals" / f"v{version}"
+
+
+def _record_path(run_dir: Path, iteration: int) -> Path:
+    return run_dir / "iterations" / f"iter_{iteration:03d}.json"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def load_history(run_dir: Path | str) -> list[IterationSummary]:
+    """The records of the finished iterations, in order, up to the first gap."""
+    out = []
+    while (path := _record_path(Path(run_dir), len(out))).is_file():
+        out.append(IterationSummary(**json.loads(path.read_text())))
+    return out
+
+
+def record_iteration(run_dir: Path | str, history: list[IterationSummary], summary: IterationSummary) -> None:
+    """Append `summary` to the history: its record first (the iteration is finished from then on), then
+    summary.json, the whole list."""
+    history.append(summary)
+    _write_json(_record_path(Path(run_dir), summary.iteration), asdict(summary))
+    _write_json(Path(run_dir) / "summary.json", [asdict(s) for s in history])
