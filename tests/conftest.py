@@ -40,6 +40,30 @@ _TIER_OF = pytest.StashKey[dict]()
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: a test without a tier fails every run, not only full ones
+@pytest.fixture(scope="module")
+def engine(tiny_model: Path, ray_local):
+    """A vLLM engine actor on the tiny model, per test module."""
+    import ray
+
+    from rsi.inference import EngineSpec, start_engine
+
+    actor = start_engine(EngineSpec(model_path=str(tiny_model), backend="vllm", kv_cache_gb=0.5,
+                                    max_model_len=4096), num_cpus=0)
+    yield actor
+    ray.kill(actor)
+
+
+@pytest.fixture(scope="module")
+def sandbox(ray_local):
+    """A sandbox pool on Ray (one worker, two slots), per test module."""
+    from rsi.sandbox.config import SandboxConfig
+    from rsi.sandbox.pool import SandboxPool
+
+    pool = SandboxPool(SandboxConfig(slots=2), num_workers=1, num_cpus_per_worker=0)
+    yield pool
+    pool.close()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tier_of, wrong = {}, []
     for item in items:

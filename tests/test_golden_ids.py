@@ -60,28 +60,6 @@ def corpus_ids(engine, sandbox, out: Path, name: str) -> dict[str, list[str]]:
     return {t: sorted(read_table(out, t, ["id"]).column("id").to_pylist()) for t in TABLES}
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_model: Path, ray_local):
-    import ray
-
-    from rsi.inference import EngineSpec, start_engine
-
-    actor = start_engine(EngineSpec(model_path=str(tiny_model), backend="vllm", kv_cache_gb=0.5,
-                                    max_model_len=4096), num_cpus=0)
-    yield actor
-    ray.kill(actor)
-
-
-@pytest.fixture(scope="module")
-def sandbox(ray_local):
-    from rsi.sandbox.config import SandboxConfig
-    from rsi.sandbox.pool import SandboxPool
-
-    pool = SandboxPool(SandboxConfig(slots=2), num_workers=1, num_cpus_per_worker=0)
-    yield pool
-    pool.close()
-
-
 def test_corpus_ids_match_the_recorded_ones(engine, sandbox, tmp_path: Path) -> None:
     got = {name: corpus_ids(engine, sandbox, tmp_path / name, name) for name in PASSES}
     if os.environ.get("RSI_RECORD_GOLDEN"):

@@ -25,16 +25,6 @@ def _item(step: str, iid: str, parsed, parent: str | None = None, status: str = 
             "procedural_detail": None}
 
 
-@pytest.fixture(scope="module")
-def sandbox(ray_local):
-    from rsi.sandbox.config import SandboxConfig
-    from rsi.sandbox.pool import SandboxPool
-
-    pool = SandboxPool(SandboxConfig(slots=2), num_workers=1, num_cpus_per_worker=0)
-    yield pool
-    pool.close()
-
-
 def _runner(pool):
     return lambda jobs: [v.to_dict() for v in pool.run(jobs)]
 
@@ -88,7 +78,7 @@ def test_python_output_learnability(sandbox) -> None:
 
     programs = {
         "p_ok": "def solution():\n    return sorted([3, 1, 2])[::-1]\n",
-        "p_nondet": "def solution():\n    return id(object())\n",
+        "p_nondet": "import time\n\ndef solution():\n    return time.perf_counter_ns()\n",
         "p_err": "def solution():\n    return 1 / 0\n",
     }
     chain = {"seed": "lists", "judgments": [],
@@ -103,18 +93,6 @@ def test_python_output_learnability(sandbox) -> None:
     assert [by_id[f"q{k}"]["procedural_score"] for k in range(4)] == [1.0, 1.0, 0.0, 0.0]
     assert by_id["p_ok"]["procedural_score"] == pytest.approx(0.5)  # 1 - solve rate
     assert by_id["p_nondet"]["procedural_score"] == 0.0 and by_id["p_err"]["procedural_score"] == 0.0
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_model: Path, ray_local):
-    import ray
-
-    from rsi.inference import EngineSpec, start_engine
-
-    actor = start_engine(EngineSpec(model_path=str(tiny_model), backend="vllm", kv_cache_gb=0.5,
-                                    max_model_len=4096), num_cpus=0)
-    yield actor
-    ray.kill(actor)
 
 
 def _pass(engine, sandbox, tmp_path: Path, tasks: dict[str, FamilyConfig], **judging) -> Path:

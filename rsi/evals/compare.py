@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rsi.evals.stats import compare_items
-from rsi.evals.task import TaskResult
+from rsi.evals.task import TaskResult, read_jsonl
 
 METRICS = "metrics.json"
 
@@ -54,19 +54,7 @@ def write_eval_dir(out_dir: str, results: Sequence[TaskResult]) -> None:
 
 
 def _read_items(path: str) -> list[dict[str, Any]]:
-    items = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError as exc:
-                raise EvalDirError(f"{path}:{lineno}: not JSON: {exc}") from None
-            if not isinstance(item, dict) or "id" not in item or "correct" not in item:
-                raise EvalDirError(f"{path}:{lineno}: an item needs 'id' and 'correct'")
-            items.append(item)
-    return items
+    return read_jsonl(path, ("id", "correct"), error=EvalDirError)
 
 
 def load_eval_dir(path: str) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:

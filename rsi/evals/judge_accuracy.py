@@ -22,7 +22,7 @@ from typing import Any
 
 from rsi.corpus.ids import content_id, derived_seed
 from rsi.evals.stats import wilson
-from rsi.evals.task import EvalContext, TaskResult, item_hash, subset
+from rsi.evals.task import EvalContext, TaskResult, item_hash, read_jsonl, subset
 from rsi.judging.config import JudgingConfig
 from rsi.judging.ranking import labels_for, parse_ranking, ranking_messages, ranking_schema
 from rsi.pipeline.steps import JUDGE_SYSTEM
@@ -74,20 +74,7 @@ def build_pairs(problems: dict[str, dict], run_jobs: Callable[[list[dict]], list
 
 def load_pairs(path: str | Path) -> list[dict[str, Any]]:
     """Pairs from a JSONL file; a malformed line raises ValueError naming the file and line."""
-    pairs = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not JSON ({e.msg})") from e
-            missing = [k for k in PAIR_FIELDS if k not in obj] if isinstance(obj, dict) else list(PAIR_FIELDS)
-            if missing:
-                raise ValueError(f"{path}:{lineno}: a judge pair needs {list(PAIR_FIELDS)}; missing {missing}")
-            pairs.append(obj)
-    return pairs
+    return read_jsonl(path, PAIR_FIELDS, what="a judge pair")
 
 
 def good_index(pair: dict[str, Any]) -> int:

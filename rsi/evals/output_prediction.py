@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rsi.evals.stats import wilson
-from rsi.evals.task import EvalContext, RunJobs, TaskResult, subset
+from rsi.evals.task import EvalContext, RunJobs, TaskResult, read_jsonl, subset
 from rsi.sandbox.executor import humaneval_job
 
 TASK = "output_prediction"
@@ -46,19 +46,7 @@ def item_id(code: str, inp: str) -> str:
 
 
 def read_items(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    items = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError as exc:
-                raise ValueError(f"{path}:{lineno}: not JSON: {exc}") from None
-            if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in FIELDS):
-                raise ValueError(f"{path}:{lineno}: an item needs string fields {', '.join(FIELDS)}")
-            items.append(item)
-    return items
+    return read_jsonl(path, FIELDS, kind=str)
 
 
 def builtin_items() -> list[dict[str, str]]:

@@ -6,7 +6,6 @@ the `TASK=FILE` arguments that replace a task's built-in items.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from rsi.evals.format_following import run_format_following
 from rsi.evals.humaneval import run_humaneval
 from rsi.evals.judge_accuracy import load_pairs, run_judge_accuracy
 from rsi.evals.output_prediction import read_items, run_output_prediction
-from rsi.evals.task import EvalContext, TaskResult
+from rsi.evals.task import EvalContext, TaskResult, read_jsonl
 
 TASKS: dict[str, Callable[[EvalContext], TaskResult]] = {
     "humaneval": run_humaneval,
@@ -53,19 +52,6 @@ def evaluate(tasks: list[str], ctx: EvalContext, out_dir: str) -> dict[str, Task
     return results
 
 
-def _check_jsonl(path: str) -> None:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not JSON ({e.msg})") from e
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object per line")
-
-
 def parse_data_args(args: Sequence[str]) -> dict[str, str]:
     """`["TASK=FILE", ...]` -> {task: file}. Fails (ValueError naming the argument, file or line) on a missing
     `=`, an unknown task, a missing file or a line that is not a JSON object, so a bad file fails before any
@@ -78,7 +64,7 @@ def parse_data_args(args: Sequence[str]) -> dict[str, str]:
         check_tasks([task])
         if not Path(path).is_file():
             raise ValueError(f"--data {task}={path}: no such file")
-        _check_jsonl(path)
+        read_jsonl(path, ())
         if task in LOADERS:
             LOADERS[task](path)
         data[task] = path

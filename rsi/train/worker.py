@@ -42,7 +42,6 @@ def dpo_config_kwargs(cfg: TrainConfig, output_dir: str, logging_dir: str | None
         "bf16": use_gpu,
         "gradient_checkpointing": cfg.gradient_checkpointing and (use_gpu or cfg.deepspeed == "none"),
         "report_to": ["tensorboard"] if logging_dir else [],
-        "logging_dir": logging_dir,
         "save_strategy": "no",  # the final model is saved once, below; no optimizer-state checkpoints
         "logging_steps": 1,
         "disable_tqdm": True,  # Ray captures worker stdout; the printed log dicts are the progress lines
@@ -77,6 +76,8 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="rsi-dpo-") as work:
         logging_dir = config.get("logging_dir") if rank == 0 else None
+        if logging_dir:  # transformers' TensorBoard callback reads its folder from the environment
+            os.environ["TENSORBOARD_LOGGING_DIR"] = logging_dir
         args = DPOConfig(**dpo_config_kwargs(cfg, os.path.join(work, "trainer"), logging_dir))
         trainer = WeightedDPOTrainer(model=model, args=args, train_dataset=dataset,
                                      processing_class=tokenizer)
