@@ -79,7 +79,8 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
         gated = cfg.evals.enabled and iteration % cfg.evals.every == 0
         if gated and kept.items is None:  # v0, or a version kept ungated, or a resumed run's
             with timed(seconds, "eval_kept"), console.status(f"evaluating v{kept.version}"):
-                kept.metrics, kept.items = evaluate_version(cfg, engine, judge, sandbox, run_dir, kept.version)
+                kept.metrics, kept.items = evaluate_version(cfg, engine, judge, sandbox, run_dir, kept.version,
+                                                            reuse=True)
 
         corpus_dir = run_dir / "corpus" / f"iter_{iteration:03d}"
         with timed(seconds, "corpus_pass"):
@@ -105,7 +106,8 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
         decision, reasons, cand_items, cand_metrics = "ungated", [], None, None
         if gated:
             with timed(seconds, "eval"), console.status(f"evaluating v{candidate}"):
-                cand_metrics, cand_items = evaluate_version(cfg, engine, judge, sandbox, run_dir, candidate)
+                cand_metrics, cand_items = evaluate_version(cfg, engine, judge, sandbox, run_dir, candidate,
+                                                            reuse=False)
             verdict = decide(kept.items or {}, cand_items, cfg.gate)
             decision, reasons = ("kept" if verdict.keep else "rejected"), verdict.reasons
             evals = {"kept": kept.metrics, "candidate": cand_metrics, "gate": verdict.gate,
@@ -191,10 +193,11 @@ def held_out_filter(cfg: RsiConfig) -> Any:
     return OverlapFilter(held_out_texts(cfg.evals.tasks, cfg.evals.data), cfg.evals.overlap_ngram)
 
 
-def evaluate_version(cfg: RsiConfig, engine: Any, judge: Any, sandbox: Any, run_dir: Path,
-                     version: int) -> tuple[dict[str, Any], Items]:
+def evaluate_version(cfg: RsiConfig, engine: Any, judge: Any, sandbox: Any, run_dir: Path, version: int, *,
+                     reuse: bool) -> tuple[dict[str, Any], Items]:
     """Score the version the pools serve now on the held-out tasks; `evals/v{version}/` holds the result.
-    A kept version's evaluation on disk (a resumed run's) is read back instead of redone."""
+    With `reuse`, an evaluation on disk (a kept version's, from before a resume) is read back instead of redone;
+    a candidate is always scored anew, since its weights are retrained after a crash."""
     import ray
 
     from rsi.evals.compare import load_eval_dir
@@ -202,7 +205,7 @@ def evaluate_version(cfg: RsiConfig, engine: Any, judge: Any, sandbox: Any, run_
     from rsi.evals.task import EvalContext
 
     out = eval_dir(run_dir, version)
-    if not (out / "metrics.json").is_file():
+    if not (reuse and (out / "metrics.json").is_file()):
         ctx = EvalContext(generate=lambda reqs: ray.get(engine.generate.remote(reqs)),
                           judge=lambda reqs: ray.get(judge.generate.remote(reqs)),
                           run_jobs=sandbox.run_dicts if sandbox is not None else None, limit=cfg.evals.limit,

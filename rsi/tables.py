@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group
 from rich.table import Table
 
 
@@ -23,30 +24,33 @@ def _metric(m: dict[str, Any] | None) -> str:
     if not m:
         return "-"
     lo, hi = m["ci95"]
-    return f"{m['value']:.3f} [{lo:.2f}, {hi:.2f}]"
+    return f"{m['value']:.3f} [{lo:.2f},{hi:.2f}]"
 
 
 def _delta(c: dict[str, Any] | None) -> str:
-    return "-" if not c or not c.get("n") else f"{c['delta']:+.3f} (p={c['p']:.2g}, n={c['n']})"
+    return "-" if not c or not c.get("n") else f"{c['delta']:+.3f} p={c['p']:.2g} n={c['n']}"
 
 
-def summary_table(summaries: list[Any]) -> Table:
-    """Iterations (rsi.history.IterationSummary): versions, decision, corpus, DPO, seconds; then one row per
-    held-out metric: the kept version's and the candidate's value with 95% CI, the paired delta on the gate
-    half and on the claim half."""
-    table = Table(title="rsi · iterations")
-    for col in ("iter", "served → candidate", "decision", "pairs", "parse rate", "DPO loss", "seconds (pass/eval/dpo)",
-                "metric", "kept", "candidate", "Δ gate half", "Δ claim half"):
-        table.add_column(col, justify="right")
+def summary_table(summaries: list[Any]) -> Group:
+    """Iterations (rsi.history.IterationSummary): versions, decision, corpus, DPO and seconds per part; then
+    each held-out metric of the kept version and of the candidate with its 95% CI, and the paired deltas on the
+    gate half and on the claim half."""
+    runs = Table(title="rsi · iterations")
+    for col in ("iter", "served → candidate", "decision", "pairs", "parse rate", "DPO loss", "pass s", "eval s",
+                "DPO s", "swap s", "tokens/s"):
+        runs.add_column(col, justify="right")
+    metrics = Table(title="held-out metrics (95% CI) · paired Δ candidate − kept")
+    for col in ("iter", "metric", "kept", "candidate", "Δ gate half", "Δ claim half", "Δ vs v0"):
+        metrics.add_column(col, justify="right")
     for s in summaries:
         sec = s.seconds
-        head = [str(s.iteration), f"v{s.model_version} → v{s.new_version}", s.decision, str(s.preferences),
-                f"{s.parse_rate:.0%}", "-" if s.dpo_loss is None else f"{s.dpo_loss:.4f}",
-                f"{sec.get('corpus_pass', 0):.0f}/{sec.get('eval', 0):.0f}/{sec.get('dpo', 0):.0f}"]
-        tasks = sorted((s.evals.get("candidate") or {}).keys()) or [""]
-        for k, task in enumerate(tasks):
-            row = head if k == 0 else [""] * len(head)
-            table.add_row(*row, task, _metric((s.evals.get("kept") or {}).get(task)),
-                          _metric((s.evals.get("candidate") or {}).get(task)),
-                          _delta((s.evals.get("gate") or {}).get(task)), _delta((s.evals.get("claim") or {}).get(task)))
-    return table
+        runs.add_row(str(s.iteration), f"v{s.model_version} → v{s.new_version}", s.decision, str(s.preferences),
+                     f"{s.parse_rate:.0%}", "-" if s.dpo_loss is None else f"{s.dpo_loss:.4f}",
+                     *(f"{sec.get(k, 0.0):.0f}" for k in ("corpus_pass", "eval", "dpo")),
+                     f"{sec.get('swap', 0.0):.2f}", f"{s.gen_tokens_per_s:.0f}")
+        ev = s.evals
+        for task in sorted((ev.get("candidate") or {}).keys()):
+            metrics.add_row(str(s.iteration), task, _metric((ev.get("kept") or {}).get(task)),
+                            _metric((ev.get("candidate") or {}).get(task)), _delta((ev.get("gate") or {}).get(task)),
+                            _delta((ev.get("claim") or {}).get(task)), _delta((ev.get("vs_v0") or {}).get(task)))
+    return Group(runs, metrics) if metrics.row_count else Group(runs)

@@ -4,6 +4,7 @@ uninterrupted run of the same seed: nothing lost, nothing twice, the same counts
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -31,6 +32,8 @@ def _overrides(tiny_model: Path, run_dir: Path, resume: bool) -> list[str]:
         "judging.max_tokens=40", "judging.rationale_chars=16", "train.max_steps=1",
         # one chain at a time: commits spread over the iteration, so the kill lands between them
         "loop.chains_in_flight=1", "run.commit_chains=1",
+        # every candidate is rejected: a resume that forgot the decision would serve v1, not v0, afterwards
+        "evals.tasks=[format_following]", "evals.limit=2", "gate.metrics=[format_following]", "gate.min_gain=1.0",
     ]
 
 
@@ -87,6 +90,11 @@ def test_sigkill_mid_iteration_then_resume(tiny_model: Path, tmp_path: Path) -> 
     for t in ("performances", "judgments"):
         assert len(after[t]) == len(want[t]), t
         assert sorted(after[t]) == sorted(want[t]), f"{t}: seeded sampling, yet different ids"
-    # the resumed run reloaded checkpoint v1 under version 1: its second iteration's rows say so
+    # the resumed run kept iteration 0's decision (rejected): the pools served v0 again, so its second
+    # iteration's rows say version 0, and its records match the uninterrupted run's
     versions = read_table(second, "performances", ["model_version"]).column("model_version").to_pylist()
-    assert set(versions) == {1}
+    assert set(versions) == {0}
+    records = [json.loads((d / "summary.json").read_text()) for d in (crashed, reference)]
+    for summary in records:
+        assert [(r["decision"], r["model_version"], r["new_version"]) for r in summary] == [
+            ("rejected", 0, 1), ("rejected", 0, 2)]
