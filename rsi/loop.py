@@ -72,10 +72,11 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
         ray.get([p.update_weights.remote(kept.checkpoint, kept.version) for p in pools])
     startup = time.perf_counter() - started
 
-    for iteration in range(len(history), cfg.loop.iterations):
+    first = len(history)
+    for iteration in range(first, cfg.loop.iterations):
         served = kept.version
         console.rule(f"iteration {iteration} · policy v{served}")
-        seconds = {"startup": startup if iteration == len(history) else 0.0}
+        seconds = {"startup": startup if iteration == first else 0.0}
         gated = cfg.evals.enabled and iteration % cfg.evals.every == 0
         if gated and kept.items is None:  # v0, or a version kept ungated, or a resumed run's
             with timed(seconds, "eval_kept"), console.status(f"evaluating v{kept.version}"):
