@@ -50,7 +50,7 @@ def evals_plot(rows: list[Row]) -> Figure | None:
     ncols = min(3, len(benches))
     nrows = math.ceil(len(benches) / ncols)
     fig = _figure(4.3 * ncols, 3.3 * nrows + 0.5)
-    axes = fig.subplots(nrows, ncols, squeeze=False).flat
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
     statuses_shown: set[str] = set()
     for ax, bench in zip(axes, benches):
         top = 0.0
@@ -81,7 +81,7 @@ def evals_plot(rows: list[Row]) -> Figure | None:
         ax.set_title(f"{bench} ({metric})", fontsize=10)
         ax.set_xlabel("version")
         ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes):  # unused cells of the grid
+    for ax in axes[len(benches):]:  # unused cells of the grid
         ax.set_visible(False)
     handles = []
     for status in ("base", "kept", "rejected", "ungated", "unknown"):
