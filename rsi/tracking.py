@@ -8,6 +8,7 @@ writes its own DPO curves there too. `tracker=mlflow`: a local file store under 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,9 @@ class Tracker:
             try:
                 import mlflow
             except ImportError as e:
-                raise RuntimeError("tracker=mlflow needs the mlflow package (pip install mlflow)") from e
+                raise RuntimeError("tracker=mlflow needs mlflow (pip install mlflow-skinny)") from e
+            # A local file store needs no server; mlflow 3 keeps it behind this switch (in maintenance mode).
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             mlflow.set_tracking_uri((self.run_dir / "mlruns").resolve().as_uri())
             mlflow.set_experiment("rsi")
             self._writer = mlflow.start_run(run_name=self.run_dir.name)

@@ -1,9 +1,6 @@
-"""The gate's decisions on item-level results, the held-out overlap filter, the run history a resume reads,
-and the tracker's event files."""
+"""The gate's decisions on item-level results, and the filter that keeps held-out items out of the corpus."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +8,6 @@ from rsi.evals.config import GateConfig
 from rsi.evals.gate import decide, ids_of_half
 from rsi.evals.overlap import OverlapFilter
 from rsi.evals.task import half_of
-from rsi.history import IterationSummary, load_history, record_iteration
 
 pytestmark = pytest.mark.unit
 
@@ -69,28 +65,3 @@ def test_overlap_filter_drops_rows_sharing_ten_code_tokens() -> None:
     kept, dropped = f.keep([row, clean])
     assert kept == [clean] and dropped == 1
     assert not OverlapFilter([held_out], n=40).overlaps(held_out + held_out[:-1])  # too short for 40 tokens
-
-
-def test_history_is_read_back_up_to_the_first_gap(tmp_path: Path) -> None:
-    history: list[IterationSummary] = []
-    for it in range(2):
-        record_iteration(tmp_path, history, IterationSummary(
-            iteration=it, model_version=0, new_version=it + 1, kept_version=0, kept_checkpoint="/base",
-            decision="rejected", checkpoint=f"/c/v{it + 1}", evals={"gate": {"humaneval": {"delta": -0.1}}}))
-    (tmp_path / "iterations" / "iter_005.json").write_text("{}")  # not contiguous: ignored
-    again = load_history(tmp_path)
-    assert again == history and [s.decision for s in again] == ["rejected", "rejected"]
-
-
-def test_tensorboard_tracker_writes_events(tmp_path: Path) -> None:
-    from rsi.tracking import Tracker
-
-    tracker = Tracker("tensorboard", tmp_path)
-    tracker.log({"eval_candidate/humaneval": 0.25, "dpo/loss": None}, step=0)
-    tracker.close()
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(tmp_path / "tb" / "loop"))
-    acc.Reload()
-    assert [e.value for e in acc.Scalars("eval_candidate/humaneval")] == [pytest.approx(0.25)]
-    assert tracker.dpo_logging_dir == tmp_path / "tb"
