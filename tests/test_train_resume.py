@@ -15,7 +15,7 @@ from rsi.train.resume import FAIL_ENV
 @pytest.mark.slow
 def test_killed_worker_resumes_from_last_checkpoint(tiny_model: Path, tmp_path: Path, ray_local,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_train import _pairs, _write
+    from test_train import _pairs, _write
 
     prefs = _write(tmp_path / "prefs", _pairs(16))
     marker = tmp_path / "killed-once"
@@ -39,8 +39,7 @@ def test_killed_worker_resumes_from_last_checkpoint(tiny_model: Path, tmp_path: 
 def test_without_retries_a_killed_worker_fails_the_run(tiny_model: Path, tmp_path: Path, ray_local,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import ray.train
-
-    from tests.test_train import _pairs, _write
+    from test_train import _pairs, _write
 
     prefs = _write(tmp_path / "prefs", _pairs(8))
     monkeypatch.setenv(FAIL_ENV, f"2:{tmp_path / 'killed-once'}")

@@ -139,9 +139,9 @@ def test_speedups_learn_the_same(tiny_model: Path, tmp_path: Path) -> None:
     sampled pair or a misaligned reference row changes (~1e-2 and more).
     """
     import datasets
+    from test_train import _pairs
 
     from rsi.train.data import prepare_preferences
-    from tests.test_train import _pairs
 
     rows = _pairs(16)
     for i, r in enumerate(rows):  # unequal lengths, so batches carry padding
