@@ -15,7 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from rsi.train import TrainConfig  # noqa: E402
-from rsi.train.speed import needs_checkpointing, training_bytes, unpad_rows  # noqa: E402
+from rsi.train.speed import needs_checkpointing, training_bytes  # noqa: E402
+from rsi.train.unpad import unpad_rows  # noqa: E402
 
 
 class _CausalStub(torch.nn.Module):
@@ -57,7 +58,7 @@ def test_unpadded_rows_give_the_padded_outputs_and_gradients() -> None:
     model = _CausalStub()
     padded = model(**_batch(), fused_lm_head=True)
     (g_padded,) = torch.autograd.grad(padded.log_probs.sum(), model.embed.weight)
-    unpad_rows(model)
+    unpad_rows(model, share_prompt=False)  # the stub keeps no cache; sharing is checked on the tiny model
     model.tokens_seen = 0
     split = model(**_batch(), fused_lm_head=True)
     assert model.tokens_seen == 7 + 3 + 5 + 7  # the real tokens, no padding
@@ -113,6 +114,46 @@ def test_speed_keys_reach_the_dpo_config() -> None:
 
 
 # -- the tiny model, in process: what is learned does not change -------------------------------------------
+
+@pytest.mark.ray
+@pytest.mark.parametrize("share_prompt", [False, True])
+def test_unpadded_tiny_model_scores_as_padded(tiny_model: Path, share_prompt: bool) -> None:
+    """TRL's fused-head call on a padded [chosen; rejected] batch vs the unpadded rows (and shared prompts):
+    the same per-token log-probs and gradients, up to float rounding."""
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
+    prompts = [torch.randint(3, 500, (n,)) for n in (9, 4)]
+    completions = [torch.randint(3, 500, (n,)) for n in (5, 2, 3, 7)]  # chosen 0, chosen 1, rejected 0, rejected 1
+    rows = [torch.cat([prompts[i % 2], c]) for i, c in enumerate(completions)]
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(4, width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)], mask[i, :len(r)] = r, 1
+        start = len(prompts[i % 2])
+        labels[i, start:len(r)] = r[start:]
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels, "fused_lm_head": True, "use_cache": False}
+
+    def run() -> tuple[dict, list[torch.Tensor]]:
+        model.zero_grad()
+        out = model(**batch)
+        (out.log_probs.sum() + 0.1 * out.log_probs.pow(2).sum()).backward()
+        return out, [p.grad.clone() for p in model.parameters()]
+
+    padded, grads = run()
+    unpad_rows(model, share_prompt=share_prompt)
+    split, split_grads = run()
+    assert torch.allclose(split.log_probs, padded.log_probs, atol=1e-5)
+    assert torch.equal(split.label_mask, padded.label_mask)
+    assert torch.allclose(split.entropy * padded.label_mask, padded.entropy * padded.label_mask, atol=1e-5)
+    for g, h in zip(split_grads, grads):
+        assert torch.allclose(g, h, atol=1e-5, rtol=1e-4)
+
 
 def _steps(cfg: TrainConfig, model_dir: Path, table, out: Path) -> tuple[list[dict], dict]:
     from transformers import AutoModelForCausalLM, AutoTokenizer

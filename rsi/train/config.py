@@ -60,8 +60,12 @@ class TrainConfig:
     # way. Under DeepSpeed the reference model stays (rsi.train.worker.precomputes_ref).
     precompute_ref: bool = True
     # Each row of a batch scored alone at its real length instead of padded to the batch's longest (TRL 1.16's
-    # own padding_free is disabled); the same log-probs up to float noise, for the real tokens' cost.
+    # own padding_free is disabled), the LM head on completion tokens only (rsi/train/unpad.py); the same
+    # log-probs up to float noise, for the real tokens' cost.
     padding_free: bool = True
+    # With padding_free: each pair's prompt runs once, both completions continue from its key/value cache
+    # (off under activation checkpointing, which drops the cache). Prompts are most of a code pair's tokens.
+    share_prompt: bool = True
     learning_rate: float = 5e-6
     beta: float = 0.1
     epochs: int = 1

@@ -1,12 +1,4 @@
-"""What makes a CPU DPO step cheap without changing what it learns: no padding, memory-driven checkpointing.
-
-TRL 1.16 pads each batch (chosen rows, then rejected rows) to its longest row, scores every position of every
-row with the LM head off CUDA, and has `padding_free` switched off. `unpad_rows` runs each row of a batch through
-the model alone, cut to its real length: right padding never reaches a real token through the causal mask, so
-the per-token log-probs are the padded ones up to float noise, for the cost of the real tokens only. It also
-has the LM head score only the completion tokens, as TRL does on CUDA (off CUDA it scores all positions so that
-tile shapes stay fixed for compilers like Neuron's; eager CPU has no such need). On code-task pairs prompts are
-most of the tokens, and the 49k-word head is a fifth of SmolLM2's matmul work.
+"""Sizing a DPO step: the corpus' longest pair, the step's memory estimate, threads (rows: `unpad`).
 
 Activation checkpointing trades one more forward per step for memory; `needs_checkpointing` turns it on only
 when the estimate below does not fit in the memory this worker can use.
@@ -76,66 +68,6 @@ def needs_checkpointing(config: Any, n_params: int, rows: int, length: int, *, r
     """True when the step without checkpointing is estimated not to fit in `_USABLE_SHARE` of `budget` bytes."""
     plain = training_bytes(config, n_params, rows, length, checkpointing=False, reference_model=reference_model)
     return plain > _USABLE_SHARE * budget
-
-
-_PER_TOKEN = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1", "label_mask")
-
-
-def unpad_rows(model: torch.nn.Module) -> None:
-    """Patch `model.forward` (after TRL's fused LM head) to score right-padded rows one by one, unpadded.
-
-    Only the fused-head call TRL's DPO loss and reference pass make is split; any other call, a batch without
-    padding, left padding or an MoE model asking for router logits goes through unchanged. The per-token outputs
-    are padded back with zeros (what the fused head returns where the label is -100), so callers see the shapes
-    of the padded call.
-    """
-    import trl.trainer.utils as trl_utils
-    from trl.trainer.utils import FusedCausalLMOutput
-
-    fused = model.forward
-
-    def inner(**kwargs: Any) -> Any:
-        # The head's choice between scoring every position and only the labelled ones is made per call through
-        # this module global; the backward does not read it. Swapped for the call only.
-        chooser = trl_utils._use_triton
-        trl_utils._use_triton = lambda device: True
-        try:
-            return fused(**kwargs)
-        finally:
-            trl_utils._use_triton = chooser
-
-    def forward(*args: Any, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, **kwargs: Any) -> Any:
-        plain = dict(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
-        if (args or input_ids is None or attention_mask is None or labels is None
-                or not kwargs.get("fused_lm_head") or kwargs.get("output_router_logits") or input_ids.dim() != 2):
-            return fused(*args, **plain)
-        if input_ids.size(0) < 2:
-            return inner(**plain)
-        lengths = attention_mask.sum(dim=1)
-        width = input_ids.size(1)
-        right_padded = bool((attention_mask == (torch.arange(width, device=attention_mask.device)
-                                                < lengths[:, None])).all())
-        if not right_padded or bool((lengths == width).all()):
-            return inner(**plain)
-        parts = []
-        for row, n in enumerate(lengths.tolist()):
-            n = max(int(n), 2)  # a row of one token has no next-token label; keep the padded call's shape valid
-            parts.append(inner(input_ids=input_ids[row:row + 1, :n], attention_mask=attention_mask[row:row + 1, :n],
-                               labels=labels[row:row + 1, :n], **kwargs))
-        fields: dict[str, Any] = {}
-        for name in _PER_TOKEN:
-            values = [getattr(p, name) for p in parts]
-            if any(v is None for v in values):
-                fields[name] = None
-                continue
-            fields[name] = torch.cat([torch.cat([v, v.new_zeros((1, width - 1 - v.size(1)))], dim=1)
-                                      for v in values], dim=0)
-        mask = fields["label_mask"]
-        loss = -fields["log_probs"].sum() / mask.sum().clamp(min=1)
-        return FusedCausalLMOutput(loss=loss, aux_loss=None, **fields)
-
-    model.forward = forward
 
 
 def cpu_threads(requested: int, local_workers: int) -> int:

@@ -17,23 +17,25 @@ from rsi.train.data import WEIGHT_COLUMN
 class WeightedDPOTrainer(DPOTrainer):
     """DPOTrainer whose training sampler draws pairs in proportion to the dataset's weight column.
 
-    With `unpad`, the policy (and a reference model, if kept) scores each row of a batch alone at its real length
-    (`speed.unpad_rows`), in the reference pass before training as in every step. Reference log-probs computed in
+    With `unpad`, the policy (and a reference model, if kept) scores each row at its real length, and with
+    `share_prompt` each pair's prompt once (`unpad.unpad_rows`), in the reference pass before training as in
+    every step. Reference log-probs computed in
     that pass are columns of `train_dataset`, row-aligned with the weights the sampler reads.
     """
 
-    def __init__(self, *args, unpad: bool = False, **kwargs) -> None:
-        self._unpad, self._unpadded = unpad, False  # before super(): its reference pass already uses them
+    def __init__(self, *args, unpad: bool = False, share_prompt: bool = False, **kwargs) -> None:
+        # Set before super(): its reference pass already uses them.
+        self._unpad, self._share_prompt, self._unpadded = unpad, share_prompt, False
         super().__init__(*args, **kwargs)
         self._install_unpad()
 
     def _install_unpad(self) -> None:
-        from rsi.train.speed import unpad_rows
+        from rsi.train.unpad import unpad_rows
 
         if self._unpad and not self._unpadded:  # after TRL's fused LM head, which the row split calls
             for model in (self.model, self.ref_model):
                 if model is not None:
-                    unpad_rows(model)
+                    unpad_rows(model, self._share_prompt)
             self._unpadded = True
 
     def _precompute_ref_logps(self, dataset, name: str, batch_size: int):

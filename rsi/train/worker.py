@@ -79,7 +79,7 @@ def build_trainer(cfg: TrainConfig, model: Any, tokenizer: Any, dataset: Any, ou
 
     args = DPOConfig(**dpo_config_kwargs(cfg, output_dir, logging_dir))
     trainer = WeightedDPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                 unpad=cfg.padding_free)
+                                 unpad=cfg.padding_free, share_prompt=cfg.share_prompt)
     length = longest_pair(trainer.train_dataset, args.max_length)
     rows = 2 * cfg.per_device_batch_size  # chosen and rejected rows of each pair
     n_params = sum(p.numel() for p in model.parameters())
@@ -90,6 +90,7 @@ def build_trainer(cfg: TrainConfig, model: Any, tokenizer: Any, dataset: Any, ou
             model.config, n_params, rows, length, reference_model=trainer.ref_model is not None, budget=budget)
     info = {"max_length": length, "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
             "precompute_ref": bool(args.precompute_ref_log_probs), "padding_free": cfg.padding_free,
+            "share_prompt": cfg.padding_free and cfg.share_prompt,
             "memory_budget_gb": budget / 2**30}
     return trainer, info
 
