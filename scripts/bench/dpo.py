@@ -34,8 +34,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # padded batches), "after" the TrainConfig defaults; the ones between add the speed-ups one at a time.
 VARIANTS: dict[str, dict] = {
     "before": {"precompute_ref": False, "gradient_checkpointing": "always", "padding_free": False},
-    "precompute": {"gradient_checkpointing": "always", "padding_free": False},
-    "precompute+auto_ckpt": {"padding_free": False},
+    "ref_once": {"gradient_checkpointing": "always", "padding_free": False},
+    "ref_once_auto_ckpt": {"padding_free": False},
     "unpadded": {"share_prompt": False},
     "after": {},
 }
@@ -96,6 +96,26 @@ def step_work(model, dataset, batch: int, max_length: int) -> tuple[float, float
     return batch * tokens / len(rows), batch * flops / len(rows)
 
 
+def measure_work(cfg, model_dir: str, table, work: Path) -> tuple[float, float]:
+    """Tokens and FLOPs per step from TRL's own tokenization of the pairs (a trainer built, never trained)."""
+    import dataclasses
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rsi.train.data import table_to_dataset
+    from rsi.train.worker import build_trainer
+
+    cfg = dataclasses.replace(cfg, precompute_ref=False, padding_free=False)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    trainer, decided = build_trainer(cfg, model, AutoTokenizer.from_pretrained(model_dir), table_to_dataset(table),
+                                     str(work))
+    result = step_work(model, trainer.train_dataset, cfg.per_device_batch_size, decided["max_length"])
+    del trainer, model
+    gc.collect()
+    return result
+
+
 def run_a(cfg, model_dir: str, table, work: Path) -> dict:
     """Bare: the trainer in this process, no Ray."""
     import torch
@@ -114,9 +134,8 @@ def run_a(cfg, model_dir: str, table, work: Path) -> dict:
     started = time.monotonic()
     output = trainer.train()
     seconds = time.monotonic() - started
-    tokens, flops = step_work(model, trainer.train_dataset, cfg.per_device_batch_size, decided["max_length"])
     result = {"s_step": seconds / trainer.state.global_step, "prep": prep, "loss": output.training_loss,
-              "tokens": tokens, "flops": flops, "ckpt": decided["gradient_checkpointing"]}
+              "ckpt": decided["gradient_checkpointing"]}
     del trainer, model
     gc.collect()
     return result
@@ -138,7 +157,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--variants", default="before,after", help=f"comma-separated of {','.join(VARIANTS)}")
+    ap.add_argument("--variants", default="before,after",
+                    help=f"comma-separated of {','.join(VARIANTS)}; NAME:b runs that one on side b only")
     ap.add_argument("--modes", default="a,b", help="a: bare in-process, b: under Ray Train")
     args = ap.parse_args()
 
@@ -167,36 +187,33 @@ def main() -> None:
         print(f"fp32 torch.mm peak: {peak / 1e9:.1f} GFLOP/s on {torch.get_num_threads()} threads", flush=True)
 
         modes = args.modes.split(",")
-        if "b" in modes:
+        plan = [(spec.split(":")[0], spec.split(":")[1].split("+") if ":" in spec else modes)
+                for spec in args.variants.split(",")]
+        if any("b" in m for _, m in plan):
             ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False)
         runs: dict[tuple[str, str], list[dict]] = {}
-        work: dict[str, tuple[float, float]] = {}
+        tokens, flops = measure_work(TrainConfig(per_device_batch_size=args.batch), model_dir, table, root / "work")
         for repeat in range(args.repeats):
-            for name in args.variants.split(","):
+            for name, sides in plan:
                 cfg = TrainConfig(max_steps=args.steps, per_device_batch_size=args.batch, learning_rate=5e-6,
                                   **VARIANTS[name])
-                for mode in modes:
+                for mode in sides:
                     out = root / f"{name}-{mode}-{repeat}"
                     r = run_a(cfg, model_dir, table, out) if mode == "a" else run_b(cfg, model_dir, pairs, out)
-                    if mode == "a":
-                        work[name] = (r["tokens"], r["flops"])
                     runs.setdefault((name, mode), []).append(r)
                     print(f"  {name:22} {mode} repeat {repeat}: {r['s_step']:.2f} s/step, prep {r['prep']:.1f} s, "
                           f"loss {r['loss']:.5f}", flush=True)
-        if "b" in modes:
+        if ray.is_initialized():
             ray.shutdown()
 
-    if not work:  # (b) alone: count the work from a tokenized copy of the pairs
-        raise SystemExit("run mode a too: it measures the tokens and FLOPs per step")
     print(f"\nmodel {Path(model_dir).name}, {len(table)} pairs, {args.steps} steps, batch {args.batch}, "
           f"{torch.get_num_threads()} threads, medians of {args.repeats}; peak {peak / 1e9:.1f} GFLOP/s")
     print(f"{'variant':22} {'side':4} {'s/step':>8} {'tok/s':>8} {'GFLOP/s':>8} {'peak %':>7} {'b/a':>6} "
           f"{'prep s':>7} {'ckpt':>5} {'loss':>9} {'vs first':>8}")
     first: dict[str, float] = {}
-    for name in args.variants.split(","):
-        tokens, flops = work.get(name, next(iter(work.values())))
+    for name, sides in plan:
         a_step = statistics.median(r["s_step"] for r in runs[(name, "a")]) if (name, "a") in runs else None
-        for mode in modes:
+        for mode in sides:
             rs = runs[(name, mode)]
             s = statistics.median(r["s_step"] for r in rs)
             first.setdefault(mode, s)
