@@ -46,3 +46,16 @@ def test_without_retries_a_killed_worker_fails_the_run(tiny_model: Path, tmp_pat
     with pytest.raises((ray.train.TrainingFailedError, RuntimeError)):
         train_dpo(str(prefs), str(tiny_model), str(tmp_path / "policy"),
                   TrainConfig(max_steps=4, save_steps=1, max_failures=0, per_device_batch_size=2))
+
+
+@pytest.mark.unit
+def test_summary_after_resume_uses_the_whole_curve() -> None:
+    """After a resume the Trainer's own mean loss covers this attempt only; the restored log covers the run."""
+    from rsi.train.worker import _summary
+
+    history = [{"step": s, "loss": float(s), "rewards/margins": 0.1 * s} for s in range(1, 9)]
+    resumed = _summary(history, None, 8, 10.0, steps_timed=4)
+    assert resumed["train_loss"] == pytest.approx(4.5) and resumed["seconds_per_step"] == pytest.approx(2.5)
+    assert [s for s, _ in resumed["curve"]] == list(range(1, 9)) and resumed["rewards/margins"] == pytest.approx(0.8)
+    fresh = _summary(history, 4.0, 8, 10.0)
+    assert fresh["train_loss"] == 4.0 and fresh["seconds_per_step"] == pytest.approx(1.25)
