@@ -151,8 +151,10 @@ def test_unpadded_tiny_model_scores_as_padded(tiny_model: Path, share_prompt: bo
     assert torch.allclose(split.log_probs, padded.log_probs, atol=1e-5)
     assert torch.equal(split.label_mask, padded.label_mask)
     assert torch.allclose(split.entropy * padded.label_mask, padded.entropy * padded.label_mask, atol=1e-5)
-    for g, h in zip(split_grads, grads):
-        assert torch.allclose(g, h, atol=1e-5, rtol=1e-4)
+    # Relative to each gradient's norm: the tied embedding's entries reach ~1e2 through the LM head, where fp32
+    # summation order alone moves single entries by ~1e-4.
+    for name, g, h in zip([n for n, _ in model.named_parameters()], split_grads, grads):
+        assert (g - h).norm() <= 1e-5 * h.norm() + 1e-7, (name, (g - h).norm(), h.norm())
 
 
 def _steps(cfg: TrainConfig, model_dir: Path, table, out: Path) -> tuple[list[dict], dict]:
