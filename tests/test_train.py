@@ -182,15 +182,15 @@ def test_train_dpo_moves_weights_and_saves_loadable_model(mode: str, tiny_model:
 
 @pytest.mark.unit
 def test_gradient_checkpointing_where_it_works() -> None:
-    """On by default (the CPU trainer's memory), off under DeepSpeed on CPU, where it fails; `threads` < 0 is
-    refused before Ray starts."""
+    """`always` turns it on, except under DeepSpeed on CPU, where it fails; `auto` leaves it to the memory
+    estimate once the corpus is tokenized (off in the DPOConfig); `threads` < 0 is refused before Ray starts."""
     from rsi.train.worker import dpo_config_kwargs
 
-    plain = dpo_config_kwargs(TrainConfig(), "/tmp/x")
-    zero2 = dpo_config_kwargs(TrainConfig(deepspeed="zero2"), "/tmp/x")
-    gpu = dpo_config_kwargs(TrainConfig(deepspeed="zero2", use_gpu=True), "/tmp/x")
+    plain = dpo_config_kwargs(TrainConfig(gradient_checkpointing="always"), "/tmp/x")
+    zero2 = dpo_config_kwargs(TrainConfig(deepspeed="zero2", gradient_checkpointing="always"), "/tmp/x")
+    gpu = dpo_config_kwargs(TrainConfig(deepspeed="zero2", use_gpu=True, gradient_checkpointing="always"), "/tmp/x")
     assert plain["gradient_checkpointing"] and not zero2["gradient_checkpointing"] and gpu["gradient_checkpointing"]
-    off = dpo_config_kwargs(TrainConfig(gradient_checkpointing=False), "/tmp/x")
-    assert not off["gradient_checkpointing"]
+    for mode in ("never", "auto"):
+        assert not dpo_config_kwargs(TrainConfig(gradient_checkpointing=mode), "/tmp/x")["gradient_checkpointing"]
     with pytest.raises(ValueError, match="threads=-1"):
         TrainConfig(threads=-1).validate()

@@ -13,6 +13,14 @@ class DeepSpeed(Choice):
     zero3 = "zero3"  # parameters sharded too; rank 0 gathers the full weights on save
 
 
+class Checkpointing(Choice):
+    """Activation (gradient) checkpointing: one more forward per step for far less activation memory."""
+
+    auto = "auto"  # on only when rsi.train.speed's estimate of the step's peak memory does not fit
+    always = "always"
+    never = "never"
+
+
 class LossType(Choice):
     """TRL 1.16 DPOTrainer loss types: a typo fails when the config is built, not in a Ray Train worker."""
 
@@ -43,17 +51,35 @@ class TrainConfig:
     # DPO runs, so the default takes every core (measured on SmolLM2, 2 cores: 54 → 28 s/step).
     threads: int = 0
     # Recompute activations in the backward pass: on SmolLM2 at max_length 1024 the CPU trainer's peak RSS
-    # fell from 13.7 to 8.4 GB for 23% more time per step. Off under DeepSpeed on CPU, where it fails.
-    gradient_checkpointing: bool = True
+    # fell from 13.7 to 8.4 GB for 23% more time per step, so `auto` turns it on only when the estimate of the
+    # step's memory (rsi/train/speed.py: weights, AdamW state, activations per token and layer, a fixed overhead
+    # fitted to those two peaks) exceeds 90% of what the worker has free. Off under DeepSpeed on CPU (it fails).
+    gradient_checkpointing: Checkpointing = Checkpointing.auto
+    # Reference log-probs of every pair in one no-grad pass before training (TRL's precompute_ref_log_probs):
+    # no reference model in memory, no reference forward per step. The reference is the starting policy either
+    # way. Under DeepSpeed the reference model stays (rsi.train.worker.precomputes_ref).
+    precompute_ref: bool = True
+    # Each row of a batch scored alone at its real length instead of padded to the batch's longest (TRL 1.16's
+    # own padding_free is disabled), the LM head on completion tokens only (rsi/train/unpad.py); the same
+    # log-probs up to float noise, for the real tokens' cost.
+    padding_free: bool = True
+    # With padding_free: each pair's prompt runs once, both completions continue from its key/value cache
+    # (off under activation checkpointing, which drops the cache). Prompts are most of a code pair's tokens.
+    share_prompt: bool = True
     learning_rate: float = 5e-6
     beta: float = 0.1
     epochs: int = 1
     max_steps: int = -1  # > 0 overrides epochs
     per_device_batch_size: int = 2
     gradient_accumulation_steps: int = 1
-    max_length: int = 1024
+    # Truncation in tokens; None: the corpus' longest pair, capped at rsi.train.speed.MAX_LENGTH_CAP (1024).
+    max_length: int | None = None
     seed: int = 0
     loss_type: LossType = LossType.sigmoid
+    # Mid-run checkpoints every `save_steps` optimizer steps (0: none), reported to Ray Train; a worker that
+    # dies is restarted up to `max_failures` times (-1: without limit) and resumes from the newest checkpoint.
+    save_steps: int = 0
+    max_failures: int = 0
 
     def validate(self) -> None:
         """Fail before any Ray worker starts on settings that can never train; the message starts with the key.
@@ -63,8 +89,9 @@ class TrainConfig:
         check_choices(self, "train")
         positive = {"num_workers": self.num_workers, "cpus_per_worker": self.cpus_per_worker,
                     "epochs": self.epochs, "per_device_batch_size": self.per_device_batch_size,
-                    "gradient_accumulation_steps": self.gradient_accumulation_steps,
-                    "max_length": self.max_length}
+                    "gradient_accumulation_steps": self.gradient_accumulation_steps}
+        if self.max_length is not None:
+            positive["max_length"] = self.max_length
         for key, value in positive.items():
             if value < 1:
                 raise ValueError(f"train.{key}: must be >= 1 (got {key}={value})")
@@ -73,6 +100,10 @@ class TrainConfig:
         for key in ("learning_rate", "beta"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"train.{key}: must be > 0 (got {getattr(self, key)})")
+        if self.save_steps < 0:
+            raise ValueError(f"train.save_steps: must be >= 0, 0 for no mid-run checkpoints (got {self.save_steps})")
+        if self.max_failures < -1:
+            raise ValueError(f"train.max_failures: use -1 (no limit) or a count >= 0 (got {self.max_failures})")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"train.max_steps: use -1 (epochs decide) or a positive count (got {self.max_steps})")
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from rsi.train.config import TrainConfig, TrainResult
 from rsi.train.data import load_preferences, prepare_preferences
+from rsi.train.resume import FAIL_ENV
 from rsi.train.worker import train_loop
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 # Set on the driver, these must reach the workers too: offline hub use, caches, DeepSpeed's accelerator pick.
 _PROPAGATED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME",
-                   "HF_DATASETS_CACHE", "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR")
+                   "HF_DATASETS_CACHE", "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR", FAIL_ENV)
 _PRINT_PATCH_ENV = "RAY_TRAIN_ENABLE_PRINT_PATCH"
 
 
@@ -32,8 +33,9 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
     proportion to it (see `weighted`); other extra columns are dropped. The caller owns `ray.init()`.
     Ray's run records and the checkpoint go under `storage_path` (default: `<out_dir>.ray/` beside it, removed
     after success; on a multi-node cluster pass shared storage); the checkpoint then moves (or downloads) to
-    `out_dir`. With `logging_dir`, TRL writes its training curves there as TensorBoard events. Raises
-    ValueError for a bad config or corpus before any worker starts.
+    `out_dir`. With `cfg.save_steps`, mid-run checkpoints land there too, and a worker that dies (up to
+    `cfg.max_failures` times) resumes from the newest. With `logging_dir`, TRL writes its training curves there
+    as TensorBoard events. Raises ValueError for a bad config or corpus before any worker starts.
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -59,8 +61,12 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker=resources),
-        run_config=ray.train.RunConfig(name=run_name, storage_path=str(storage),
-                                       worker_runtime_env={"env_vars": env}),
+        run_config=ray.train.RunConfig(
+            name=run_name, storage_path=str(storage), worker_runtime_env={"env_vars": env},
+            # A restarted worker group resumes from the newest reported checkpoint (rsi.train.resume); only that
+            # one is needed, and each holds the optimizer state besides the weights.
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
     )
     started = time.monotonic()
     result = trainer.fit()

@@ -15,7 +15,32 @@ from rsi.train.data import WEIGHT_COLUMN
 
 
 class WeightedDPOTrainer(DPOTrainer):
-    """DPOTrainer whose training sampler draws pairs in proportion to the dataset's weight column."""
+    """DPOTrainer whose training sampler draws pairs in proportion to the dataset's weight column.
+
+    With `unpad`, the policy (and a reference model, if kept) scores each row at its real length, and with
+    `share_prompt` each pair's prompt once (`unpad.unpad_rows`), in the reference pass before training as in
+    every step. Reference log-probs computed in
+    that pass are columns of `train_dataset`, row-aligned with the weights the sampler reads.
+    """
+
+    def __init__(self, *args, unpad: bool = False, share_prompt: bool = False, **kwargs) -> None:
+        # Set before super(): its reference pass already uses them.
+        self._unpad, self._share_prompt, self._unpadded = unpad, share_prompt, False
+        super().__init__(*args, **kwargs)
+        self._install_unpad()
+
+    def _install_unpad(self) -> None:
+        from rsi.train.unpad import unpad_rows
+
+        if self._unpad and not self._unpadded:  # after TRL's fused LM head, which the row split calls
+            for model in (self.model, self.ref_model):
+                if model is not None:
+                    unpad_rows(model, self._share_prompt)
+            self._unpadded = True
+
+    def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
+        self._install_unpad()
+        return super()._precompute_ref_logps(dataset, name, batch_size)
 
     def _get_train_sampler(self, train_dataset=None) -> torch.utils.data.Sampler | None:
         # The argument has had unused columns (the weight) removed; the prepared dataset still holds them,

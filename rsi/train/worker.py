@@ -12,15 +12,25 @@ import tempfile
 import time
 from typing import Any
 
-from rsi.train.config import TrainConfig
+from rsi.train.config import Checkpointing, TrainConfig
+from rsi.train.speed import MAX_LENGTH_CAP
 
 # TRL metrics that summarise DPO progress; the last logged value of each is returned to the caller.
 METRIC_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
                "logps/chosen", "logps/rejected", "loss", "grad_norm", "learning_rate")
 
 
+def precomputes_ref(cfg: TrainConfig) -> bool:
+    """Reference log-probs in one pass before training; under DeepSpeed TRL would build an inference engine on
+    CPU for it, an untested path, so there the reference model stays and runs every step."""
+    return cfg.precompute_ref and cfg.deepspeed == "none"
+
+
 def dpo_config_kwargs(cfg: TrainConfig, output_dir: str, logging_dir: str | None = None) -> dict[str, Any]:
-    """DPOConfig arguments for a TrainConfig; with `logging_dir`, TRL writes its curves there for TensorBoard."""
+    """DPOConfig arguments for a TrainConfig; with `logging_dir`, TRL writes its curves there for TensorBoard.
+
+    Gradient checkpointing under `auto` starts off here; `build_trainer` decides it once the corpus is tokenized.
+    """
     from rsi.train.zero import deepspeed_config
 
     use_gpu = cfg.use_gpu
@@ -33,16 +43,21 @@ def dpo_config_kwargs(cfg: TrainConfig, output_dir: str, logging_dir: str | None
         "max_steps": cfg.max_steps,
         "per_device_train_batch_size": cfg.per_device_batch_size,
         "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
-        "max_length": cfg.max_length,
+        # Batches pad to their longest row, so truncating at the corpus' longest (capped) is the cap itself.
+        "max_length": cfg.max_length or MAX_LENGTH_CAP,
+        "precompute_ref_log_probs": precomputes_ref(cfg),
         "seed": cfg.seed,
         "deepspeed": deepspeed_config(str(cfg.deepspeed)),
         "use_cpu": not use_gpu,
         # TRL defaults to bf16; on CPU it is 3× slower on AVX2 and its autocast diverges from what the engines
         # serve, so it is GPU-only here.
         "bf16": use_gpu,
-        "gradient_checkpointing": cfg.gradient_checkpointing and (use_gpu or cfg.deepspeed == "none"),
+        "gradient_checkpointing": cfg.gradient_checkpointing == Checkpointing.always and _can_checkpoint(cfg),
         "report_to": ["tensorboard"] if logging_dir else [],
-        "save_strategy": "no",  # the final model is saved once, below; no optimizer-state checkpoints
+        # Mid-run checkpoints (optimizer, scheduler, RNG, step) for a restarted worker to resume from; only the
+        # newest is kept here, Ray Train holds the copy that counts.
+        "save_strategy": "steps" if cfg.save_steps else "no",
+        **({"save_steps": cfg.save_steps, "save_total_limit": 1} if cfg.save_steps else {}),
         "logging_steps": 1,
         "disable_tqdm": True,  # Ray captures worker stdout; the printed log dicts are the progress lines
         "dataloader_num_workers": 0,
@@ -50,23 +65,59 @@ def dpo_config_kwargs(cfg: TrainConfig, output_dir: str, logging_dir: str | None
     }
 
 
+def _can_checkpoint(cfg: TrainConfig) -> bool:
+    return cfg.use_gpu or cfg.deepspeed == "none"  # DeepSpeed on CPU fails with activation checkpointing
+
+
+def build_trainer(cfg: TrainConfig, model: Any, tokenizer: Any, dataset: Any, output_dir: str,
+                  logging_dir: str | None = None, local_workers: int = 1) -> tuple[Any, dict[str, Any]]:
+    """The WeightedDPOTrainer for `cfg` with the step's speed settings applied; also what was decided and why."""
+    from trl import DPOConfig
+
+    from rsi.train.speed import available_bytes, longest_pair, needs_checkpointing
+    from rsi.train.weighted import WeightedDPOTrainer
+
+    args = DPOConfig(**dpo_config_kwargs(cfg, output_dir, logging_dir))
+    trainer = WeightedDPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                 unpad=cfg.padding_free, share_prompt=cfg.share_prompt)
+    length = longest_pair(trainer.train_dataset, args.max_length)
+    rows = 2 * cfg.per_device_batch_size  # chosen and rejected rows of each pair
+    n_params = sum(p.numel() for p in model.parameters())
+    budget = available_bytes(cfg.use_gpu, local_workers)
+    if cfg.gradient_checkpointing == Checkpointing.auto and _can_checkpoint(cfg):
+        # Read by Trainer.train(), which is when checkpointing is switched on.
+        trainer.args.gradient_checkpointing = needs_checkpointing(
+            model.config, n_params, rows, length, reference_model=trainer.ref_model is not None, budget=budget)
+    info = {"max_length": length, "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
+            "precompute_ref": bool(args.precompute_ref_log_probs), "padding_free": cfg.padding_free,
+            "share_prompt": cfg.padding_free and cfg.share_prompt,
+            "memory_budget_gb": budget / 2**30}
+    return trainer, info
+
+
 def train_loop(config: dict[str, Any]) -> dict[str, Any]:
-    """Ray Train entry: train, save the policy on rank 0 as a Ray checkpoint, report loss and metrics."""
+    """Ray Train entry: train (resuming from Ray's latest checkpoint after a restart), save the policy on rank 0
+    as a Ray checkpoint, report loss and metrics."""
     import ray.train
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import DPOConfig
 
     from rsi.train.data import table_to_dataset
+    from rsi.train.resume import add_callbacks, restore_checkpoint
     from rsi.train.save import check_saved, save_policy
-    from rsi.train.weighted import WeightedDPOTrainer
+    from rsi.train.speed import cpu_threads
 
     cfg: TrainConfig = config["train"]
-    rank = ray.train.get_context().get_world_rank()
+    context = ray.train.get_context()
+    rank, local = context.get_world_rank(), context.get_local_world_size()
     if not cfg.use_gpu:
         # Ray pins OMP threads to the worker's CPU request (1); the trainer runs while the engines wait.
-        local = ray.train.get_context().get_local_world_size()
-        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // local))
+        torch.set_num_threads(cpu_threads(cfg.threads, local))
+    if context.get_world_size() == 1 and cfg.deepspeed == "none":
+        # Alone, there is nothing to synchronise; with Ray's LOCAL_RANK set, accelerate would still wrap the model
+        # in a one-process DDP whose gradient bucketing cost a third of a fast CPU step (measured on SmolLM2).
+        for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+            os.environ.pop(key, None)
     dataset = table_to_dataset(config["table"])
 
     tokenizer = AutoTokenizer.from_pretrained(config["base_model"])
@@ -78,17 +129,21 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
         logging_dir = config.get("logging_dir") if rank == 0 else None
         if logging_dir:  # transformers' TensorBoard callback reads its folder from the environment
             os.environ["TENSORBOARD_LOGGING_DIR"] = logging_dir
-        args = DPOConfig(**dpo_config_kwargs(cfg, os.path.join(work, "trainer"), logging_dir))
-        trainer = WeightedDPOTrainer(model=model, args=args, train_dataset=dataset,
-                                     processing_class=tokenizer)
+        trainer, decided = build_trainer(cfg, model, tokenizer, dataset, os.path.join(work, "trainer"),
+                                         logging_dir, local)
+        add_callbacks(trainer, cfg.save_steps)
+        resume, resumed_from = restore_checkpoint(os.path.join(work, "resume"))
         started = time.monotonic()
-        output = trainer.train()
+        output = trainer.train(resume_from_checkpoint=resume)
         train_seconds = time.monotonic() - started
 
         save_dir = os.path.join(work, "model")
         save_policy(trainer, save_dir)  # every rank: a collective under ZeRO-3
-        metrics = _summary(trainer.state.log_history, output.training_loss, trainer.state.global_step,
-                           train_seconds)
+        steps = trainer.state.global_step
+        # After a resume the Trainer's loss is the mean of this attempt's steps only; the restored log has all.
+        metrics = _summary(trainer.state.log_history, None if resume else output.training_loss, steps,
+                           train_seconds, steps - resumed_from)
+        metrics.update({"resumed_from_step": resumed_from, **{f"decided/{k}": v for k, v in decided.items()}})
         checkpoint = None
         if rank == 0:
             check_saved(save_dir)
@@ -99,20 +154,23 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _summary(history: list[dict[str, Any]], training_loss: float | None, steps: int,
-             seconds: float) -> dict[str, Any]:
+             seconds: float, steps_timed: int | None = None) -> dict[str, Any]:
     """Loss (mean over the run) and its curve, the last logged value of each TRL metric, and step timing."""
     last: dict[str, float] = {}
     for entry in history:
         for key in METRIC_KEYS:
             if key in entry:
                 last[key] = float(entry[key])
+    curve = [[int(e["step"]), float(e["loss"])] for e in history if "loss" in e and "step" in e]
+    if training_loss is None and curve:  # logging_steps=1: the curve holds every optimizer step's loss
+        training_loss = sum(v for _, v in curve) / len(curve)
     loss = float(training_loss) if training_loss is not None and math.isfinite(training_loss) else None
+    timed = steps if steps_timed is None else steps_timed
     return {
         "train_loss": loss,
         "steps": int(steps),
         "train_seconds": seconds,
-        "seconds_per_step": seconds / steps if steps else None,
-        "curve": [[int(e["step"]), float(e["loss"])] for e in history if "loss" in e and "step" in e],
+        "seconds_per_step": seconds / timed if timed else None,
+        "curve": curve,
         **{("last_loss" if k == "loss" else k): v for k, v in last.items()},
     }
-
