@@ -141,6 +141,17 @@ class EnginePool:
             "swap_seconds": list(self._swap_seconds),
         }
 
+    async def engine_load(self) -> dict[str, float]:
+        """The replicas' cumulative load figures, summed (rsi.inference.vllm_backend.EngineLoad)."""
+        loads = await asyncio.gather(*(r.handle.engine_load.remote() for r in self._replicas if r.alive),
+                                     return_exceptions=True)
+        total: dict[str, float] = {}
+        for load in loads:
+            if isinstance(load, dict):
+                for key, value in load.items():
+                    total[key] = total.get(key, 0) + value
+        return total
+
     # ---- colocation and the replicas ------------------------------------------------------------------------
     async def sleep(self, level: int = 1) -> list[bool]:
         """Drain and put every replica to sleep (colocated training); stays paused until `wake_up`."""

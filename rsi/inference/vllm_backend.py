@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from rsi.inference.requests import Completion, GenerationRequest, prompt_length
@@ -24,6 +26,22 @@ def _refresh_tied_lm_head(worker: Any) -> int:
         return 0
     method.process_weights_after_loading(lm_head)
     return 1
+
+
+@dataclass
+class EngineLoad:
+    """Where an engine's time goes, cumulative since it started: `busy_s` with requests in flight, of which
+    `step_s` inside engine steps (the rest is stall: requests waiting while no caller steps), and the batch
+    each step advanced. A caller reads it before and after some work and takes the difference."""
+
+    busy_s: float = 0.0
+    step_s: float = 0.0
+    steps: int = 0
+    stepped_requests: int = 0  # summed over steps: the mean batch is stepped_requests / steps
+    generated_tokens: int = 0
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
 
 
 class VLLMBackend:
@@ -62,17 +80,25 @@ class VLLMBackend:
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self._lock = threading.Lock()  # the engine is not thread-safe: one step, add or swap at a time
+        self._inbox_lock = threading.Lock()  # guards the inbox and the busy clock, never held across a step
+        self._render_lock = threading.Lock()  # callers render prompts one at a time, beside the stepping
+        self._inbox: list[tuple[str, Any, Any, int]] = []  # submitted, not yet added to the engine
+        self._tags: dict[str, int] = {}  # request id -> weights version it was added under
         self._finished: dict[str, Any] = {}  # request id -> finished output, until its caller collects it
+        self._done = threading.Condition()  # guards `_finished`; notified after every step
         self._ids = itertools.count()
         self.version: int | None = None  # weights version tagged on completions; the actor sets it at each load
+        self.load = EngineLoad()
+        self._busy_since: float | None = None
 
     def generate(self, requests: list[GenerationRequest], version: int) -> list[Completion]:
         """Answer `requests`; safe to call from several threads at once (the actor is threaded).
 
-        Concurrent calls share one engine: each adds its requests, then the callers take turns stepping it
-        under a lock, every step advancing all requests in flight (vLLM's continuous batching) and filing
-        finished outputs for their owners. A call that arrives mid-generation joins the running batch at the
-        next step instead of waiting for it to end.
+        Concurrent calls share one engine: each leaves its requests in an inbox, then the callers take turns
+        stepping it under a lock; each step first admits the inbox, then advances every request in flight
+        (vLLM's continuous batching) and files finished outputs for their owners. A call that arrives
+        mid-generation joins the running batch at the next step, and a caller whose answers are finished
+        returns at once, whoever is stepping.
         """
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
@@ -91,54 +117,110 @@ class VLLMBackend:
             for i in runnable
         ]
         outputs: list[Any] = []
+        versions: list[int] = []
         if runnable:
-            with self._lock:
-                # Read under the lock: a swap cannot slip between reading the tag and adding the requests.
-                version = self.version if self.version is not None else version
-                ids = self._add([requests[i].messages for i in runnable], params)
-            outputs = self._wait_for(ids)
-        completions = [Completion("", n, 0, "prompt_too_long", version) for n in lengths]
-        for i, out in zip(runnable, outputs):
+            ids = self._submit([requests[i].messages for i in runnable], params, version)
+            outputs, versions = self._wait_for(ids)
+        fallback = self.version if self.version is not None else version
+        completions = [Completion("", n, 0, "prompt_too_long", fallback) for n in lengths]
+        for i, out, tag in zip(runnable, outputs, versions):
             gen = out.outputs[0]
             completions[i] = Completion(
                 text=gen.text, num_prompt_tokens=len(out.prompt_token_ids or []),
-                num_tokens=len(gen.token_ids), finish_reason=gen.finish_reason or "stop", model_version=version,
+                num_tokens=len(gen.token_ids), finish_reason=gen.finish_reason or "stop", model_version=tag,
                 token_ids=list(gen.token_ids),
             )
         return completions
 
-    def _add(self, conversations: list[list[dict[str, str]]], params: list[Any]) -> list[str]:
-        """Queue requests on the engine (the lock held) as `LLM.chat` does: the same chat rendering, our own
-        request ids (the ids the engine's outputs carry), final outputs only."""
+    def _submit(self, conversations: list[list[dict[str, str]]], params: list[Any], version: int) -> list[str]:
+        """Render the prompts as `LLM.chat` does, with our own request ids (the ids the engine's outputs carry),
+        and leave them in the inbox; whichever caller steps next adds them to the engine.
+
+        Not under the step lock: a stepping caller re-takes that lock right after each step, so a newcomer
+        waiting for it could miss many steps while the running batch shrinks."""
         from vllm.sampling_params import RequestOutputKind
 
+        with self._render_lock:
+            prompts = self.llm._preprocess_chat(conversations)
         ids = []
-        for prompt, sp in zip(self.llm._preprocess_chat(conversations), params):
-            sp.output_kind = RequestOutputKind.FINAL_ONLY
-            rid = f"rsi-{next(self._ids)}"
-            self.llm.llm_engine.add_request(rid, prompt, sp)
-            ids.append(rid)
+        with self._inbox_lock:
+            if self._busy_since is None:
+                self._busy_since = time.perf_counter()
+            for prompt, sp in zip(prompts, params):
+                sp.output_kind = RequestOutputKind.FINAL_ONLY
+                rid = f"rsi-{next(self._ids)}"
+                self._inbox.append((rid, prompt, sp, version))
+                ids.append(rid)
         return ids
 
-    def _wait_for(self, ids: list[str]) -> list[Any]:
+    def _admit(self) -> None:
+        """With the step lock held: move the inbox into the engine, tagging each request with the weights
+        version it starts under (a swap holds the step lock, so the tag and the weights always agree)."""
+        with self._inbox_lock:
+            waiting, self._inbox = self._inbox, []
+        for rid, prompt, sp, version in waiting:
+            self.llm.llm_engine.add_request(rid, prompt, sp)
+            self._tags[rid] = self.version if self.version is not None else version
+
+    def _wait_for(self, ids: list[str]) -> tuple[list[Any], list[int]]:
+        """Step the engine until `ids` are finished, or wait while another caller steps it.
+
+        A caller whose answers are finished returns right after the step that finished them: it does not need
+        the step lock, which a stepping caller would re-take at once after every step."""
         pending = set(ids)
         while True:
-            with self._lock:
+            with self._done:
                 pending -= self._finished.keys()
                 if not pending:
-                    return [self._finished.pop(i) for i in ids]
-                self._step()
+                    return [self._finished.pop(i) for i in ids], [self._tags.pop(i) for i in ids]
+                if self._lock.locked():  # someone is stepping: their step's end wakes us
+                    self._done.wait(timeout=1.0)
+                    continue
+            if self._lock.acquire(blocking=False):
+                try:
+                    self._admit()
+                    self._step()
+                finally:
+                    self._lock.release()
+                    with self._done:
+                        self._done.notify_all()
 
     def _step(self) -> None:
-        """One engine step (the lock held); files every finished output for whichever caller owns it."""
-        for out in self.llm.llm_engine.step():
-            if out.finished:
-                self._finished[out.request_id] = out
+        """One engine step (the step lock held); files every finished output for whichever caller owns it."""
+        engine = self.llm.llm_engine
+        running = engine.get_num_unfinished_requests()
+        t0 = time.perf_counter()
+        outputs = engine.step()
+        t1 = time.perf_counter()
+        with self._done:
+            for out in outputs:
+                if out.finished:
+                    self._finished[out.request_id] = out
+                    self.load.generated_tokens += len(out.outputs[0].token_ids)
+            self._done.notify_all()
+        self.load.step_s += t1 - t0
+        self.load.steps += 1
+        self.load.stepped_requests += running
+        if not engine.has_unfinished_requests():
+            with self._inbox_lock:
+                if self._busy_since is not None and not self._inbox:
+                    self.load.busy_s += t1 - self._busy_since
+                    self._busy_since = None
 
     def _drained(self) -> None:
-        """With the lock held: step until nothing is in flight, so a swap never changes weights mid-answer."""
+        """With the lock held: step until nothing is in flight, so a swap never changes weights mid-answer.
+        The inbox stays: those requests start after the swap, under the new weights and version."""
         while self.llm.llm_engine.has_unfinished_requests():
             self._step()
+
+    def engine_load(self) -> dict[str, float]:
+        # Not under the step lock, which a generating engine hardly ever leaves free; a step's figures may be
+        # half counted, which a difference over many steps does not notice.
+        load = EngineLoad(**self.load.to_dict())
+        with self._inbox_lock:
+            if self._busy_since is not None:  # busy right now: count up to this moment
+                load.busy_s += time.perf_counter() - self._busy_since
+        return load.to_dict()
 
     def load_weights(self, path: str, version: int | None = None) -> None:
         with self._lock:

@@ -54,6 +54,8 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
     # Train V2 patches `print` to log through its logger and tee redirected streams; that turns dill's
     # captured `dis` output (datasets fingerprinting TRL's map functions) into thousands of log lines.
     env.setdefault(_PRINT_PATCH_ENV, os.environ.get(_PRINT_PATCH_ENV, "0"))
+    # Ray starts workers at nice 15: the trainer is the work itself, and would lose time to any other process.
+    env["RAY_worker_niceness"] = "0"
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"train": cfg, "base_model": str(base_model), "table": table,

@@ -50,6 +50,15 @@ def stage(batch: dict[str, np.ndarray], *, pool: Any, max_tokens: int) -> dict[s
             "version": [o["model_version"] for o in outs]}
 
 
+def load_delta(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, float]:
+    """One path's engine figures: steps, mean batch, and shares of its wall time stepping / stalled / idle."""
+    d = {k: after[k] - before[k] for k in after}
+    steps = max(1, int(d["steps"]))
+    return {"steps": d["steps"], "mean_batch": d["stepped_requests"] / steps, "ms_per_step": 1e3 * d["step_s"] / steps,
+            "stepping": d["step_s"] / wall, "stalled": (d["busy_s"] - d["step_s"]) / wall,
+            "idle": 1 - d["busy_s"] / wall}
+
+
 def run_bare(engine: EngineActor, reqs: list[dict[str, Any]]) -> tuple[int, float]:
     t0 = time.perf_counter()
     outs = engine.generate(reqs)
@@ -79,6 +88,37 @@ def run_direct(pool: Any, reqs: list[dict[str, Any]], batch: int) -> tuple[int, 
     t0 = time.perf_counter()
     outs = ray.get([pool.generate.remote(reqs[i:i + batch]) for i in range(0, len(reqs), batch)])
     return sum(o["num_tokens"] for out in outs for o in out), time.perf_counter() - t0
+
+
+def cpu_snapshot() -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of this process and every descendant (Ray's daemons and workers), with a name."""
+    import psutil
+
+    snap = {}
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            snap[proc.pid] = (proc.name(), times.user + times.system)
+        except psutil.Error:
+            continue
+    return snap
+
+
+def cpu_by_part(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], engine_pids: set[int],
+                wall: float) -> dict[str, float]:
+    """CPU seconds per second of wall time, by part: engine replicas, this driver, everything else."""
+    me = os.getpid()
+    parts = {"engine": 0.0, "driver": 0.0, "rest": 0.0}
+    rest: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        used = cpu - before.get(pid, ("", 0.0))[1]
+        part = "engine" if pid in engine_pids else "driver" if pid == me else "rest"
+        parts[part] += used
+        if part == "rest":
+            rest[name] = rest.get(name, 0.0) + used / wall
+    if os.environ.get("RSI_BENCH_CPU_DETAIL"):
+        print("rest:", {k: round(v, 3) for k, v in sorted(rest.items(), key=lambda kv: -kv[1])[:6]})
+    return {k: v / wall for k, v in parts.items()}
 
 
 class RssSampler:
@@ -135,11 +175,17 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="stage tasks in flight")
     parser.add_argument("--rss-tasks", type=int, nargs=2, default=[100, 1000])
     parser.add_argument("--rss-max-tokens", type=int, default=4)
+    parser.add_argument("--cold-workers", action="store_true",
+                        help="Ray's default: idle task workers beyond the CPU count end after 1 s, so every (b) run "
+                             "starts some worker processes anew; without it they stay, as in a running corpus pass")
     args = parser.parse_args()
 
     path = resolve_model_path(args.model, None)
     spec = EngineSpec(model_path=path, backend="vllm", kv_cache_gb=0.5, max_model_len=2048, threads=args.threads)
-    ray.init(num_cpus=4, include_dashboard=False)
+    # In a corpus pass the stage workers run task after task; here the (a) and (c) runs leave them idle for
+    # seconds between (b) runs, and Ray would end and restart them (about 1 CPU-second each) every time.
+    keep = {} if args.cold_workers else {"_system_config": {"idle_worker_killing_time_threshold_ms": 600_000}}
+    ray.init(num_cpus=4, include_dashboard=False, **keep)
     from ray import cloudpickle
 
     cloudpickle.register_pickle_by_value(__import__(__name__))  # the stage must reach Ray's workers
@@ -150,14 +196,25 @@ def main() -> None:
     run_bare(bare, reqs[:8])  # warm both paths: first-call compilation, Ray Data's workers
     run_pipeline(pool, reqs[:8], args.batch, args.max_tokens, args.concurrency)
     a_rates, b_rates, c_rates = [], [], []
+    loads: dict[str, list[dict[str, float]]] = {"a": [], "b": [], "c": []}
+    pool_pids = set(ray.get(pool.health.remote())["pids"])
     for _ in range(args.repeats):  # interleaved, so drifting load on the box hits both alike
+        before, cpu = bare.engine_load(), cpu_snapshot()
         tok, sec = run_bare(bare, reqs)
         a_rates.append(tok / sec)
+        loads["a"].append(load_delta(before, bare.engine_load(), sec)
+                          | cpu_by_part(cpu, cpu_snapshot(), {os.getpid()}, sec))
+        before, cpu = ray.get(pool.engine_load.remote()), cpu_snapshot()
         tok, sec, rows = run_pipeline(pool, reqs, args.batch, args.max_tokens, args.concurrency)
         assert rows == len(reqs)
         b_rates.append(tok / sec)
+        loads["b"].append(load_delta(before, ray.get(pool.engine_load.remote()), sec)
+                          | cpu_by_part(cpu, cpu_snapshot(), pool_pids, sec))
+        before, cpu = ray.get(pool.engine_load.remote()), cpu_snapshot()
         tok, sec = run_direct(pool, reqs, args.batch)
         c_rates.append(tok / sec)
+        loads["c"].append(load_delta(before, ray.get(pool.engine_load.remote()), sec)
+                          | cpu_by_part(cpu, cpu_snapshot(), pool_pids, sec))
     del bare
 
     engine_pids = set(ray.get(pool.health.remote())["pids"])
@@ -172,7 +229,8 @@ def main() -> None:
     a, b = statistics.median(a_rates), statistics.median(b_rates)
     table = Table(title=f"bare engine vs Ray Data + pool · {args.model} · {args.prompts} prompts × "
                         f"{args.max_tokens} tokens · replicas={args.replicas} threads={args.threads} "
-                        f"batch={args.batch}×{args.concurrency} tasks (medians of {args.repeats})")
+                        f"batch={args.batch}×{args.concurrency} tasks{' (cold workers)' if args.cold_workers else ''} "
+                        f"(medians of {args.repeats})")
     for col in ("path", "tokens/s", "runs"):
         table.add_column(col, justify="right")
     table.add_row("(a) bare engine, one process", f"{a:.1f}", " ".join(f"{x:.1f}" for x in a_rates))
@@ -181,6 +239,17 @@ def main() -> None:
                   " ".join(f"{x:.1f}" for x in c_rates))
     console = Console(width=150)
     console.print(table)
+    where = Table(title="where the engine's time goes (medians): stepping, requests waiting with no step (stalled), "
+                        "nothing in flight (idle)")
+    for col in ("path", "steps", "mean batch", "ms/step", "stepping", "stalled", "idle", "CPU engine",
+                "CPU driver", "CPU rest"):
+        where.add_column(col, justify="right")
+    for path, name in (("a", "bare"), ("b", "Ray Data → pool"), ("c", "pool direct")):
+        med = {k: statistics.median(x[k] for x in loads[path]) for k in loads[path][0]}
+        where.add_row(name, f"{med['steps']:.0f}", f"{med['mean_batch']:.1f}", f"{med['ms_per_step']:.0f}",
+                      f"{med['stepping']:.0%}", f"{med['stalled']:.0%}", f"{med['idle']:.0%}",
+                      f"{med['engine']:.2f}", f"{med['driver']:.2f}", f"{med['rest']:.2f}")
+    console.print(where)
     paired = statistics.median(y / x for x, y in zip(a_rates, b_rates))
     console.print(f"ratio b/a = {b / a:.3f} (of medians), {paired:.3f} (median of paired runs)  (target >= 0.9)")
     console.print(f"ratio c/a = {statistics.median(y / x for x, y in zip(a_rates, c_rates)):.3f} (paired): "
