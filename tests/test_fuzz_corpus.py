@@ -63,7 +63,7 @@ def _chain(completions: list[str], answers: list[str]) -> dict:
     return {"seed": "numbers", "items": items, "judgments": judgments}
 
 
-@settings(FUZZ, max_examples=60)  # each example writes and reads a corpus on disk
+@settings(FUZZ, max_examples=40)  # each example writes and reads a corpus on disk
 @given(completions=st.lists(task_json | model_text, min_size=3, max_size=3),
        answers=st.lists(judge_answer, min_size=1, max_size=3))
 def test_any_model_output_fits_the_corpus_tables(completions: list[str], answers: list[str]) -> None:
