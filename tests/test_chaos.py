@@ -128,7 +128,7 @@ class Killer(threading.Thread):
             if len(list(self.commits.glob("part-*.json"))) < next_at:
                 continue
             next_at += self.every
-            if self.rng.random() < 0.7:
+            if self.rng.random() < 0.8:  # a dead sandbox worker costs a whole rerun of the pass
                 replicas = ray.get(self.pool.replica_handles.remote())
                 ray.kill(self.rng.choice(replicas), no_restart=True)
                 self.kills["engine replica"] += 1
