@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -40,6 +41,13 @@ def run_main(overrides: list[str]) -> int:
         except ConfigError as e:
             print(f"rsi: config error: {e}", file=sys.stderr)
             status["code"] = 2
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # Everything committed so far is whole (rsi.corpus.stream): the run continues where it stopped.
+            print(f"rsi: no space left on the device while writing {e.filename or dcfg.run.dir}: {e.strerror}. "
+                  "Free some space, then rerun with run.resume=true to continue.", file=sys.stderr)
+            status["code"] = 1
 
     argv = sys.argv
     sys.argv = ["rsi run", *overrides]

@@ -47,10 +47,13 @@ def _fsync_dir(path: Path) -> None:
 
 def _atomic_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, sort_keys=True, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:  # a failed write names no file; the hidden temporary is never read
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -153,21 +156,28 @@ class CorpusWriter:
         part = self._next_part
         part_tallies: Counter = Counter(self._buffer_tallies)
         written: list[tuple[Path, Path]] = []
-        for name, rows in self._buffer.items():
-            if not rows:
-                continue
-            table = pa.Table.from_pylist(rows, schema=TABLES[name])  # raises before anything is written
-            final = self.dir / name / _part_name(part)
-            pending = final.with_name(f".{final.name}.pending")
-            final.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, pending)
-            with open(pending, "rb") as f:
-                os.fsync(f.fileno())
-            written.append((pending, final))
-            counters.count_rows(part_tallies, name, rows)
-        record = {"part": part, "chain_ids": self._buffer_chains, "tables": [f.parent.name for _, f in written],
-                  "counters": dict(part_tallies)}
-        _atomic_json(self.dir / COMMITS / f"part-{part:05d}.json", record)  # the commit point
+        target = self.dir
+        try:
+            for name, rows in self._buffer.items():
+                if not rows:
+                    continue
+                table = pa.Table.from_pylist(rows, schema=TABLES[name])  # raises before anything is written
+                final = self.dir / name / _part_name(part)
+                pending = target = final.with_name(f".{final.name}.pending")
+                final.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(table, pending)
+                with open(pending, "rb") as f:
+                    os.fsync(f.fileno())
+                written.append((pending, final))
+                counters.count_rows(part_tallies, name, rows)
+            record = {"part": part, "chain_ids": self._buffer_chains, "tables": [f.parent.name for _, f in written],
+                      "counters": dict(part_tallies)}
+            _atomic_json(self.dir / COMMITS / f"part-{part:05d}.json", record)  # the commit point
+        except OSError as e:
+            # Arrow's errors name no file. Nothing of this part is visible (pending names are hidden, the commit
+            # record absent) and the buffer is kept: a resumed pass rolls the part back and redoes its chains.
+            why = f"corpus part {part} not written ({e.strerror or e})"
+            raise OSError(e.errno, why, e.filename or str(target)) from e
         for pending, final in written:
             os.replace(pending, final)
         for d in {final.parent for _, final in written}:

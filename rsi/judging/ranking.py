@@ -14,6 +14,8 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from rsi.tasks.parsing import loads_untrusted
+
 LABELS = string.ascii_uppercase
 # Up to this many candidates the schema lists every permutation, so constrained decoding can only emit a
 # valid ranking (5! = 120 alternatives compile in milliseconds); above it, items are constrained one by one
@@ -85,15 +87,19 @@ class ParsedRanking:
 def parse_ranking(text: str, labels: list[str]) -> ParsedRanking:
     """Validate a judge's JSON answer; a bad answer is reported with its reason, never silently fixed."""
     try:
-        obj = json.loads(text, strict=False)  # raw control characters inside strings are harmless here
+        obj = loads_untrusted(text)  # raw control characters inside strings are harmless here
     except json.JSONDecodeError as e:
         return ParsedRanking("invalid_json", None, "", f"{e.msg} at {e.pos}")
+    except ValueError as e:  # too deep, or a number too long to convert
+        return ParsedRanking("invalid_json", None, "", str(e))
     if not isinstance(obj, dict) or not isinstance(obj.get("ranking"), list):
         return ParsedRanking("invalid_json", None, "", "no 'ranking' list")
     rationale = obj.get("rationale") if isinstance(obj.get("rationale"), str) else ""
     got = obj["ranking"]
-    if sorted(map(str, got)) != sorted(labels):
-        return ParsedRanking("invalid_ranking", None, rationale, f"not a permutation of {labels}: {got}")
+    if not all(isinstance(x, str) for x in got) or sorted(got) != sorted(labels):
+        # the answer as far as it matters, bounded: a hostile one can be megabytes long or deeply nested
+        shown = ", ".join(x[:20] if isinstance(x, str) else f"<{type(x).__name__}>" for x in got[:30])
+        return ParsedRanking("invalid_ranking", None, rationale, f"not a permutation of {labels}: [{shown}]")
     return ParsedRanking("ok", [labels.index(x) for x in got], rationale)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -258,11 +259,14 @@ def write_plots(rows: list[Row], out_dir: Path) -> list[tuple[PlotSpec, Path | N
     written: list[tuple[PlotSpec, Path | None]] = []
     for spec in PLOTS:
         path = out_dir / spec.name
-        fig = spec.build(rows)
-        if fig is None:
-            path.unlink(missing_ok=True)
-            written.append((spec, None))
-            continue
-        fig.savefig(path, format="png", dpi=DPI, facecolor="white")
+        # Benchmark, metric and step names are data: a '$' in one must print, not start mathtext (which raises
+        # on a malformed formula and would take the whole report down).
+        with rc_context({"text.parse_math": False}):
+            fig = spec.build(rows)
+            if fig is None:
+                path.unlink(missing_ok=True)
+                written.append((spec, None))
+                continue
+            fig.savefig(path, format="png", dpi=DPI, facecolor="white")
         written.append((spec, path))
     return written

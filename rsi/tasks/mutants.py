@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import copy
 
+from rsi.tasks.parsing import UNPARSEABLE
+
 _FLIP = {ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
          ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
 
@@ -43,11 +45,16 @@ def _mutate(tree: ast.AST, kind: str, index: int) -> ast.AST:
 
 
 def make_mutants(code: str, limit: int = 6) -> list[tuple[str, str]]:
-    """Up to `limit` (kind, code) mutants, spread over the program's mutable sites in order."""
+    """Up to `limit` (kind, code) mutants, spread over the program's mutable sites in order. A program too
+    deeply nested to rewrite (ast's unparse and deepcopy recurse) has none."""
     try:
-        tree = ast.parse(code)
-    except SyntaxError:
+        return _mutants(code, limit)
+    except (SyntaxError, *UNPARSEABLE):
         return []
+
+
+def _mutants(code: str, limit: int) -> list[tuple[str, str]]:
+    tree = ast.parse(code)
     original = ast.unparse(tree)
     sites = _sites(tree)
     if not sites:

@@ -15,6 +15,11 @@ from typing import Any
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.S)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# What the standard parsers raise on hostile input besides their documented syntax errors: json's
+# int-digit limit (ValueError), nesting deeper than the interpreter's stack (RecursionError), and CPython's
+# parser-stack overflow on deeply nested code, which it reports as MemoryError.
+UNPARSEABLE = (ValueError, RecursionError, MemoryError)
 
 
 @dataclass
@@ -53,11 +58,34 @@ def _balanced_objects(text: str) -> list[str]:
     return spans
 
 
+def scrub_surrogates(value: Any) -> Any:
+    """`value` with every lone UTF-16 surrogate (a JSON escape such as \\ud800 decodes to one) replaced by
+    U+FFFD: such a string cannot be encoded as UTF-8, so Parquet, tokenizers and JSON-lines files reject it."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [scrub_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {scrub_surrogates(k): scrub_surrogates(v) for k, v in value.items()}
+    return value
+
+
+def loads_untrusted(text: str) -> Any:
+    """`json.loads` for model-written text: every failure (bad syntax, a number too long to convert, nesting
+    too deep) is a ValueError, and the value's strings are valid Unicode."""
+    try:
+        return scrub_surrogates(json.loads(text, strict=False))
+    except json.JSONDecodeError:
+        raise
+    except UNPARSEABLE as e:
+        raise ValueError(f"{type(e).__name__}: {e}"[:200]) from None
+
+
 def _loads(candidate: str) -> Any:
     try:
-        return json.loads(candidate, strict=False)
-    except json.JSONDecodeError:
-        return json.loads(_TRAILING_COMMA.sub(r"\1", candidate), strict=False)
+        return loads_untrusted(candidate)
+    except ValueError:
+        return loads_untrusted(_TRAILING_COMMA.sub(r"\1", candidate))
 
 
 def parse_json_object(text: str, required: list[str] | tuple[str, ...] = ()) -> Parsed:
@@ -71,7 +99,7 @@ def parse_json_object(text: str, required: list[str] | tuple[str, ...] = ()) -> 
     for cand in candidates:
         try:
             obj = _loads(cand.strip())
-        except (json.JSONDecodeError, ValueError) as e:
+        except ValueError as e:
             first_error = first_error if first_error != "no JSON object found" else f"invalid JSON: {e}"
             continue
         if not isinstance(obj, dict):
@@ -86,7 +114,7 @@ def parse_json_object(text: str, required: list[str] | tuple[str, ...] = ()) -> 
         try:
             _loads(stripped)
             return Parsed("not_object", error="JSON value is not an object")
-        except (json.JSONDecodeError, ValueError):
+        except ValueError:
             pass
     return Parsed("invalid_json", error=first_error)
 
@@ -106,8 +134,8 @@ def parse_python(text: str, entry_point: str | None = None) -> Parsed:
         return Parsed("empty", error="no code")
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError) as e:
-        return Parsed("syntax_error", code, f"{type(e).__name__}: {e}")
+    except (SyntaxError, *UNPARSEABLE) as e:
+        return Parsed("syntax_error", code, f"{type(e).__name__}: {e}"[:500])
     if entry_point:
         names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
         if entry_point not in names:

@@ -11,7 +11,7 @@ from typing import Any
 
 from rsi.tasks.family import Chain, Check, Family, FamilyConfig, Generate, Item, MetaRank, Rank, Select
 from rsi.tasks.mutants import make_mutants
-from rsi.tasks.parsing import Parsed, parse_json_object, parse_python
+from rsi.tasks.parsing import UNPARSEABLE, Parsed, parse_json_object, parse_python
 
 TASK_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -45,8 +45,14 @@ EVAL_SCHEMA: dict[str, Any] = {
 
 def parse_task(text: str, parent: Item | None = None) -> Parsed:
     parsed = parse_json_object(text, TASK_SCHEMA["required"])
-    if parsed.ok and not str(parsed.value.get("entry_point", "")).isidentifier():
-        return Parsed("missing_fields", parsed.value, f"entry_point {parsed.value.get('entry_point')!r} is not a name")
+    if not parsed.ok:
+        return parsed
+    task = parsed.value
+    if not isinstance(task["entry_point"], str) or not task["entry_point"].isidentifier():
+        return Parsed("missing_fields", task, f"entry_point {str(task['entry_point'])[:80]!r} is not a name")
+    wrong = [k for k in ("title", "description", "signature") if not isinstance(task[k], str)]
+    if wrong or not isinstance(task["examples"], list):
+        return Parsed("missing_fields", task, f"not text: {wrong or ['examples (a list)']}")
     return parsed
 
 
@@ -77,7 +83,7 @@ def parse_eval(text: str, parent: Item | None = None) -> Parsed:
 def _is_expression(text: str) -> bool:
     try:
         compile(text, "<property>", "eval")
-    except (SyntaxError, ValueError):
+    except (SyntaxError, *UNPARSEABLE):
         return False
     return True
 
