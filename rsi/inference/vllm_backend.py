@@ -45,6 +45,7 @@ class EngineLoad:
 
 
 class VLLMBackend:
+    loads_from_memory = True  # load_weights takes (name, tensor) pairs besides a folder
     def __init__(self, model_path: str, *, dtype: str, max_model_len: int, threads: int, kv_cache_gb: float,
                  tensor_parallel_size: int, enforce_eager: bool, seed: int, engine_kwargs: dict[str, Any],
                  sleep_mode: bool = False):
@@ -80,25 +81,30 @@ class VLLMBackend:
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self._lock = threading.Lock()  # the engine is not thread-safe: one step, add or swap at a time
-        self._inbox_lock = threading.Lock()  # guards the inbox and the busy clock, never held across a step
+        # Guards the inbox and the busy clock, never held across a step; the stepping thread waits on it for work.
+        self._inbox_lock = threading.Condition()
         self._render_lock = threading.Lock()  # callers render prompts one at a time, beside the stepping
         self._inbox: list[tuple[str, Any, Any, int]] = []  # submitted, not yet added to the engine
         self._tags: dict[str, int] = {}  # request id -> weights version it was added under
         self._finished: dict[str, Any] = {}  # request id -> finished output, until its caller collects it
         self._done = threading.Condition()  # guards `_finished`; notified after every step
+        self._failure: Exception | None = None  # what ended the stepping thread: every caller gets it
         self._ids = itertools.count()
         self.version: int | None = None  # weights version tagged on completions; the actor sets it at each load
         self.load = EngineLoad()
         self._busy_since: float | None = None
+        # One thread steps the engine for every caller: torch gives each calling thread its own OpenMP team, and
+        # the idle teams of callers taking turns would compete with the stepping one for the same cores.
+        self._stepper = threading.Thread(target=self._step_forever, name="rsi-engine-step", daemon=True)
+        self._stepper.start()
 
     def generate(self, requests: list[GenerationRequest], version: int) -> list[Completion]:
         """Answer `requests`; safe to call from several threads at once (the actor is threaded).
 
-        Concurrent calls share one engine: each leaves its requests in an inbox, then the callers take turns
-        stepping it under a lock; each step first admits the inbox, then advances every request in flight
-        (vLLM's continuous batching) and files finished outputs for their owners. A call that arrives
-        mid-generation joins the running batch at the next step, and a caller whose answers are finished
-        returns at once, whoever is stepping.
+        Concurrent calls share one engine: each leaves its requests in an inbox and waits; one stepping thread
+        admits the inbox before each step, advances every request in flight (vLLM's continuous batching) and
+        files finished outputs for their owners. A call that arrives mid-generation joins the running batch at
+        the next step, and a caller returns right after the step that finished its last answer.
         """
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
@@ -151,6 +157,7 @@ class VLLMBackend:
                 rid = f"rsi-{next(self._ids)}"
                 self._inbox.append((rid, prompt, sp, version))
                 ids.append(rid)
+            self._inbox_lock.notify()
         return ids
 
     def _admit(self) -> None:
@@ -163,27 +170,35 @@ class VLLMBackend:
             self._tags[rid] = self.version if self.version is not None else version
 
     def _wait_for(self, ids: list[str]) -> tuple[list[Any], list[int]]:
-        """Step the engine until `ids` are finished, or wait while another caller steps it.
-
-        A caller whose answers are finished returns right after the step that finished them: it does not need
-        the step lock, which a stepping caller would re-take at once after every step."""
+        """Wait until the stepping thread has finished `ids`; a caller returns right after the step that
+        finished its last answer."""
         pending = set(ids)
-        while True:
-            with self._done:
+        with self._done:
+            while True:
                 pending -= self._finished.keys()
                 if not pending:
                     return [self._finished.pop(i) for i in ids], [self._tags.pop(i) for i in ids]
-                if self._lock.locked():  # someone is stepping: their step's end wakes us
-                    self._done.wait(timeout=1.0)
-                    continue
-            if self._lock.acquire(blocking=False):
-                try:
+                if self._failure is not None:
+                    raise RuntimeError(f"the engine failed while stepping: {self._failure!r}") from self._failure
+                self._done.wait()
+
+    def _step_forever(self) -> None:
+        """The stepping thread: admit the inbox, step while anything is in flight, sleep when idle."""
+        engine = self.llm.llm_engine
+        while True:
+            with self._inbox_lock:
+                while not self._inbox and not engine.has_unfinished_requests():
+                    self._inbox_lock.wait()
+            try:
+                with self._lock:  # a swap holds it while it drains and reloads
                     self._admit()
-                    self._step()
-                finally:
-                    self._lock.release()
-                    with self._done:
-                        self._done.notify_all()
+                    if engine.has_unfinished_requests():
+                        self._step()
+            except Exception as exc:  # noqa: BLE001 - every waiting caller gets it, none hangs
+                with self._done:
+                    self._failure = exc
+                    self._done.notify_all()
+                return
 
     def _step(self) -> None:
         """One engine step (the step lock held); files every finished output for whichever caller owns it."""
@@ -222,10 +237,13 @@ class VLLMBackend:
                 load.busy_s += time.perf_counter() - self._busy_since
         return load.to_dict()
 
-    def load_weights(self, path: str, version: int | None = None) -> None:
+    def load_weights(self, path: str, version: int | None = None, tensors: Any = None) -> None:
+        """Reload the weights in place from the checkpoint folder `path`, or from `tensors` (name, tensor pairs
+        of that checkpoint, already in memory) when given."""
+        source = {"weights_iterator": tensors} if tensors is not None else {"weights_path": path}
         with self._lock:
             self._drained()
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
+            self.llm.collective_rpc("reload_weights", kwargs=source)
             self.llm.collective_rpc(_refresh_tied_lm_head)
             # Cached KV blocks were computed by the old weights; reusing them would mix versions in one answer.
             self.llm.reset_prefix_cache()
