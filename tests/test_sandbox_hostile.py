@@ -666,7 +666,7 @@ def server_state(sandbox: Sandbox) -> list:
                 cpus = [ln for ln in f if ln.startswith("Cpus_allowed_list")]
         except OSError:
             continue
-        out.append((limits, stat[16], stat[38], stat[39], cpus))  # nice, policy, rt priority
+        out.append((limits, stat[16], stat[37], stat[38], cpus))  # nice, rt priority, policy
     return out
 
 
@@ -675,8 +675,8 @@ def test_a_job_cannot_poison_the_server(case: str, sandbox: Sandbox) -> None:
     """A job that tries to lower the server's limits, priority or CPU set changes nothing that outlives
     it: later correct programs still pass (never memory, never infra) and the host sees a clean server."""
     honest = "def f(x):\n    return x + 1\n"
-    before = server_state(sandbox)
     assert sandbox.run(honest, WRONG, entry_point="f", limits=LIMITS).status == "pass"
+    before = server_state(sandbox)
     poison = (
         _PIDS + f"def f(x):\n    for pid in pids():\n        try:\n            {POISON[case]}\n"
         "        except (OSError, ValueError):\n            pass\n    return x\n"

@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from rsi.sandbox.config import Limits, SandboxConfig
-from rsi.sandbox.launchers import make_launcher
+from rsi.sandbox.launchers import SandboxUnavailable, lock_dir_for, make_launcher
 from rsi.sandbox.runner import SlotRunner
 from rsi.sandbox.slots import SlotPool
 from rsi.sandbox.verdict import INFRA, Verdict
+
+__all__ = ["IsolationBroken", "Sandbox", "SandboxUnavailable", "humaneval_job", "json_job"]
 
 
 class IsolationBroken(RuntimeError):
@@ -43,7 +45,9 @@ class Sandbox:
     def __init__(self, cfg: SandboxConfig | None = None, *, canary: bool | None = None) -> None:
         self.cfg = cfg or SandboxConfig()
         self.launcher = make_launcher(self.cfg)
-        self.slots = SlotPool(self.cfg.slots, self.cfg.uid_base, self.cfg.uid_count, self.cfg.lock_dir)
+        self.slots = SlotPool(
+            self.cfg.slots, self.cfg.uid_base, self.cfg.uid_count, lock_dir_for(self.cfg.lock_dir)
+        )
         self.runners = {s.uid: SlotRunner(self.cfg, self.launcher, s) for s in self.slots.slots}
         self._threads = ThreadPoolExecutor(self.cfg.slots, thread_name_prefix="sandbox")
         self._lock = threading.Lock()
