@@ -17,8 +17,8 @@ from rsi.sandbox.seccomp import ARCHES, DENIED, build_filter
 from rsi.sandbox.verdict import TestResult, Verdict, decode_output, worst
 
 needs_sandbox = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("bwrap"),
-    reason="the sandbox needs root (per-slot uids) and bubblewrap",
+    not shutil.which("bwrap"),
+    reason="the sandbox tests need bubblewrap",
 )
 LIMITS = Limits(timeout_s=3.0, memory_mb=512)
 
@@ -151,8 +151,8 @@ def test_config_validation() -> None:
 @pytest.fixture(scope="module", params=["bwrap", "landlock"])
 def sandbox(request):
     base = {"bwrap": 63000, "landlock": 63100}[request.param]
-    if os.geteuid() != 0 or not shutil.which("bwrap"):
-        pytest.skip("the sandbox needs root (per-slot uids) and bubblewrap")
+    if not shutil.which("bwrap"):
+        pytest.skip("the sandbox tests need bubblewrap")
     with Sandbox(SandboxConfig(launcher=request.param, slots=2, uid_base=base, uid_count=16, limits=LIMITS)) as sb:
         yield sb
 
