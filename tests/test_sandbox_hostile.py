@@ -382,6 +382,12 @@ CASES: dict[str, tuple[str, str]] = {
         "    return libc.syscall(425, 8, p) >= 0\n",
         SUCCEEDED,
     ),
+    "capabilities": (
+        "import ctypes\ndef f():\n    libc = ctypes.CDLL(None)\n"
+        "    hdr = (ctypes.c_uint32 * 2)(0x20080522, 0)\n    data = (ctypes.c_uint32 * 6)()\n"
+        "    return libc.capget(hdr, data) == 0 and any(data)\n",
+        SUCCEEDED,
+    ),
     # --- output and crashes
     "stdout_100mb": (
         "import sys\ndef f(x):\n    chunk = 'x' * (1 << 20)\n    for _ in range(100):\n"

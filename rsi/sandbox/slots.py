@@ -186,26 +186,32 @@ def descendants(pid: int) -> list[int]:
 
 
 def kill_tree(pid: int, wait_s: float = 5.0) -> bool:
-    """SIGKILL everything below `pid`, then `pid`. For a sandbox without a uid or pid namespace of its
-    own: its server is a subreaper, so every process the job made stays below it while it lives, and it
-    is killed last. Repeated until nothing is left (a fork bomb is bounded by RLIMIT_NPROC)."""
+    """SIGKILL everything below `pid`, then `pid`, and wait (bounded) until all of them are gone, zombies
+    included (they count against RLIMIT_NPROC until the host's init reaps them). For a sandbox without a
+    uid or pid namespace of its own: its server is a subreaper, so every process the job made stays below
+    it while it lives, and it is killed last. Repeated until nothing runs (RLIMIT_NPROC bounds a fork
+    bomb). True when everything is gone."""
     deadline = time.monotonic() + wait_s
+    seen: set[int] = set()
     while True:
         kids = [k for k in descendants(pid) if _running(k)]
-        if not kids:
+        seen.update(kids)
+        if not kids or time.monotonic() > deadline:
             break
         for kid in kids:
             try:
                 os.kill(kid, signal.SIGKILL)
             except OSError:
                 pass
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
+        time.sleep(0.002)
     try:
         os.kill(pid, signal.SIGKILL)
     except OSError:
         pass
+    while any(os.path.exists(f"/proc/{p}") for p in seen):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
     return True
 
 
