@@ -778,3 +778,16 @@ def test_forwarded_module_names_are_allowlisted(sandbox: Sandbox) -> None:
     v = sandbox.run(program, tests, entry_point="f", limits=LIMITS)
     assert v.status == PASS, v
     assert "Ran 0 tests" not in v.stderr and "Hello world" not in v.stdout
+
+
+def test_slots_run_side_by_side(sandbox: Sandbox) -> None:
+    """Several slots of one sandbox judge concurrently, as root (a uid each) and without root (one uid)."""
+    cfg = dataclasses.replace(sandbox.cfg, slots=2, uid_base=sandbox.cfg.uid_base + 12, uid_count=2)
+    sb = UserSandbox(cfg) if isinstance(sandbox, UserSandbox) else RootSandbox(cfg, canary=False)
+    try:
+        ok = humaneval_job("def f(x):\n    return x + 1\n", WRONG, "f")
+        bad = humaneval_job("def f(x):\n    return x\n", WRONG, "f")
+        verdicts = sb.run_many([ok, bad] * 5, LIMITS)
+        assert [v.status for v in verdicts] == ["pass", "fail"] * 5, verdicts
+    finally:
+        sb.close()

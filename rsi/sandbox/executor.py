@@ -48,7 +48,8 @@ class Sandbox:
         self.slots = SlotPool(
             self.cfg.slots, self.cfg.uid_base, self.cfg.uid_count, lock_dir_for(self.cfg.lock_dir)
         )
-        self.runners = {s.uid: SlotRunner(self.cfg, self.launcher, s) for s in self.slots.slots}
+        # By lock number: without root every slot has the caller's uid.
+        self.runners = {s.number: SlotRunner(self.cfg, self.launcher, s) for s in self.slots.slots}
         self._threads = ThreadPoolExecutor(self.cfg.slots, thread_name_prefix="sandbox")
         self._lock = threading.Lock()
         self.broken: list[str] = []
@@ -66,7 +67,7 @@ class Sandbox:
         for attempt in range(1, self.cfg.infra_retries + 2):
             slot = self.slots.take()
             try:
-                verdict = self.runners[slot.uid].run(job, limits)
+                verdict = self.runners[slot.number].run(job, limits)
             finally:
                 self.slots.give(slot)
             verdict.attempts = attempt

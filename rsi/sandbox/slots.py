@@ -33,6 +33,7 @@ class Slot:
     lock_fd: int
     own_uid: bool = True  # root gave this slot a uid of its own; otherwise it is the caller's uid
     workdir_mb: int = 0  # size of the tmpfs mounted on workdir; 0: none (then the program may not write)
+    number: int = 0  # the slot's lock number, unique on the node (the uid, as root)
 
 
 def _claim(lock_dir: str, uid: int) -> int | None:
@@ -60,9 +61,9 @@ class SlotPool:
                 continue
             workdir = os.path.join(lock_dir, f"work-{uid}")
             if root:
-                slot = Slot(uid, uid, workdir, fd)
+                slot = Slot(uid, uid, workdir, fd, number=uid)
             else:
-                slot = Slot(os.getuid(), os.getgid(), workdir, fd, own_uid=False)
+                slot = Slot(os.getuid(), os.getgid(), workdir, fd, own_uid=False, number=uid)
             sweep(slot)  # a previous holder may have died mid-run
             try:
                 reset_workdir(slot)
