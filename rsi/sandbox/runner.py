@@ -19,12 +19,10 @@ from functools import cache
 from rsi.sandbox.config import Limits, SandboxConfig
 from rsi.sandbox.launchers import BwrapLauncher, LandlockLauncher
 from rsi.sandbox.seccomp import build_filter
-from rsi.sandbox.slots import Slot, kill_tree, mount_workdir, reset_workdir, sweep
+from rsi.sandbox.slots import Slot, descendants, kill_tree, mount_workdir, reset_workdir, sweep, wait_gone
 from rsi.sandbox.verdict import ERROR, INFRA, OUTPUT_LIMIT, TIMEOUT, Verdict, build_verdict, decode_output
 
-RESULT_CAP = (
-    32 << 20
-)  # the harness's records (JSON case outputs can be large); it is trusted, this is a guard
+RESULT_CAP = 32 << 20  # the harness's records (JSON case outputs can be large); it is trusted, this is a guard
 GRACE_S = 2.0  # host deadline beyond the server's own per-job deadline
 JOB_GRACE_S = 1.0  # server deadline beyond the judge's: judge start-up and teardown
 STARTUP_S = 20.0
@@ -54,8 +52,7 @@ def wire_job(job: dict) -> dict:
     if job["format"] == "humaneval":
         return {k: job[k] for k in ("format", "program", "tests", "entry_point")}
     calls = [
-        {"function": c["function"], "args": c.get("args", []), "kwargs": c.get("kwargs") or {}}
-        for c in job["cases"]
+        {"function": c["function"], "args": c.get("args", []), "kwargs": c.get("kwargs") or {}} for c in job["cases"]
     ]
     return {"format": "json", "program": job["program"], "cases": calls}
 
@@ -122,11 +119,7 @@ class SlotRunner:
                 pass_fds=(*spec.pass_fds, box_end.fileno()),
                 close_fds=True,
                 start_new_session=True,
-                **(
-                    {"user": self.slot.uid, "group": self.slot.gid, "extra_groups": []}
-                    if self.slot.own_uid
-                    else {}
-                ),
+                **({"user": self.slot.uid, "group": self.slot.gid, "extra_groups": []} if self.slot.own_uid else {}),
             )
         except OSError as exc:
             host_end.close()
@@ -225,9 +218,7 @@ class SlotRunner:
             for fd in (out_r, err_r, res_r):
                 os.close(fd)
             self.stop()
-            return Verdict(
-                INFRA, message=f"sandbox server unreachable: {exc}", wall_ms=(time.monotonic() - t0) * 1e3
-            )
+            return Verdict(INFRA, message=f"sandbox server unreachable: {exc}", wall_ms=(time.monotonic() - t0) * 1e3)
         finally:
             for fd in (out_w, err_w, res_w, job_fd):
                 os.close(fd)
@@ -364,7 +355,10 @@ def _children(pid: int) -> list[int]:
 def _kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL the harness before its launcher: under bwrap the harness is pid 1 of the sandbox's pid
     namespace, so every process in it dies with it, and bwrap (still alive) reaps it; killing bwrap first
-    would orphan a zombie to the host's init. The Landlock launcher's harness is `proc` itself."""
+    would orphan a zombie to the host's init. The Landlock launcher's harness is `proc` itself. Then wait
+    (bounded) until the namespace's orphans are reaped too: without a uid of its own the sandbox's
+    processes count against the caller's process limit until they are."""
+    inside = descendants(proc.pid)
     for pid in _children(proc.pid):
         try:
             os.kill(pid, 9)
@@ -374,3 +368,4 @@ def _kill_tree(proc: subprocess.Popen) -> None:
         proc.wait(timeout=1.0)
     except subprocess.TimeoutExpired:
         proc.kill()
+    wait_gone(inside, time.monotonic() + 5.0)

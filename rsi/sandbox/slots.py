@@ -74,9 +74,7 @@ class SlotPool:
             self.slots.append(slot)
         if len(self.slots) < n:
             self.close()
-            raise RuntimeError(
-                f"only {len(self.slots)} of {n} sandbox slots free in [{uid_base}, +{uid_count})"
-            )
+            raise RuntimeError(f"only {len(self.slots)} of {n} sandbox slots free in [{uid_base}, +{uid_count})")
         self._free: queue.Queue[Slot] = queue.Queue()
         for slot in self.slots:
             self._free.put(slot)
@@ -209,7 +207,13 @@ def kill_tree(pid: int, wait_s: float = 5.0) -> bool:
         os.kill(pid, signal.SIGKILL)
     except OSError:
         pass
-    while any(os.path.exists(f"/proc/{p}") for p in seen):
+    return wait_gone(seen, deadline)
+
+
+def wait_gone(pids: set[int] | list[int], deadline: float) -> bool:
+    """Wait until none of `pids` exists any more, reaped zombies included (orphans are reaped by the
+    host's init, in its own time); False at the deadline."""
+    while any(os.path.exists(f"/proc/{p}") for p in pids):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.005)
