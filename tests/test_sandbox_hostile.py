@@ -791,3 +791,15 @@ def test_slots_run_side_by_side(sandbox: Sandbox) -> None:
         assert [v.status for v in verdicts] == ["pass", "fail"] * 5, verdicts
     finally:
         sb.close()
+
+
+def test_trusted_helpers_answer_for_the_program(sandbox: Sandbox) -> None:
+    """A program that redefines a helper the test code calls (HumanEval's `poly`, `encode_cyclic`) passes
+    no more when the job names the prompt as trusted helpers; an honest program still passes."""
+    prompt = "import math\ndef double(x):\n    return 2 * x\ndef f(x):\n    '''x + 1'''\n"
+    tests = _check("assert double(candidate(1)) == double(2)\nassert math.floor(2.5) == 2")
+    cheat = prompt + "    return 3\ndef double(x):\n    return 0\n"
+    honest = prompt + "    return x + 1\n"
+    assert sandbox.run_job(humaneval_job(cheat, tests, "f"), LIMITS).status == PASS  # without helpers
+    assert sandbox.run_job(humaneval_job(cheat, tests, "f", helpers=prompt), LIMITS).status == "fail"
+    assert sandbox.run_job(humaneval_job(honest, tests, "f", helpers=prompt), LIMITS).status == PASS

@@ -20,9 +20,14 @@ class IsolationBroken(RuntimeError):
     """The canary self-test saw a hostile program get through: this worker must not judge anything."""
 
 
-def humaneval_job(program: str, tests: str, entry_point: str) -> dict:
-    """Test code defining `check(candidate)`, called as `check(<entry_point>)` (HumanEval's format)."""
-    return {"format": "humaneval", "program": program, "tests": tests, "entry_point": entry_point}
+def humaneval_job(program: str, tests: str, entry_point: str, helpers: str = "") -> dict:
+    """Test code defining `check(candidate)`, called as `check(<entry_point>)` (HumanEval's format).
+    `helpers`: trusted source (a HumanEval prompt) whose definitions the test code sees instead of the
+    program's own, so a program cannot pass by redefining a helper the test calls (`poly`, `encode_*`)."""
+    job = {"format": "humaneval", "program": program, "tests": tests, "entry_point": entry_point}
+    if helpers:
+        job["helpers"] = helpers
+    return job
 
 
 def json_job(program: str, cases: Sequence[dict], entry_point: str = "") -> dict:

@@ -50,7 +50,7 @@ def _pipe_with(data: bytes) -> int:
 def wire_job(job: dict) -> dict:
     """What enters the sandbox: for JSON cases only the calls; expected values stay on the host."""
     if job["format"] == "humaneval":
-        return {k: job[k] for k in ("format", "program", "tests", "entry_point")}
+        return {k: job[k] for k in ("format", "program", "tests", "entry_point", "helpers") if k in job}
     calls = [
         {"function": c["function"], "args": c.get("args", []), "kwargs": c.get("kwargs") or {}} for c in job["cases"]
     ]
