@@ -17,8 +17,8 @@ from rsi.sandbox.seccomp import ARCHES, DENIED, build_filter
 from rsi.sandbox.verdict import TestResult, Verdict, decode_output, worst
 
 needs_sandbox = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("bwrap"),
-    reason="the sandbox needs root (per-slot uids) and bubblewrap",
+    not shutil.which("bwrap"),
+    reason="the sandbox tests need bubblewrap",
 )
 LIMITS = Limits(timeout_s=3.0, memory_mb=512)
 
@@ -151,11 +151,9 @@ def test_config_validation() -> None:
 @pytest.fixture(scope="module", params=["bwrap", "landlock"])
 def sandbox(request):
     base = {"bwrap": 63000, "landlock": 63100}[request.param]
-    if os.geteuid() != 0 or not shutil.which("bwrap"):
-        pytest.skip("the sandbox needs root (per-slot uids) and bubblewrap")
-    with Sandbox(
-        SandboxConfig(launcher=request.param, slots=2, uid_base=base, uid_count=16, limits=LIMITS)
-    ) as sb:
+    if not shutil.which("bwrap"):
+        pytest.skip("the sandbox tests need bubblewrap")
+    with Sandbox(SandboxConfig(launcher=request.param, slots=2, uid_base=base, uid_count=16, limits=LIMITS)) as sb:
         yield sb
 
 
@@ -166,9 +164,7 @@ ADD = "def add(a, b):\n    return a + b\n"
 def test_humaneval_format(sandbox: Sandbox) -> None:
     ok = sandbox.run(ADD, "def check(candidate):\n    assert candidate(1, 2) == 3\n", entry_point="add")
     assert ok.status == "pass" and ok.tests[0].status == "pass"
-    bad = sandbox.run(
-        ADD, "def check(candidate):\n    assert candidate(1, 2) == 4, 'nope'\n", entry_point="add"
-    )
+    bad = sandbox.run(ADD, "def check(candidate):\n    assert candidate(1, 2) == 4, 'nope'\n", entry_point="add")
     assert bad.status == "fail" and bad.tests[0].message == "nope"
     raises = sandbox.run(
         "def add(a, b):\n    raise ValueError('boom')\n",
@@ -183,9 +179,7 @@ def test_humaneval_format(sandbox: Sandbox) -> None:
         entry_point="add",
     )
     assert caught.status == "pass"  # program exceptions keep their builtin type for the test code
-    syntax = sandbox.run(
-        "def add(a, b)\n    return a + b\n", "def check(candidate):\n    pass\n", entry_point="add"
-    )
+    syntax = sandbox.run("def add(a, b)\n    return a + b\n", "def check(candidate):\n    pass\n", entry_point="add")
     assert syntax.status == "error"
     printed = sandbox.run(
         "print('hi')\n" + ADD, "def check(candidate):\n    assert candidate(1, 1) == 2\n", entry_point="add"
@@ -195,9 +189,7 @@ def test_humaneval_format(sandbox: Sandbox) -> None:
 
 @pytest.mark.unit
 def test_helpers_and_modules_of_the_program_reach_the_tests(sandbox: Sandbox) -> None:
-    program = (
-        "import math\nK = (1, 2)\ndef helper(x):\n    return x * 2\ndef f(x):\n    return helper(x) + 1\n"
-    )
+    program = "import math\nK = (1, 2)\ndef helper(x):\n    return x * 2\ndef f(x):\n    return helper(x) + 1\n"
     tests = (
         "def check(candidate):\n    assert candidate(2) == helper(2) + 1 == 5\n    assert K == (1, 2)\n"
         "    assert math.floor(2.5) == 2\n"
@@ -242,9 +234,7 @@ def test_expected_values_and_test_code_never_enter_the_program(sandbox: Sandbox)
     )
     v = sandbox.run(search, [{"args": [1], "expected": "zq-unique-777"}], fmt="json", entry_point="f")
     assert v.status == "fail", v
-    v = sandbox.run(
-        search, "def check(candidate):\n    assert candidate(1) == 'zq-unique' + '-777'\n", entry_point="f"
-    )
+    v = sandbox.run(search, "def check(candidate):\n    assert candidate(1) == 'zq-unique' + '-777'\n", entry_point="f")
     assert v.status == "fail", v
 
 
@@ -253,9 +243,7 @@ def test_run_many_keeps_order(sandbox: Sandbox) -> None:
     from rsi.sandbox.executor import humaneval_job
 
     jobs = [
-        humaneval_job(
-            f"def f():\n    return {i}\n", f"def check(c):\n    assert c() == {i if i % 3 else -1}\n", "f"
-        )
+        humaneval_job(f"def f():\n    return {i}\n", f"def check(c):\n    assert c() == {i if i % 3 else -1}\n", "f")
         for i in range(12)
     ]
     assert [v.status for v in sandbox.run_many(jobs)] == ["fail" if i % 3 == 0 else "pass" for i in range(12)]
@@ -304,12 +292,215 @@ def test_cli_run(tmp_path, capsys) -> None:  # noqa: ANN001
     assert main(base + ["--tests", str(tests), "--entry-point", "add"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "pass" and out["tests"][0]["name"] == "check"
-    assert (
-        main(base + ["--tests", str(cases), "--format", "json", "--entry-point", "add", "--no-canary"]) == 1
-    )
+    assert main(base + ["--tests", str(cases), "--format", "json", "--entry-point", "add", "--no-canary"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert [t["status"] for t in out["tests"]] == ["pass", "fail"]
     assert main(["run", "--program", str(prog), "--tests", str(tests)]) == 2  # humaneval needs --entry-point
-    assert (
-        main(base[1:] + ["--tests", str(tests), "--entry-point", "add", "--no-canary"]) == 0
-    )  # "run" implied
+    assert main(base[1:] + ["--tests", str(tests), "--entry-point", "add", "--no-canary"]) == 0  # "run" implied
+
+
+# ----------------------------------------------------------------------------- fuzzing the value codec
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from rsi.sandbox.verdict import build_verdict  # noqa: E402
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Huge ints built from small draws: a strategy holding a 6000-digit bound cannot even print itself.
+_ints = st.integers() | st.builds(lambda d, e: d * 10**e, st.integers(-9, 9), st.integers(300, 6000))
+_text = st.text(max_size=20) | st.sampled_from(["\ud800", "a\udfffb", "\x00", "$i", "$d"])
+_floats = st.floats(allow_nan=True, allow_infinity=True)
+_hashable = st.recursive(
+    st.none() | st.booleans() | _ints | _floats.filter(lambda f: f == f) | _text | st.binary(max_size=8),
+    lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3),
+    max_leaves=8,
+)
+_values = st.recursive(
+    _hashable | st.complex_numbers(allow_nan=False),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(_hashable, inner, max_size=3)
+        | st.sets(_hashable, max_size=3)
+        | st.tuples(inner)
+    ),
+    max_leaves=20,
+)
+_TAGS = ["$i", "$f", "$b", "$t", "$s", "$fs", "$c", "$d", "$x"]
+# Whatever JSON a hostile peer could send: plain data plus every tag with any body.
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | _floats | _text,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(_text, inner, max_size=3)
+        | st.builds(
+            lambda tag, body: {tag: body},
+            st.sampled_from(["$i", "$f", "$b", "$t", "$s", "$fs", "$c", "$d", "$x"]),
+            inner,
+        )
+    ),
+    max_leaves=25,
+)
+
+
+def _same_value(a: object, b: object) -> bool:
+    return codec.canonical(codec.to_plain(a)) == codec.canonical(codec.to_plain(b)) and type(a) is type(b)
+
+
+@pytest.mark.unit
+@FUZZ
+@given(_values)
+def test_codec_fuzz_round_trip(value: object) -> None:
+    """Any supported value (ints of any size, NaN, lone surrogates, nested containers) survives the trip."""
+    assert _same_value(codec.loads(codec.dumps(value)), value)
+
+
+@pytest.mark.unit
+@FUZZ
+@given(_json)
+def test_codec_fuzz_untrusted_input_raises_only_codec_error(obj: object) -> None:
+    try:
+        value = codec.decode_untrusted(obj)
+    except codec.CodecError:
+        return
+    try:
+        plain = codec.to_plain(value)
+        json.dumps(codec.storable(plain), ensure_ascii=False).encode("utf-8")
+    except codec.CodecError:
+        pass
+
+
+@pytest.mark.unit
+@FUZZ
+@given(st.text(max_size=200) | st.binary(max_size=200))
+def test_codec_fuzz_text_raises_only_codec_error(text: str | bytes) -> None:
+    try:
+        codec.loads(text)
+    except codec.CodecError:
+        pass
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("depth", [codec.MAX_DEPTH + 5, 5000, 50000])
+def test_codec_deep_nesting_is_a_codec_error(depth: int) -> None:
+    deep: object = []
+    for _ in range(depth):
+        deep = [deep]
+    with pytest.raises(codec.CodecError):
+        codec.encode(deep)
+    with pytest.raises(codec.CodecError):
+        codec.loads("[" * depth + "]" * depth)
+    with pytest.raises(codec.CodecError):
+        codec.to_plain(deep)
+
+
+@pytest.mark.unit
+@FUZZ
+@given(_json, _json.filter(lambda x: not isinstance(x, dict)), st.sampled_from([0.0, 1e-9, 0.5]))
+def test_verdict_fuzz_any_output_gets_a_storable_verdict(value: object, expected: object, tol: float) -> None:
+    """Whatever the judge reports as a case's output, the host builds a verdict (never an exception) that
+    serialises as JSON and UTF-8."""
+    raw = b"\n".join(
+        json.dumps(r).encode()
+        for r in (
+            {"t": "hello"},
+            {"t": "load", "ok": True},
+            {"t": "test", "i": 0, "status": "ok", "value": value},
+            {"t": "done"},
+        )
+    )
+    job = {"format": "json", "cases": [{"function": "f", "args": [], "expected": expected, "rel_tol": tol}]}
+    v = build_verdict(raw, job, "")
+    assert v.status in ("pass", "fail", "error")
+    json.dumps(v.to_dict(), ensure_ascii=False).encode("utf-8")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("value", "expected", "tol"),
+    [
+        (10**5000, 1, 0.0),
+        ({10**5000, 1}, [1], 0.0),
+        ({10**5000: 1}, {"1": 1}, 0.0),
+        (10**5000, 1.5, 1e-9),
+        ([10**400, -(10**5000)], [1.0, 2.0], 0.5),
+        ("\ud800", "x", 0.0),
+    ],
+    ids=["int", "set", "key", "rel_tol", "list_rel_tol", "surrogate"],
+)
+def test_verdict_huge_ints_sets_and_surrogates(value: object, expected: object, tol: float) -> None:
+    """The outputs that used to kill the verdict builder (json's digit limit, int-to-float overflow)."""
+    recs = ({"t": "hello"}, {"t": "test", "i": 0, "status": "ok", "value": codec.encode(value)}, {"t": "done"})
+    raw = "\n".join(json.dumps(r) for r in recs).encode()
+    job = {"format": "json", "cases": [{"function": "f", "expected": expected, "rel_tol": tol}]}
+    v = build_verdict(raw, job, "")
+    assert v.status == "fail", v
+    json.dumps(v.to_dict(), ensure_ascii=False).encode("utf-8")
+
+
+# ------------------------------------------------------------------------------------ wipe and slots
+@pytest.mark.unit
+def test_wipe_tree_deeper_than_any_path(tmp_path) -> None:  # noqa: ANN001
+    """Deeper than PATH_MAX and Python's recursion limit, with unreadable dirs and links out."""
+    from rsi.sandbox.wipe import wipe_tree
+
+    here = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        for _ in range(2500):
+            os.mkdir("d")
+            os.chdir("d")
+        open("x", "w").close()
+    finally:
+        os.chdir(here)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f").write_text("x")
+    os.chmod(tmp_path / "a" / "b", 0)
+    os.chmod(tmp_path / "a", 0o500)
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    os.symlink(outside, tmp_path / "link")
+    assert wipe_tree(str(tmp_path)) is True
+    assert os.listdir(tmp_path) == [] and (outside / "keep").exists()
+    assert wipe_tree(str(tmp_path / "missing")) is False
+
+
+@pytest.mark.unit
+def test_seccomp_covers_ipc_and_foreign_scheduling() -> None:
+    from rsi.sandbox.seccomp import SELF_ONLY, SELF_ONLY_WHICH
+
+    for name in ("shmget", "msgget", "semget", "mq_open", "shmat"):
+        assert name in DENIED
+    for arch in ARCHES.values():
+        assert set(DENIED) | set(SELF_ONLY) | set(SELF_ONLY_WHICH) <= set(arch.table)
+
+
+@pytest.mark.unit
+def test_lock_dir_is_per_user_without_root() -> None:
+    from rsi.sandbox.launchers import lock_dir_for
+
+    expected = "/tmp/rsi-sandbox" if os.geteuid() == 0 else f"/tmp/rsi-sandbox-{os.geteuid()}"
+    assert lock_dir_for("/tmp/rsi-sandbox") == expected
+
+
+@pytest.mark.unit
+def test_cli_without_isolation_names_what_each_launcher_needs(tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    """A kernel without Landlock cannot exist on this test machine, so its probe is replaced: the CLI must
+    then say what the launcher needs, exit 3, and print no traceback (and never run unsandboxed)."""
+    from rsi.sandbox import launchers
+    from rsi.sandbox.cli import main
+
+    monkeypatch.setattr(launchers, "landlock_abi", lambda: 0)
+    monkeypatch.setattr(launchers, "user_namespaces_available", lambda: "/proc/sys/user/max_user_namespaces is 0")
+    prog = tmp_path / "p.py"
+    prog.write_text(ADD)
+    tests = tmp_path / "t.py"
+    tests.write_text("def check(candidate):\n    assert candidate(2, 2) == 4\n")
+    for launcher, needs in (("landlock", "Landlock ABI"), ("bwrap", "user namespaces")):
+        rc = main(
+            ["run", "--program", str(prog), "--tests", str(tests), "--entry-point", "add", "--launcher", launcher]
+        )
+        err = capsys.readouterr().err
+        assert rc == 3 and needs in err and "Traceback" not in err, err
+    assert main(["run", "--program", str(tmp_path / "missing.py"), "--tests", str(tests)]) == 2
+    assert "missing.py" in capsys.readouterr().err

@@ -8,23 +8,28 @@ connection reached the listeners (TCP on localhost, a Unix socket in a world-wri
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import textwrap
+import time
 
 import pytest
 
 from rsi.sandbox.config import Limits, SandboxConfig
-from rsi.sandbox.executor import Sandbox
+from rsi.sandbox.executor import Sandbox, humaneval_job, json_job
 from rsi.sandbox.slots import uid_processes
-from rsi.sandbox.verdict import PASS
+from rsi.sandbox.verdict import PASS, Verdict
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("bwrap"),
-    reason="the sandbox needs root (per-slot uids) and bubblewrap",
+    os.geteuid() != 0 or not shutil.which("bwrap") or not shutil.which("setpriv"),
+    reason="the matrix runs as root and as a non-root user (setpriv), with bubblewrap",
 )]
 
 SECRET = "rsi-secret-7f3a9c"
@@ -97,14 +102,106 @@ def host():
     h.close()
 
 
-@pytest.fixture(scope="module", params=["bwrap", "landlock"])
+TEST_UID = 65010  # the non-root user the matrix also runs as (no passwd entry needed)
+SERVE = os.path.join(os.path.dirname(__file__), "data", "sandbox", "serve_as_user.py")
+
+
+class UserSandbox:
+    """The same Sandbox API, served by a process running as the non-root TEST_UID (setpriv), so the
+    matrix checks the unprivileged launchers exactly as a laptop or a runAsNonRoot pod runs them."""
+
+    def __init__(self, cfg: SandboxConfig) -> None:
+        self.cfg = cfg
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        cfg_json = json.dumps({**dataclasses.asdict(cfg), "launcher": str(cfg.launcher)})
+        self.proc = subprocess.Popen(
+            ["setpriv", f"--reuid={TEST_UID}", f"--regid={TEST_UID}", "--clear-groups",
+             sys.executable, SERVE, cfg_json],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": root},
+        )
+        hello = self._read()
+        if "unavailable" in hello:
+            self.close()
+            pytest.fail(f"no unprivileged sandbox: {hello['unavailable']}")
+        info = self._ask({"op": "info"})
+        self.harness, self.pid = info["harness"], info["pid"]
+        self.uids = [TEST_UID]
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        assert line, "the non-root sandbox process died"
+        return json.loads(line)
+
+    def _ask(self, req: dict) -> object:
+        self.proc.stdin.write(json.dumps(req) + "\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+        return self._read()
+
+    def run(self, program: str, tests: object, *, fmt: str = "humaneval", entry_point: str = "",
+            limits: Limits | None = None) -> Verdict:
+        if fmt == "humaneval":
+            job = humaneval_job(program, tests, entry_point)  # type: ignore[arg-type]
+        else:
+            job = json_job(program, tests, entry_point)  # type: ignore[arg-type]
+        return self.run_job(job, limits)
+
+    def run_job(self, job: dict, limits: Limits | None = None) -> Verdict:
+        lim = dataclasses.asdict(limits) if limits else None
+        return Verdict.from_dict(self._ask({"op": "run", "job": job, "limits": lim}))  # type: ignore[arg-type]
+
+    def run_many(self, jobs: list[dict], limits: Limits | None = None) -> list[Verdict]:
+        lim = dataclasses.asdict(limits) if limits else None
+        out = self._ask({"op": "run_many", "jobs": jobs, "limits": lim})
+        return [Verdict.from_dict(d) for d in out]  # type: ignore[union-attr]
+
+    def server_pids(self) -> set[int]:
+        return {self.pid, *self._ask({"op": "info"})["server_pids"]}  # type: ignore[index]
+
+    def server_states(self) -> list:
+        return self._ask({"op": "info"})["state"]  # type: ignore[index]
+
+    def close(self) -> None:
+        self.proc.stdin.close()  # type: ignore[union-attr]
+        self.proc.wait(timeout=30)
+
+
+class RootSandbox(Sandbox):
+    @property
+    def uids(self) -> list[int]:
+        return [s.uid for s in self.slots.slots]
+
+    @property
+    def harness(self) -> str:
+        return self.launcher.harness
+
+    def server_states(self) -> list:
+        return [r.server_state() for r in self.runners.values()]
+
+
+MODES = [("bwrap", "root"), ("landlock", "root"), ("bwrap", "user"), ("landlock", "user")]
+
+
+@pytest.fixture(scope="module", params=MODES, ids=["-".join(m) for m in MODES])
 def sandbox(request):
-    base = {"bwrap": 62000, "landlock": 62100}[request.param]
-    cfg = SandboxConfig(launcher=request.param, slots=1, uid_base=base, uid_count=16, limits=LIMITS)
-    with Sandbox(cfg, canary=False) as sb:
-        uids = [s.uid for s in sb.slots.slots]
+    launcher, user = request.param
+    base = {"bwrap": 62000, "landlock": 62100}[launcher]
+    cfg = SandboxConfig(launcher=launcher, slots=1, uid_base=base, uid_count=16, limits=LIMITS)
+    if user == "user":
+        sb = UserSandbox(cfg)
         yield sb
-    for uid in uids:  # closed: not even the server is left
+        sb.close()
+        uids = [TEST_UID]
+    else:
+        with RootSandbox(cfg, canary=False) as rsb:
+            uids = rsb.uids
+            yield rsb
+    # Closed: not even the server is left. Orphans killed with a namespace are reaped by the host's init
+    # in its own time, so give it a moment before counting zombies too.
+    deadline = time.monotonic() + 10.0
+    while any(uid_processes(uid) for uid in uids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for uid in uids:
         assert uid_processes(uid) == []
 
 
@@ -291,6 +388,12 @@ CASES: dict[str, tuple[str, str]] = {
         "    return libc.syscall(425, 8, p) >= 0\n",
         SUCCEEDED,
     ),
+    "capabilities": (
+        "import ctypes\ndef f():\n    libc = ctypes.CDLL(None)\n"
+        "    hdr = (ctypes.c_uint32 * 2)(0x20080522, 0)\n    data = (ctypes.c_uint32 * 6)()\n"
+        "    return libc.capget(hdr, data) == 0 and any(data)\n",
+        SUCCEEDED,
+    ),
     # --- output and crashes
     "stdout_100mb": (
         "import sys\ndef f(x):\n    chunk = 'x' * (1 << 20)\n    for _ in range(100):\n"
@@ -308,6 +411,21 @@ CASES: dict[str, tuple[str, str]] = {
         "def f(x):\n    return r(0)\n",
         WRONG,
     ),
+    # --- faking a pass through the test's namespace
+    "shadow_builtin_abs": ("def abs(x):\n    return 0\ndef f(x):\n    return 3\n",
+                           _check("assert abs(candidate(1) - 2) < 1e-9")),
+    "shadow_builtin_all": ("def all(xs):\n    return True\ndef f(x):\n    return 3\n",
+                           _check("assert all(candidate(x) == x + 1 for x in [1, 2])")),
+    "shadow_builtin_isinstance": (
+        "def isinstance(a, b):\n    return True\ndef f(x):\n    return 'two'\n",
+        _check("r = candidate(1)\nassert isinstance(r, int) and r + 0 == r"),
+    ),
+    "stop_iteration_in_map": ("def f(x):\n    raise StopIteration\n",
+                              _check("assert all(map(lambda x: candidate(x) == x + 1, [1, 2]))")),
+    "stop_iteration_in_filter": ("def f(x):\n    raise StopIteration('done')\n",
+                                 _check("assert not list(filter(lambda x: candidate(x) != x + 1, [1, 2]))")),
+    "stop_async_iteration": ("def f(x):\n    raise StopAsyncIteration\n",
+                             _check("assert all(map(lambda x: candidate(x) == x + 1, [1, 2]))")),
     # --- faking a pass (f must return x + 1; these return something else and cheat)
     "print_passed_exit0": (
         "import os\nprint('PASSED')\nprint('{{\"t\": \"done\"}}')\nos._exit(0)\ndef f(x):\n    return 3\n",
@@ -377,9 +495,12 @@ CASES: dict[str, tuple[str, str]] = {
 
 def assert_no_leftovers(sandbox: Sandbox) -> None:
     """Only the warm sandbox's own launcher and server may remain under the slot uids between jobs."""
-    for slot in sandbox.slots.slots:
-        left = set(uid_processes(slot.uid)) - sandbox.server_pids()
-        assert not left, f"processes of uid {slot.uid} left behind: {sorted(left)}"
+    for uid in sandbox.uids:
+        # Without root the slots share one uid with nothing to sweep it: a zombie whose parent died waits
+        # for the host's init; it runs nothing, so only live processes count here.
+        live_only = isinstance(sandbox, UserSandbox)
+        left = set(uid_processes(uid, zombies=not live_only)) - sandbox.server_pids()
+        assert not left, f"processes of uid {uid} left behind: {sorted(left)}"
 
 
 def _fill(text: str, host: Host, sandbox: Sandbox) -> str:
@@ -393,7 +514,7 @@ def _fill(text: str, host: Host, sandbox: Sandbox) -> str:
         unix=host.unix_path,
         abstract=host.abstract_name,
         secret=SECRET,
-        harness=sandbox.launcher.harness,
+        harness=sandbox.harness,
         harness_src=harness.__file__,
     )
 
@@ -452,3 +573,242 @@ def test_nothing_crosses_jobs(sandbox: Sandbox, host: Host) -> None:
     v = sandbox.run(look, SUCCEEDED, entry_point="f", limits=LIMITS)
     assert v.status == "fail", v
     assert_no_leftovers(sandbox)
+
+
+# ---------------------------------------------------------------------------------- state across jobs
+_LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+_PLACES = "PLACES = ('/leak', '/dev/leak', '/dev/shm/leak', '/tmp/leak', 'leak', '/usr/leak')\n"
+KEY = 0x52534931  # SysV key both jobs agree on
+
+# name -> (plant, look): plant leaves something behind; look returns True when it finds it.
+CROSS_JOB: dict[str, tuple[str, str]] = {
+    "files_anywhere_writable": (
+        _PLACES + "def f():\n    for p in PLACES:\n        try:\n            open(p, 'w').write('x')\n"
+        "        except OSError:\n            pass\n    return True\n",
+        "import os\n" + _PLACES + "def f():\n    return any(os.path.exists(p) for p in PLACES)\n",
+    ),
+    "unwritable_dir": (
+        "import os\ndef f():\n    os.makedirs('keep/inner')\n    open('keep/inner/x', 'w').close()\n"
+        "    os.chmod('keep/inner', 0)\n    os.chmod('keep', 0o500)\n    return True\n",
+        "import os\ndef f():\n    return bool(os.listdir('.'))\n",
+    ),
+    "deep_directory": (
+        "import os\ndef f():\n    for _ in range(3000):\n        os.mkdir('d')\n        os.chdir('d')\n"
+        "    open('x', 'w').close()\n    return True\n",
+        "import os\ndef f():\n    return bool(os.listdir('.'))\n",
+    ),
+    "sysv_shm": (
+        _LIBC + f"def f():\n    i = libc.shmget({KEY}, 4096, 0o1600)\n    libc.shmat.restype = ctypes.c_void_p\n"
+        "    a = libc.shmat(i, None, 0)\n    ctypes.memmove(a, b'leak', 4)\n    return i >= 0\n",
+        _LIBC + f"def f():\n    return libc.shmget({KEY}, 0, 0o600) >= 0\n",
+    ),
+    "sysv_msg": (
+        _LIBC + f"def f():\n    return libc.msgget({KEY + 1}, 0o1600) >= 0\n",
+        _LIBC + f"def f():\n    return libc.msgget({KEY + 1}, 0o600) >= 0\n",
+    ),
+    "sysv_sem": (
+        _LIBC + f"def f():\n    return libc.semget({KEY + 2}, 1, 0o1600) >= 0\n",
+        _LIBC + f"def f():\n    return libc.semget({KEY + 2}, 0, 0o600) >= 0\n",
+    ),
+    "posix_mq": (
+        _LIBC + "def f():\n    return libc.mq_open(b'/rsi-leak', os.O_CREAT | os.O_RDWR, 0o600, None) >= 0\n",
+        _LIBC + "def f():\n    return libc.mq_open(b'/rsi-leak', os.O_RDONLY) >= 0\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CROSS_JOB))
+def test_nothing_survives_a_job(case: str, sandbox: Sandbox, host: Host) -> None:
+    """Every job starts from the state of a fresh sandbox: nothing one job writes, creates or leaves in
+    IPC is visible to the next job of the same warm sandbox."""
+    plant, look = CROSS_JOB[case]
+    sandbox.run(plant, SUCCEEDED, entry_point="f", limits=LIMITS)
+    v = sandbox.run(look, SUCCEEDED, entry_point="f", limits=LIMITS)
+    assert v.status == "fail", v
+    assert_no_leftovers(sandbox)
+
+
+ORACLE = (
+    "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+    "SPOTS = ('/tries', '/dev/tries', '/dev/shm/tries', '/tmp/tries', 'tries')\n"
+    "def _tries():\n    n = 0\n    for p in SPOTS:\n        try:\n            n = max(n, int(open(p).read()))\n"
+    "        except (OSError, ValueError):\n            pass\n"
+    f"    i = libc.shmget({KEY + 3}, 4096, 0o1600)\n    if i >= 0:\n"
+    "        libc.shmat.restype = ctypes.c_void_p\n        a = libc.shmat(i, None, 0)\n"
+    "        n = max(n, ctypes.c_int.from_address(a).value)\n"
+    "        ctypes.c_int.from_address(a).value = n + 1\n"
+    "    for p in SPOTS:\n        try:\n            open(p, 'w').write(str(n + 1))\n        except OSError:\n"
+    "            pass\n    return n\n"
+    "GUESS = _tries()\ndef f(x):\n    return x + GUESS\n"
+)
+
+
+def test_repeated_wrong_samples_never_learn(sandbox: Sandbox) -> None:
+    """Identical wrong samples of one problem, judged one after another in one warm sandbox, each start
+    from scratch: a program that remembers its earlier tries anywhere never reaches the answer."""
+    verdicts = [sandbox.run(ORACLE, WRONG, entry_point="f", limits=LIMITS) for _ in range(4)]
+    assert [v.status for v in verdicts] == ["fail"] * 4, verdicts
+
+
+# ---------------------------------------------------------------------------------- the server's state
+_PIDS = (
+    "import os, resource\ndef pids():\n    me = os.getpid()\n"
+    "    return {os.getppid(), 1, *range(max(2, me - 300), me)}\n"
+)
+POISON: dict[str, str] = {
+    "rlimit_data": "resource.prlimit(pid, resource.RLIMIT_DATA, (1 << 20, 1 << 20))",
+    "rlimit_as": "resource.prlimit(pid, resource.RLIMIT_AS, (16 << 20, 16 << 20))",
+    "rlimit_nofile": "resource.prlimit(pid, resource.RLIMIT_NOFILE, (4, 4))",
+    "rlimit_nproc": "resource.prlimit(pid, resource.RLIMIT_NPROC, (1, 1))",
+    "rlimit_cpu": "resource.prlimit(pid, resource.RLIMIT_CPU, (1, 1))",
+    "nice_pid": "os.setpriority(os.PRIO_PROCESS, pid, 19)",
+    "nice_group_and_user": "os.setpriority(os.PRIO_PGRP, 0, 19); os.setpriority(os.PRIO_USER, 0, 19)",
+    "affinity": "os.sched_setaffinity(pid, {0})",
+    "scheduler": "os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))",
+}
+
+
+def server_state(sandbox: Sandbox) -> list:
+    """What a job could change about the sandbox's long-lived processes, read from the host's /proc."""
+    out = []
+    for pid in sorted(sandbox.server_pids()):
+        try:
+            with open(f"/proc/{pid}/limits") as f:
+                limits = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/status") as f:
+                cpus = [ln for ln in f if ln.startswith("Cpus_allowed_list")]
+        except OSError:
+            continue
+        out.append((limits, stat[16], stat[37], stat[38], cpus))  # nice, rt priority, policy
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(POISON))
+def test_a_job_cannot_poison_the_server(case: str, sandbox: Sandbox) -> None:
+    """A job that tries to lower the server's limits, priority or CPU set changes nothing that outlives
+    it: later correct programs still pass (never memory, never infra) and the host sees a clean server."""
+    honest = "def f(x):\n    return x + 1\n"
+    assert sandbox.run(honest, WRONG, entry_point="f", limits=LIMITS).status == "pass"
+    before = server_state(sandbox)
+    poison = (
+        _PIDS + f"def f(x):\n    for pid in pids():\n        try:\n            {POISON[case]}\n"
+        "        except (OSError, ValueError):\n            pass\n    return x\n"
+    )
+    assert sandbox.run(poison, WRONG, entry_point="f", limits=LIMITS).status == "fail"
+    after = [sandbox.run(honest, WRONG, entry_point="f", limits=LIMITS) for _ in range(2)]
+    assert [v.status for v in after] == ["pass", "pass"], after
+    assert server_state(sandbox) == before, "the server's limits, priority or affinity changed"
+
+
+# ---------------------------------------------------------------------------- outputs the host must take
+def _returns(expr: str, expected: object, **case: object) -> dict:
+    return json_job(f"import sys\ndef f():\n    return {expr}\n", [{"args": [], "expected": expected, **case}], "f")
+
+
+HOST_OUTPUTS = {
+    "huge_int": _returns("10**5000", 1),
+    "huge_int_in_set": _returns("{10**5000, 1}", [1]),
+    "huge_int_key": _returns("{10**5000: 1}", {"1": 1}),
+    "huge_int_rel_tol": _returns("10**5000", 1.5, rel_tol=1e-9),
+    "huge_int_vs_float_list": _returns("[10**400, -10**5000]", [1.0, 2.0], rel_tol=0.5),
+    "nan_rel_tol": _returns("float('nan')", 1.0, rel_tol=1e-9),
+    "lone_surrogate": _returns("'\\ud800x'", "x"),
+    "surrogate_key": _returns("{'\\udfff': {1, 2}}", {}),
+    "deep_nesting": _returns("__import__('functools').reduce(lambda a, _: [a], range(5000), [])", []),
+    "mixed_set": _returns("{1, 'a', (2, 3), None, 1.5, frozenset({10**5000})}", []),
+}
+
+
+def test_host_survives_any_output(sandbox: Sandbox) -> None:
+    """Whatever a program returns, its job gets a verdict (never pass here, never infra) that serialises,
+    and the rest of the batch is judged as usual."""
+    honest = json_job("def f():\n    return 1\n", [{"args": [], "expected": 1}], "f")
+    names = sorted(HOST_OUTPUTS)
+    verdicts = sandbox.run_many([HOST_OUTPUTS[n] for n in names] + [honest], LIMITS)
+    for name, v in zip(names, verdicts):
+        assert v.status in ("fail", "error"), (name, v)
+        json.dumps(v.to_dict(), ensure_ascii=False).encode("utf-8")
+    assert verdicts[-1].status == "pass", verdicts[-1]
+
+
+def test_deep_directory_does_not_break_later_sandboxes(sandbox: Sandbox) -> None:
+    """A tree deeper than any path the host can name is removed, and a new sandbox on the same slot
+    starts (the old one used to leave it behind and fail every later start on that uid)."""
+    deep = CROSS_JOB["deep_directory"][0]
+    cfg = dataclasses.replace(sandbox.cfg, uid_base=sandbox.cfg.uid_base + 8, uid_count=1)
+    for _ in range(2):
+        sb = UserSandbox(cfg) if isinstance(sandbox, UserSandbox) else RootSandbox(cfg, canary=False)
+        try:
+            # error: Landlock without root gives the program no writable dir (nothing to cap it with)
+            assert sb.run(deep, SUCCEEDED, entry_point="f", limits=LIMITS).status in ("pass", "error")
+            assert sb.run("def f(x):\n    return x + 1\n", WRONG, entry_point="f").status == "pass"
+        finally:
+            sb.close()
+
+
+# -------------------------------------------------------------------------------------- resource caps
+CAPS: dict[str, str] = {
+    # Each returns True when it could hold more than the tmpfs/memory caps allow (LIMITS: 32 MiB tmpfs,
+    # 8 MiB files, 512 MiB memory).
+    "dev_tmpfs": "import os\ndef f():\n    n = 0\n    for i in range(8):\n        try:\n"
+    "            with open(f'/dev/fill{{i}}', 'wb') as fh:\n                fh.write(b'x' * (7 << 20))\n"
+    "            n += 7\n        except OSError:\n            pass\n    return n > 32\n",
+    "root_tmpfs": "import os\ndef f():\n    n = 0\n    for i in range(8):\n        try:\n"
+    "            with open(f'/fill{{i}}', 'wb') as fh:\n                fh.write(b'x' * (7 << 20))\n"
+    "            n += 7\n        except OSError:\n            pass\n    return n > 32\n",
+    "work_dir_disk": "import os\ndef f():\n    n = 0\n    for i in range(8):\n        try:\n"
+    "            with open(f'fill{{i}}', 'wb') as fh:\n                fh.write(b'x' * (7 << 20))\n"
+    "            n += 7\n        except OSError:\n            pass\n    return n > 32\n",
+    "sysv_memory": _LIBC + "def f():\n    ids = [libc.shmget(0, 1 << 30, 0o1600) for _ in range(4)]\n"
+    "    ok = [i for i in ids if i >= 0]\n    for i in ok:\n        libc.shmctl(i, 0, None)\n"
+    "    return len(ok) == 4\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CAPS))
+def test_every_byte_counts_against_a_limit(case: str, sandbox: Sandbox, host: Host) -> None:
+    v = sandbox.run(_fill(CAPS[case], host, sandbox), SUCCEEDED, entry_point="f", limits=LIMITS)
+    assert v.status != PASS, f"{case} passed under {sandbox.cfg.launcher}: {v}"
+    assert v.status != "infra", v
+
+
+def test_forwarded_module_names_are_allowlisted(sandbox: Sandbox) -> None:
+    """The judge imports a module the program names only from a short allowlist: a fake module object
+    named after a stdlib `__main__` (which runs a tool on import) is not imported, and a correct program
+    is judged as usual."""
+    program = (
+        "import types, math\nfor i, n in enumerate(['unittest.__main__', 'json.tool', 'pydoc', '__hello__',"
+        " 'ensurepip.__main__', 'venv.__main__']):\n    globals()[f'm{i}'] = types.ModuleType(n)\n"
+        "def f(x):\n    return x + 1\n"
+    )
+    tests = _check("assert candidate(1) == 2\nassert math.floor(2.5) == 2\nassert 'm0' not in globals()")
+    v = sandbox.run(program, tests, entry_point="f", limits=LIMITS)
+    assert v.status == PASS, v
+    assert "Ran 0 tests" not in v.stderr and "Hello world" not in v.stdout
+
+
+def test_slots_run_side_by_side(sandbox: Sandbox) -> None:
+    """Several slots of one sandbox judge concurrently, as root (a uid each) and without root (one uid)."""
+    cfg = dataclasses.replace(sandbox.cfg, slots=2, uid_base=sandbox.cfg.uid_base + 12, uid_count=2)
+    sb = UserSandbox(cfg) if isinstance(sandbox, UserSandbox) else RootSandbox(cfg, canary=False)
+    try:
+        ok = humaneval_job("def f(x):\n    return x + 1\n", WRONG, "f")
+        bad = humaneval_job("def f(x):\n    return x\n", WRONG, "f")
+        verdicts = sb.run_many([ok, bad] * 5, LIMITS)
+        assert [v.status for v in verdicts] == ["pass", "fail"] * 5, verdicts
+    finally:
+        sb.close()
+
+
+def test_trusted_helpers_answer_for_the_program(sandbox: Sandbox) -> None:
+    """A program that redefines a helper the test code calls (HumanEval's `poly`, `encode_cyclic`) passes
+    no more when the job names the prompt as trusted helpers; an honest program still passes."""
+    prompt = "import math\ndef double(x):\n    return 2 * x\ndef f(x):\n    '''x + 1'''\n"
+    tests = _check("assert double(candidate(1)) == double(2)\nassert math.floor(2.5) == 2")
+    cheat = prompt + "    return 3\ndef double(x):\n    return 0\n"
+    honest = prompt + "    return x + 1\n"
+    assert sandbox.run_job(humaneval_job(cheat, tests, "f"), LIMITS).status == PASS  # without helpers
+    assert sandbox.run_job(humaneval_job(cheat, tests, "f", helpers=prompt), LIMITS).status == "fail"
+    assert sandbox.run_job(humaneval_job(honest, tests, "f", helpers=prompt), LIMITS).status == PASS

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
 
 pytestmark = [pytest.mark.ray, pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("bwrap"),
-    reason="the sandbox needs root (per-slot uids) and bubblewrap",
+    not shutil.which("bwrap"),
+    reason="the sandbox tests need bubblewrap",
 )]
 
 

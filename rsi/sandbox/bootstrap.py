@@ -1,4 +1,4 @@
-"""The harness as the sandbox runs it: codec + confine + program + harness sources joined into one
+"""The harness as the sandbox runs it: codec + confine + wipe + program + harness sources joined into one
 script (the sandbox has no rsi package), compiled to bytecode once per interpreter."""
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from importlib import resources
 
 @cache
 def harness_source() -> str:
-    """codec + confine + program + harness as one script: the sandbox has no rsi package."""
+    """codec + confine + wipe + program + harness as one script: the sandbox has no rsi package."""
     pkg = resources.files("rsi.sandbox")
     return "\n\n".join(
-        (pkg / name).read_text() for name in ("codec.py", "confine.py", "program.py", "harness.py")
+        (pkg / name).read_text()
+        for name in ("codec.py", "confine.py", "wipe.py", "program.py", "harness.py")
     )
 
 

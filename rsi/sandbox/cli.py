@@ -11,7 +11,7 @@ import json
 import sys
 
 from rsi.sandbox.config import LAUNCHERS, Limits, SandboxConfig
-from rsi.sandbox.executor import IsolationBroken, Sandbox
+from rsi.sandbox.executor import IsolationBroken, Sandbox, SandboxUnavailable
 from rsi.sandbox.verdict import INFRA, PASS
 
 
@@ -42,14 +42,23 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] not in (["run"], ["-h"], ["--help"]):
         argv = ["run", *argv]  # `run` is the only command; callers may pass just its arguments
     args = _parser().parse_args(argv)
-    with open(args.program, encoding="utf-8") as f:
-        program = f.read()
-    with open(args.tests, encoding="utf-8") as f:
-        tests_text = f.read()
+    texts = []
+    for flag, path in (("--program", args.program), ("--tests", args.tests)):
+        try:
+            with open(path, encoding="utf-8") as f:
+                texts.append(f.read())
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"rsi sandbox run: {flag} {path}: {exc}", file=sys.stderr)
+            return 2
+    program, tests_text = texts
     if args.format == "humaneval" and not args.entry_point:
         print("rsi sandbox run: --entry-point is required for the humaneval format", file=sys.stderr)
         return 2
-    tests = json.loads(tests_text) if args.format == "json" else tests_text
+    try:
+        tests = json.loads(tests_text) if args.format == "json" else tests_text
+    except ValueError as exc:
+        print(f"rsi sandbox run: --tests {args.tests}: not JSON ({exc})", file=sys.stderr)
+        return 2
     if args.format == "json" and isinstance(tests, dict):
         tests = tests.get("cases", [])
     limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb)
@@ -61,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             verdict = sandbox.run(
                 program, tests, fmt=args.format, entry_point=args.entry_point, limits=limits
             )
-    except IsolationBroken as exc:
+    except (IsolationBroken, SandboxUnavailable) as exc:
         print(f"rsi sandbox: {exc}", file=sys.stderr)
+        return 3
+    except (OSError, ValueError, RuntimeError) as exc:  # no slot free, lock dir unusable, bad case
+        print(f"rsi sandbox: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 3
     if args.json:
         print(json.dumps(verdict.to_dict()))

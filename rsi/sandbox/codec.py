@@ -111,7 +111,7 @@ def decode_untrusted(obj: Any) -> Any:
     except CodecError:
         raise
     except (ValueError, TypeError, RecursionError, OverflowError) as exc:
-        raise CodecError(str(exc)) from None
+        raise CodecError(f"{type(exc).__name__} while decoding") from None
 
 
 def dumps(value: Any) -> str:
@@ -121,27 +121,60 @@ def dumps(value: Any) -> str:
 def loads(text: str | bytes) -> Any:
     try:
         obj = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise CodecError(str(exc)) from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise CodecError(f"not JSON: {type(exc).__name__}") from None
     return decode_untrusted(obj)
 
 
-def to_plain(value: Any) -> Any:
+def canonical(plain: Any) -> str:
+    """A stable text for plain JSON data, for any int size (json.dumps refuses ints beyond
+    sys.int_info's digit limit; hex has none) and any str (lone surrogates are escaped)."""
+    return json.dumps(storable(plain), sort_keys=True, ensure_ascii=True, allow_nan=False)
+
+
+def storable(plain: Any, depth: int = 0) -> Any:
+    """Plain JSON data -> data that json.dumps and UTF-8 writers always take: ints too long for decimal
+    text become {"$i": hex}, strs are made valid UTF-8 (lone surrogates replaced), non-finite floats
+    their repr. For a verdict's record of an output; comparisons use the exact values."""
+    if depth > MAX_DEPTH:
+        raise CodecError("value nested too deeply")
+    t = type(plain)
+    if plain is None or t is bool:
+        return plain
+    if t is int:
+        return plain if plain.bit_length() < 4000 else {"$i": hex(plain)}
+    if t is float:
+        return plain if math.isfinite(plain) else repr(plain)
+    if t is str:
+        return plain.encode("utf-8", "replace").decode("utf-8")
+    if t is list:
+        return [storable(x, depth + 1) for x in plain]
+    if t is dict:
+        return {storable(str(k), depth + 1): storable(v, depth + 1) for k, v in plain.items()}
+    raise CodecError(f"cannot store a value of type {t.__name__}")
+
+
+def to_plain(value: Any, depth: int = 0) -> Any:
     """Decoded value -> plain JSON data (tuples/sets as lists, non-str dict keys as strings), for comparing
-    a program's output with a JSON test case's expected value."""
+    a program's output with a JSON test case's expected value. Ints stay exact, whatever their size."""
+    if depth > MAX_DEPTH:
+        raise CodecError("value nested too deeply")
     t = type(value)
     if value is None or t in (bool, int, str):
         return value
     if t is float:
         return value if math.isfinite(value) else repr(value)
     if t in (list, tuple):
-        return [to_plain(x) for x in value]
+        return [to_plain(x, depth + 1) for x in value]
     if t in (set, frozenset):
-        return sorted((to_plain(x) for x in value), key=lambda x: json.dumps(x, sort_keys=True))
+        return sorted((to_plain(x, depth + 1) for x in value), key=canonical)
     if t is dict:
-        return {k if type(k) is str else json.dumps(to_plain(k)): to_plain(v) for k, v in value.items()}
+        return {
+            k if type(k) is str else canonical(to_plain(k, depth + 1)): to_plain(v, depth + 1)
+            for k, v in value.items()
+        }
     if t is bytes:
         return value.decode("utf-8", "replace")
     if t is complex:
-        return [to_plain(value.real), to_plain(value.imag)]
+        return [to_plain(value.real, depth + 1), to_plain(value.imag, depth + 1)]
     raise CodecError(f"cannot compare a value of type {t.__name__}")

@@ -26,7 +26,7 @@ class Limits:
     nproc: int = 64  # processes + threads of the slot's uid (why each slot needs its own uid)
     file_mb: int = 16  # largest file the program may write
     nofile: int = 128
-    tmpfs_mb: int = 64  # size of the only writable directory (bwrap launcher)
+    tmpfs_mb: int = 64  # size of the only writable directory (bwrap; landlock as root)
     output_bytes: int = 1 << 20  # stdout + stderr beyond this ends the run as output_limit
     keep_bytes: int = 8192  # stdout/stderr kept in the verdict, each
 
@@ -42,10 +42,10 @@ class Limits:
 @dataclass(frozen=True)
 class SandboxConfig:
     launcher: Launcher = Launcher.bwrap
-    slots: int = 2  # concurrent runs per worker; each slot runs under its own uid
-    uid_base: int = 61000  # slot uids are taken from [uid_base, uid_base + uid_count)
+    slots: int = 2  # concurrent runs per worker; as root each slot also runs under its own uid
+    uid_base: int = 61000  # slot uids (numbers of the slot locks without root): [uid_base, +uid_count)
     uid_count: int = 256  # size of the range; workers on one node lock distinct uids inside it
-    lock_dir: str = "/tmp/rsi-sandbox"  # per-uid lock files and (landlock) per-slot work dirs
+    lock_dir: str = "/tmp/rsi-sandbox"  # slot locks and (landlock) work dirs; "<lock_dir>-<uid>" if not root
     python: str = ""  # interpreter inside the sandbox; "" = the host's base interpreter
     bwrap: str = "bwrap"
     share_net: bool = False  # keep False: an own netns also hides the host's abstract Unix sockets

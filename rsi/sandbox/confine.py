@@ -36,11 +36,13 @@ class ConfineError(OSError):
     """Confinement could not be applied: the harness must refuse to run the program (fail closed)."""
 
 
-def set_rlimits(limits: dict) -> None:
-    """Limits for the sandbox's lifetime (soft == hard, so nothing inside can raise them back)."""
+def set_rlimits(limits: dict, nproc_base: int = 0) -> None:
+    """Limits for the sandbox's lifetime (soft == hard, so nothing inside can raise them back).
+    RLIMIT_NPROC counts every task of the real uid in its user namespace: `nproc_base` is what the host
+    already runs under that uid where the sandbox has no uid (or user namespace) of its own."""
     mb = 1 << 20
     for which, value in (
-        (resource.RLIMIT_NPROC, int(limits["nproc"])),
+        (resource.RLIMIT_NPROC, nproc_base + int(limits["nproc"])),
         (resource.RLIMIT_FSIZE, int(limits["file_mb"]) * mb),
         (resource.RLIMIT_NOFILE, int(limits["nofile"])),
         (resource.RLIMIT_CORE, 0),

@@ -8,19 +8,26 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from rsi.sandbox.config import Limits, SandboxConfig
-from rsi.sandbox.launchers import make_launcher
+from rsi.sandbox.launchers import SandboxUnavailable, lock_dir_for, make_launcher
 from rsi.sandbox.runner import SlotRunner
 from rsi.sandbox.slots import SlotPool
 from rsi.sandbox.verdict import INFRA, Verdict
+
+__all__ = ["IsolationBroken", "Sandbox", "SandboxUnavailable", "humaneval_job", "json_job"]
 
 
 class IsolationBroken(RuntimeError):
     """The canary self-test saw a hostile program get through: this worker must not judge anything."""
 
 
-def humaneval_job(program: str, tests: str, entry_point: str) -> dict:
-    """Test code defining `check(candidate)`, called as `check(<entry_point>)` (HumanEval's format)."""
-    return {"format": "humaneval", "program": program, "tests": tests, "entry_point": entry_point}
+def humaneval_job(program: str, tests: str, entry_point: str, helpers: str = "") -> dict:
+    """Test code defining `check(candidate)`, called as `check(<entry_point>)` (HumanEval's format).
+    `helpers`: trusted source (a HumanEval prompt) whose definitions the test code sees instead of the
+    program's own, so a program cannot pass by redefining a helper the test calls (`poly`, `encode_*`)."""
+    job = {"format": "humaneval", "program": program, "tests": tests, "entry_point": entry_point}
+    if helpers:
+        job["helpers"] = helpers
+    return job
 
 
 def json_job(program: str, cases: Sequence[dict], entry_point: str = "") -> dict:
@@ -43,8 +50,11 @@ class Sandbox:
     def __init__(self, cfg: SandboxConfig | None = None, *, canary: bool | None = None) -> None:
         self.cfg = cfg or SandboxConfig()
         self.launcher = make_launcher(self.cfg)
-        self.slots = SlotPool(self.cfg.slots, self.cfg.uid_base, self.cfg.uid_count, self.cfg.lock_dir)
-        self.runners = {s.uid: SlotRunner(self.cfg, self.launcher, s) for s in self.slots.slots}
+        self.slots = SlotPool(
+            self.cfg.slots, self.cfg.uid_base, self.cfg.uid_count, lock_dir_for(self.cfg.lock_dir)
+        )
+        # By lock number: without root every slot has the caller's uid.
+        self.runners = {s.number: SlotRunner(self.cfg, self.launcher, s) for s in self.slots.slots}
         self._threads = ThreadPoolExecutor(self.cfg.slots, thread_name_prefix="sandbox")
         self._lock = threading.Lock()
         self.broken: list[str] = []
@@ -62,7 +72,7 @@ class Sandbox:
         for attempt in range(1, self.cfg.infra_retries + 2):
             slot = self.slots.take()
             try:
-                verdict = self.runners[slot.uid].run(job, limits)
+                verdict = self.runners[slot.number].run(job, limits)
             finally:
                 self.slots.give(slot)
             verdict.attempts = attempt

@@ -35,10 +35,23 @@ try:  # on the host these are separate modules; in the sandbox their source is p
         set_rlimits,
     )
     from rsi.sandbox.program import Fatal, Program, reap_all
+    from rsi.sandbox.wipe import wipe_tree
 except ImportError:
     pass
 
-_NO_IMPORT = frozenset({"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "__main__"})
+# Modules a program's global may name that the judge imports itself for the test code (as the program
+# would have them). An allowlist: importing any stdlib module by name would let a program make the trusted
+# judge run a tool's `__main__` or anything else with import-time effects.
+FORWARDED_MODULES = frozenset(
+    {
+        "array", "bisect", "cmath", "collections", "collections.abc", "copy", "dataclasses", "datetime",
+        "decimal", "enum", "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math",
+        "numbers", "operator", "random", "re", "statistics", "string", "struct", "sys", "textwrap",
+        "time", "typing", "unicodedata",
+    }
+)  # fmt: skip
+# Names the test code must always resolve to the real builtins, whatever the program defines.
+_BUILTIN_NAMES = frozenset(dir(builtins))
 
 
 class Judge:
@@ -91,11 +104,12 @@ class Judge:
     def _namespace(self, names: dict, deadline_box: list) -> dict:
         ns: dict = {"__name__": "__tests__", "__builtins__": builtins}
         for name, desc in names.items():
+            if name in _BUILTIN_NAMES:
+                continue  # a program's `abs` or `all` must not answer for the test code's
             if desc[0] == "call":
                 ns[name] = self._proxy(name, deadline_box)
             elif desc[0] == "module":
-                top = str(desc[1]).split(".")[0]
-                if top in sys.stdlib_module_names and top not in _NO_IMPORT:
+                if str(desc[1]) in FORWARDED_MODULES:
                     try:
                         ns[name] = importlib.import_module(str(desc[1]))
                     except Exception:
@@ -122,6 +136,8 @@ class Judge:
             if not entry.isidentifier():
                 raise ValueError(f"bad entry point {entry!r}")
             ns = self._namespace(names, deadline)
+            if job.get("helpers"):
+                ns.update(_trusted_helpers(job["helpers"], entry))
             code = compile(
                 job["tests"] + f"\n\ncheck({entry})\n", "<tests>", "exec", dont_inherit=True, optimize=0
             )
@@ -162,6 +178,14 @@ class Judge:
                 self.emit(t="test", i=i, status="error", message=f"{type(exc).__name__}: {exc}"[:2000])
 
 
+def _trusted_helpers(source: str, entry: str) -> dict:
+    """The definitions of the job's trusted helper source (a HumanEval prompt), run in the judge, minus
+    the entry point (the prompt's stub): these, not the program's namesakes, answer the test code."""
+    hns: dict = {"__name__": "__helpers__", "__builtins__": builtins}
+    exec(compile(source, "<helpers>", "exec", dont_inherit=True, optimize=0), hns)
+    return {k: v for k, v in hns.items() if not k.startswith("__") and k != entry}
+
+
 def run_job(result_fd: int, job_fd: int, limits: dict) -> None:
     """One job, in a judge process of its own (forked by the server, never reused)."""
     judge = Judge(result_fd, job_fd, limits)
@@ -177,35 +201,13 @@ def run_job(result_fd: int, job_fd: int, limits: dict) -> None:
     judge.emit(t="done")
 
 
-def wipe(path: str) -> None:
-    """Empty `path`. Everything in it belongs to this uid, so directories the program made unwritable
-    (chmod 000) are made writable again rather than left behind for the next job."""
-    for _ in range(3):
-        try:
-            names = os.listdir(path)
-        except OSError:
-            return
-        if not names:
-            return
-        for name in names:
-            full = os.path.join(path, name)
-            try:
-                if os.path.isdir(full) and not os.path.islink(full):
-                    os.chmod(full, 0o700)
-                    wipe(full)
-                    os.rmdir(full)
-                else:
-                    os.unlink(full)
-            except OSError:
-                pass
-
-
 class Server:
     """The sandbox's long-lived process. It runs no untrusted code and never reads a job: per job it
     receives fds (stdout, stderr, result channel, job memfd) over the control socket, forks a fresh judge
     on them, waits for it within the deadline, then kills every other process in the sandbox (kill(-1)
-    spares only the caller; under bwrap this is pid 1), reaps them and wipes the writable dirs, so nothing
-    of one job reaches the next."""
+    spares only the caller; under bwrap this is pid 1; under Landlock the signal scope keeps it inside the
+    sandbox), reaps them and wipes the writable dirs, so nothing of one job reaches the next. It reports
+    whether the wipe left the dirs empty; the host replaces a sandbox that is not clean."""
 
     def __init__(self, cfg: dict) -> None:
         import socket
@@ -226,8 +228,8 @@ class Server:
             if not msg:
                 return
             hdr = json.loads(msg)
-            status, code = self.one(hdr, fds)
-            self.send(t="end", id=hdr["id"], status=status, exit=code)
+            status, code, clean = self.one(hdr, fds)
+            self.send(t="end", id=hdr["id"], status=status, exit=code, clean=clean)
 
     def one(self, hdr: dict, fds: list) -> tuple:
         out, err, res, job = fds
@@ -261,15 +263,14 @@ class Server:
             pass
         _, st = os.waitpid(pid, 0)
         reap_all()
-        for d in self.wipe_dirs:
-            wipe(d)
-        return ("ok" if finished else "timeout"), st
+        clean = all([wipe_tree(d) for d in self.wipe_dirs])
+        return ("ok" if finished else "timeout"), st, clean
 
 
 def main(argv: list) -> int:
     cfg = json.loads(argv[1])
     try:
-        set_rlimits(cfg["limits"])
+        set_rlimits(cfg["limits"], int(cfg.get("nproc_base", 0)))
         if cfg.get("landlock"):
             ll = cfg["landlock"]
             harden_process()

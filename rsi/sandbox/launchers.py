@@ -1,14 +1,20 @@
 """Launchers: how the harness process is started in isolation. Two, chosen by `sandbox.launcher`.
 
-bwrap     user/pid/net/ipc/uts/cgroup/mount namespaces via bubblewrap, `/usr` read-only, a size-limited
-          tmpfs as the only writable dir, no /proc, seccomp loaded by bwrap just before exec. The pid
-          namespace dies with the harness, taking every descendant with it.
+bwrap     user/pid/net/ipc/uts/cgroup/mount namespaces via bubblewrap, `/usr` read-only, `/` and `/dev`
+          read-only, one size-limited tmpfs (/dev/shm, with /tmp a link to it) as the only writable place,
+          no /proc, seccomp loaded by bwrap just before exec. The pid namespace dies with the harness,
+          taking every descendant with it. Needs unprivileged user namespaces, not root.
 landlock  for hosts without user namespaces (many Kubernetes clusters): the harness confines itself
           with Landlock (filesystem, TCP, abstract sockets, signals), no_new_privs and the same seccomp
-          filter (sockets of every family denied) before any untrusted code; containment of processes
-          rests on the slot uid, and the host sweeps that uid after every run.
+          filter (sockets of every family denied) before any untrusted code. The server is a subreaper,
+          so the job's processes stay below it; as root the slot uid is swept as well. The program's
+          only writable dir is a size-limited tmpfs on the slot's work dir, which needs root to mount;
+          without it the program gets no writable dir (the host disk would have no cap). As non-root,
+          Landlock's signal scope (ABI 6, Linux 6.12) is required: it keeps the server's kill(-1)
+          between jobs, and the program's, inside the sandbox.
 
-Both run the harness under the slot's uid with a cleared environment and stdin on /dev/null.
+As root each slot runs under its own uid (an extra layer); otherwise under the caller's. Always with a
+cleared environment and stdin on /dev/null.
 
 Network: bwrap runs with its own (empty) network namespace rather than `--share-net`. The seccomp filter
 already refuses non-Unix sockets, but Unix sockets stay allowed (multiprocessing needs them) and the
@@ -27,7 +33,8 @@ from functools import cache
 
 from rsi.sandbox.bootstrap import harness_pyc
 from rsi.sandbox.config import Limits, SandboxConfig
-from rsi.sandbox.slots import Slot
+from rsi.sandbox.confine import landlock_abi
+from rsi.sandbox.slots import Slot, uid_tasks
 
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 _TOP_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -44,7 +51,11 @@ class LaunchSpec:
     pass_fds: tuple[int, ...]
     workdir_inside: str  # the program's writable dir as the harness sees it
     harness_extra: dict = field(default_factory=dict)  # merged into the harness config
-    sweep_after: bool = False  # the host must kill leftover processes of the slot uid
+    sweep_after: bool = False  # no pid namespace: the host kills the server's tree (and the slot uid)
+
+
+class SandboxUnavailable(RuntimeError):
+    """No isolation is possible on this host with this launcher; the message says what it needs."""
 
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -71,8 +82,30 @@ def _python_cmd(python: str, harness: str, cfg: str) -> list[str]:
     return [python, "-I", "-S", "-B", harness, cfg]
 
 
+def lock_dir_for(path: str) -> str:
+    """Root uses `path`; any other user a directory of its own next to it (`<path>-<uid>`), since
+    the lock dir holds the harness every run executes."""
+    return path if os.geteuid() == 0 else f"{path.rstrip('/')}-{os.geteuid()}"
+
+
+def user_namespaces_available() -> str:
+    """'' when an unprivileged process may create a user namespace here, else why not."""
+    for path, bad in (
+        ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+        ("/proc/sys/user/max_user_namespaces", "0"),
+        ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
+    ):
+        try:
+            with open(path) as f:
+                if f.read().strip() == bad:
+                    return f"{path} is {bad}"
+        except OSError:
+            continue
+    return ""
+
+
 def check_lock_dir(path: str) -> None:
-    """The lock dir holds the harness bytecode every run executes: it must be root's and not writable by
+    """The lock dir holds the harness bytecode every run executes: it must be ours and not writable by
     anyone else (a shared /tmp could otherwise hand us someone's directory)."""
     os.makedirs(path, mode=0o711, exist_ok=True)
     st = os.lstat(path)
@@ -87,6 +120,12 @@ class BwrapLauncher:
 
     def __init__(self, cfg: SandboxConfig) -> None:
         self.cfg = cfg
+        why = user_namespaces_available()
+        if why:
+            raise SandboxUnavailable(
+                f"the bwrap launcher needs unprivileged user namespaces ({why}); enable them, or use "
+                "sandbox.launcher=landlock (Landlock, Linux 5.13+ as root, 6.12+ as any other user)"
+            )
         self.python, prefix = interpreter(cfg.python)
         args = [
             cfg.bwrap,
@@ -115,25 +154,36 @@ class BwrapLauncher:
         for path in _ETC_FILES:
             if os.path.exists(path):
                 args += ["--ro-bind", path, path]
-        check_lock_dir(cfg.lock_dir)
-        self.harness = harness_pyc(self.python, cfg.lock_dir)
+        lock_dir = lock_dir_for(cfg.lock_dir)
+        check_lock_dir(lock_dir)
+        self.harness = harness_pyc(self.python, lock_dir)
         self.base = args + ["--ro-bind", self.harness, HARNESS_INSIDE, "--dev", "/dev"]
 
     def spec(
         self, slot: Slot, limits: Limits, cfg_json_fn: Callable[[dict], str], seccomp_fd: int
     ) -> LaunchSpec:
+        # One tmpfs, one size: /dev/shm (POSIX semaphores and shared memory live there) with /tmp a
+        # link to it. Then / and /dev (bwrap's own tmpfs) go read-only: nothing else is writable, so a
+        # wipe of that one tmpfs leaves nothing of one job for the next.
         argv = self.base + [
             "--size",
             str(limits.tmpfs_mb << 20),
             "--tmpfs",
+            "/dev/shm",
+            "--symlink",
+            "/dev/shm",
             "/tmp",
+            "--remount-ro",
+            "/dev",
+            "--remount-ro",
+            "/",
             "--chdir",
             "/tmp",
             "--seccomp",
             str(seccomp_fd),
             "--",
         ]
-        cfg = cfg_json_fn({"workdir": "/tmp", "wipe": ["/tmp", "/dev/shm"]})
+        cfg = cfg_json_fn({"workdir": "/tmp", "wipe": ["/dev/shm"]})
         return LaunchSpec(
             argv + _python_cmd(self.python, HARNESS_INSIDE, cfg), {}, "/", (seccomp_fd,), "/tmp"
         )
@@ -144,21 +194,33 @@ class LandlockLauncher:
 
     def __init__(self, cfg: SandboxConfig) -> None:
         self.cfg = cfg
+        abi = landlock_abi()
+        need = 1 if os.geteuid() == 0 else 6
+        if abi < need:
+            raise SandboxUnavailable(
+                f"the landlock launcher needs Landlock ABI {need} (this kernel has "
+                f"{abi or 'no Landlock'}): ABI 1 is Linux 5.13 (as root), ABI 6 Linux 6.12 (as any other "
+                "user, for its signal scope); or use sandbox.launcher=bwrap where user namespaces exist"
+            )
         self.python, prefix = interpreter(cfg.python)
         reads = ["/usr", *[p for p in _TOP_LINKS if os.path.exists(p)], *_ETC_FILES]
         if not prefix.startswith("/usr/"):
             reads.append(prefix)
-        check_lock_dir(cfg.lock_dir)
-        self.harness = harness_pyc(self.python, cfg.lock_dir)
+        lock_dir = lock_dir_for(cfg.lock_dir)
+        check_lock_dir(lock_dir)
+        self.harness = harness_pyc(self.python, lock_dir)
         self.reads = [*reads, self.harness]
 
     def spec(
         self, slot: Slot, limits: Limits, cfg_json_fn: Callable[[dict], str], seccomp_fd: int
     ) -> LaunchSpec:
-        ll = {"read": self.reads, "write": [slot.workdir], "dev": list(_DEV_FILES)}
-        cfg = cfg_json_fn(
-            {"workdir": slot.workdir, "wipe": [slot.workdir], "landlock": ll, "seccomp_fd": seccomp_fd}
-        )
+        # Writable only when a size-limited tmpfs is mounted there (root): the host disk has no cap.
+        writable = [slot.workdir] if slot.workdir_mb else []
+        ll = {"read": [*self.reads, slot.workdir], "write": writable, "dev": list(_DEV_FILES)}
+        extra = {"workdir": slot.workdir, "wipe": [slot.workdir], "landlock": ll, "seccomp_fd": seccomp_fd}
+        if not slot.own_uid:  # RLIMIT_NPROC counts the caller's own tasks too
+            extra["nproc_base"] = uid_tasks(slot.uid)
+        cfg = cfg_json_fn(extra)
         env = {**ENV, "HOME": slot.workdir, "TMPDIR": slot.workdir}
         return LaunchSpec(
             _python_cmd(self.python, self.harness, cfg),

@@ -26,7 +26,7 @@ class SandboxWorker:
         return self.sandbox.run_many(jobs, limits)
 
     def health(self) -> dict:
-        return {"launcher": self.sandbox.cfg.launcher, "slots": [s.uid for s in self.sandbox.slots.slots]}
+        return {"launcher": self.sandbox.cfg.launcher, "slots": [s.number for s in self.sandbox.slots.slots]}
 
     def close(self) -> None:
         self.sandbox.close()

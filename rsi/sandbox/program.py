@@ -249,8 +249,14 @@ class Program:
             self.fatal = Fatal("memory", "memory limit exceeded")
             return self.fatal
         cls = getattr(builtins, name, None)
-        # Builtin exception types keep their type so `except ValueError` in test code still works.
-        if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, Warning):
+        # Builtin exception types keep their type so `except ValueError` in test code still works, except
+        # those that steer iteration: a StopIteration out of `candidate` inside `all(map(...))` would end
+        # the map early and pass the test. Those arrive as ProgramError (as PEP 479 does for generators).
+        if (
+            isinstance(cls, type)
+            and issubclass(cls, Exception)
+            and not issubclass(cls, (Warning, StopIteration, StopAsyncIteration))
+        ):
             try:
                 exc: BaseException = cls(msg)
             except Exception:

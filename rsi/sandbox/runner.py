@@ -19,12 +19,10 @@ from functools import cache
 from rsi.sandbox.config import Limits, SandboxConfig
 from rsi.sandbox.launchers import BwrapLauncher, LandlockLauncher
 from rsi.sandbox.seccomp import build_filter
-from rsi.sandbox.slots import Slot, reset_workdir, sweep
+from rsi.sandbox.slots import Slot, descendants, kill_tree, mount_workdir, reset_workdir, sweep, wait_gone
 from rsi.sandbox.verdict import ERROR, INFRA, OUTPUT_LIMIT, TIMEOUT, Verdict, build_verdict, decode_output
 
-RESULT_CAP = (
-    32 << 20
-)  # the harness's records (JSON case outputs can be large); it is trusted, this is a guard
+RESULT_CAP = 32 << 20  # the harness's records (JSON case outputs can be large); it is trusted, this is a guard
 GRACE_S = 2.0  # host deadline beyond the server's own per-job deadline
 JOB_GRACE_S = 1.0  # server deadline beyond the judge's: judge start-up and teardown
 STARTUP_S = 20.0
@@ -52,10 +50,9 @@ def _pipe_with(data: bytes) -> int:
 def wire_job(job: dict) -> dict:
     """What enters the sandbox: for JSON cases only the calls; expected values stay on the host."""
     if job["format"] == "humaneval":
-        return {k: job[k] for k in ("format", "program", "tests", "entry_point")}
+        return {k: job[k] for k in ("format", "program", "tests", "entry_point", "helpers") if k in job}
     calls = [
-        {"function": c["function"], "args": c.get("args", []), "kwargs": c.get("kwargs") or {}}
-        for c in job["cases"]
+        {"function": c["function"], "args": c.get("args", []), "kwargs": c.get("kwargs") or {}} for c in job["cases"]
     ]
     return {"format": "json", "program": job["program"], "cases": calls}
 
@@ -78,7 +75,9 @@ def _deadline_s(job: dict, limits: Limits) -> float:
 class SlotRunner:
     """One slot's sandbox, kept warm across jobs. A fresh judge (and program) process per job; between jobs
     the in-sandbox server kills everything else and wipes the writable dirs. Any anomaly (server death, host
-    deadline, output cap, bad control message) tears the whole sandbox down; the next job starts a new one.
+    deadline, output cap, bad control message, a wipe that left something, a server whose limits,
+    priority or CPU set differ from when it started) tears the whole sandbox down; the next job starts a
+    new one.
     """
 
     def __init__(self, cfg: SandboxConfig, launcher: BwrapLauncher | LandlockLauncher, slot: Slot) -> None:
@@ -89,11 +88,19 @@ class SlotRunner:
         self.key: tuple = ()
         self.jobs = 0
         self.next_id = 0
+        self.server_pid = 0
+        self.server_start_state: tuple = ()
 
     # ------------------------------------------------------------------------------------- lifecycle
     def _start(self, limits: Limits) -> str:
         """Start the sandbox server; '' on success, else why not (an infra failure)."""
         allow_unix = self.launcher.name == "bwrap" and not self.cfg.share_net
+        if self.launcher.name == "landlock" and os.geteuid() == 0:
+            try:
+                reset_workdir(self.slot)
+            except OSError as exc:
+                return f"work dir unusable: {exc}"
+            mount_workdir(self.slot, limits.tmpfs_mb)
         seccomp_fd = _pipe_with(seccomp_filter(allow_unix))
         host_end, box_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -111,10 +118,8 @@ class SlotRunner:
                 stderr=subprocess.PIPE,
                 pass_fds=(*spec.pass_fds, box_end.fileno()),
                 close_fds=True,
-                user=self.slot.uid,
-                group=self.slot.gid,
-                extra_groups=[],
                 start_new_session=True,
+                **({"user": self.slot.uid, "group": self.slot.gid, "extra_groups": []} if self.slot.own_uid else {}),
             )
         except OSError as exc:
             host_end.close()
@@ -138,25 +143,41 @@ class SlotRunner:
             self.stop()
             return "sandbox did not start: " + err.decode("utf-8", "replace").strip()
         self.proc.stderr.close()  # type: ignore[union-attr]  (the server writes nothing once ready)
+        kids = _children(self.proc.pid)
+        self.server_pid = self.proc.pid if self.sweep_after or not kids else kids[0]
+        self.server_start_state = self.server_state()
         return ""
+
+    def server_state(self) -> tuple:
+        """What a job could try to change about the long-lived server: its limits, nice value,
+        scheduling policy and priority, and CPU set, as the host's /proc shows them."""
+        if not self.server_pid:
+            return ()
+        return _process_state(self.server_pid)
 
     def stop(self) -> None:
         """Tear the sandbox down: harness first (see _kill_tree), then sweep the uid."""
         if self.proc is not None:
             if self.proc.poll() is None:
-                if self.sweep_after:
-                    self.proc.kill()
+                if not self.sweep_after:
+                    _kill_tree(self.proc)  # bwrap: the pid namespace dies with its pid 1
+                elif self.slot.own_uid:
+                    self.proc.kill()  # the slot uid is swept below
                 else:
-                    _kill_tree(self.proc)
+                    kill_tree(self.proc.pid)  # no uid of its own: its tree, server (a subreaper) last
             self.proc.wait()
             if self.proc.stderr and not self.proc.stderr.closed:
                 self.proc.stderr.close()
             os.close(self.pidfd)
             self.ctrl.close()  # type: ignore[union-attr]
             self.proc, self.ctrl, self.pidfd = None, None, -1
+            self.server_pid, self.server_start_state = 0, ()
             sweep(self.slot)
             if self.sweep_after:
-                reset_workdir(self.slot)
+                try:
+                    reset_workdir(self.slot)
+                except OSError:
+                    pass  # the next start tries again and reports an infra failure if it cannot
 
     def _recv_ctrl(self, deadline: float) -> dict | None:
         """Next control message, None if the server died or the deadline passed."""
@@ -197,9 +218,7 @@ class SlotRunner:
             for fd in (out_r, err_r, res_r):
                 os.close(fd)
             self.stop()
-            return Verdict(
-                INFRA, message=f"sandbox server unreachable: {exc}", wall_ms=(time.monotonic() - t0) * 1e3
-            )
+            return Verdict(INFRA, message=f"sandbox server unreachable: {exc}", wall_ms=(time.monotonic() - t0) * 1e3)
         finally:
             for fd in (out_w, err_w, res_w, job_fd):
                 os.close(fd)
@@ -274,13 +293,19 @@ class SlotRunner:
                     drain(fd)
         if end is None:
             self.stop()  # the job's processes die with the sandbox; drain what they left in the pipes
-        elif end.get("status") == "timeout":
-            host_status = TIMEOUT
+        else:
+            if end.get("status") == "timeout":
+                host_status = TIMEOUT
+            if end.get("clean") is not True or self.server_state() != self.server_start_state:
+                self.stop()  # something of this job would outlive it: the next job gets a new sandbox
         for fd in (out_fd, err_fd, res_r):
             drain(fd)
         if host_status == OUTPUT_LIMIT:
             self.stop()  # the program may still be writing; it and everything else go with the sandbox
-        verdict = build_verdict(bytes(bufs[res_r]), job, host_status)
+        try:
+            verdict = build_verdict(bytes(bufs[res_r]), job, host_status)
+        except Exception as exc:  # a bug of ours must cost this job its verdict, not the batch
+            verdict = Verdict(ERROR, message=f"verdict could not be built: {type(exc).__name__}")
         verdict.stdout = decode_output(bytes(bufs[out_fd]), limits.keep_bytes)
         verdict.stderr = decode_output(bytes(bufs[err_fd]), limits.keep_bytes)
         verdict.wall_ms = (time.monotonic() - t0) * 1e3
@@ -306,6 +331,19 @@ def _parse_ctrl(data: bytes) -> dict | None:
     return msg if isinstance(msg, dict) else None
 
 
+def _process_state(pid: int) -> tuple:
+    try:
+        with open(f"/proc/{pid}/limits") as f:
+            limits = f.read()
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/status") as f:
+            cpus = [line for line in f if line.startswith("Cpus_allowed")]
+    except (OSError, IndexError):
+        return ("gone",)
+    return (limits, stat[16], stat[37], stat[38], *cpus)  # nice, real-time priority, policy
+
+
 def _children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -317,7 +355,10 @@ def _children(pid: int) -> list[int]:
 def _kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL the harness before its launcher: under bwrap the harness is pid 1 of the sandbox's pid
     namespace, so every process in it dies with it, and bwrap (still alive) reaps it; killing bwrap first
-    would orphan a zombie to the host's init. The Landlock launcher's harness is `proc` itself."""
+    would orphan a zombie to the host's init. The Landlock launcher's harness is `proc` itself. Then wait
+    (bounded) until the namespace's orphans are reaped too: without a uid of its own the sandbox's
+    processes count against the caller's process limit until they are."""
+    inside = descendants(proc.pid)
     for pid in _children(proc.pid):
         try:
             os.kill(pid, 9)
@@ -327,3 +368,4 @@ def _kill_tree(proc: subprocess.Popen) -> None:
         proc.wait(timeout=1.0)
     except subprocess.TimeoutExpired:
         proc.kill()
+    wait_gone(inside, time.monotonic() + 5.0)

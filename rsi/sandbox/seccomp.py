@@ -35,6 +35,7 @@ AF_UNIX = 1
 _OFF_NR = 0
 _OFF_ARCH = 4
 _OFF_ARG0_LO = 16
+_OFF_ARG1_LO = 24
 
 # Namespace flags of clone(2); any of them in a plain clone means a new namespace.
 CLONE_NS_MASK = (
@@ -106,7 +107,34 @@ DENIED = (
     "fanotify_init",
     "move_pages",
     "migrate_pages",
+    # IPC objects outlive the process that made them (and under Landlock they are the host's): a job
+    # could leave answers for later jobs in them, or hold memory no rlimit counts. Nobody's solution
+    # needs them; multiprocessing uses POSIX semaphores, which are files in the sandbox's tmpfs.
+    "shmget",
+    "shmat",
+    "shmdt",
+    "shmctl",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semctl",
+    "mq_open",
+    "mq_unlink",
+    "mq_timedsend",
+    "mq_timedreceive",
+    "mq_notify",
+    "mq_getsetattr",
 )
+
+# Calls that change a process's limits or scheduling: allowed on the caller itself only (pid argument 0),
+# so a job can never lower the limits, priority or CPU set of the server that outlives it.
+SELF_ONLY = ("prlimit64", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr")
+# (which, who) calls: only (PRIO_PROCESS / IOPRIO_WHO_PROCESS, 0), never a process group or a whole uid.
+SELF_ONLY_WHICH = {"setpriority": 0, "ioprio_set": 1}
 
 _X86_64 = {
     "socket": 41,
@@ -165,6 +193,31 @@ _X86_64 = {
     "process_madvise": 440,
     "mount_setattr": 442,
     "quotactl_fd": 443,
+    "shmget": 29,
+    "shmat": 30,
+    "shmctl": 31,
+    "semget": 64,
+    "semop": 65,
+    "semctl": 66,
+    "shmdt": 67,
+    "msgget": 68,
+    "msgsnd": 69,
+    "msgrcv": 70,
+    "msgctl": 71,
+    "semtimedop": 220,
+    "mq_open": 240,
+    "mq_unlink": 241,
+    "mq_timedsend": 242,
+    "mq_timedreceive": 243,
+    "mq_notify": 244,
+    "mq_getsetattr": 245,
+    "setpriority": 141,
+    "sched_setparam": 142,
+    "sched_setscheduler": 144,
+    "sched_setaffinity": 203,
+    "ioprio_set": 251,
+    "prlimit64": 302,
+    "sched_setattr": 314,
 }
 _AARCH64 = {
     "socket": 198,
@@ -223,6 +276,31 @@ _AARCH64 = {
     "process_madvise": 440,
     "mount_setattr": 442,
     "quotactl_fd": 443,
+    "shmget": 194,
+    "shmctl": 195,
+    "shmat": 196,
+    "shmdt": 197,
+    "semget": 190,
+    "semctl": 191,
+    "semtimedop": 192,
+    "semop": 193,
+    "msgget": 186,
+    "msgctl": 187,
+    "msgrcv": 188,
+    "msgsnd": 189,
+    "mq_open": 180,
+    "mq_unlink": 181,
+    "mq_timedsend": 182,
+    "mq_timedreceive": 183,
+    "mq_notify": 184,
+    "mq_getsetattr": 185,
+    "setpriority": 140,
+    "sched_setparam": 118,
+    "sched_setscheduler": 119,
+    "sched_setaffinity": 122,
+    "ioprio_set": 30,
+    "prlimit64": 261,
+    "sched_setattr": 274,
 }
 
 
@@ -295,6 +373,21 @@ def build_filter(arch: Arch | None = None, allow_unix_sockets: bool = True) -> b
     a.op(_JEQ_K, t["clone3"], "enosys", 0)
     a.op(_JEQ_K, t["clone"], "clone", 0)
     a.op(_JEQ_K, t["socket"], "socket", 0)
+    for name in SELF_ONLY:
+        a.op(_JEQ_K, t[name], "self_pid", 0)
+    for name, which in SELF_ONLY_WHICH.items():
+        a.op(_JEQ_K, t[name], f"which_{which}", 0)
+    a.op(_RET_K, RET_ALLOW)
+    for which in sorted(set(SELF_ONLY_WHICH.values())):
+        a.label(f"which_{which}")
+        a.op(_LD_W_ABS, _OFF_ARG0_LO)
+        a.op(_JEQ_K, which, 0, "deny")
+        a.op(_LD_W_ABS, _OFF_ARG1_LO)
+        a.op(_JEQ_K, 0, "allow", "deny")
+    a.label("self_pid")
+    a.op(_LD_W_ABS, _OFF_ARG0_LO)  # pid_t is 32 bits: the kernel ignores the high word
+    a.op(_JEQ_K, 0, "allow", "deny")
+    a.label("allow")
     a.op(_RET_K, RET_ALLOW)
     a.label("clone")
     a.op(_LD_W_ABS, _OFF_ARG0_LO)

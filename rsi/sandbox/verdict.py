@@ -60,6 +60,10 @@ class Verdict:
         return cls(**{**d, "tests": tests})
 
 
+def _status(value: object) -> str:
+    return value if isinstance(value, str) and value in STATUSES else ERROR
+
+
 def worst(statuses: list[str]) -> str:
     """The most severe status; PASS only when every entry is PASS (and there is at least one)."""
     if not statuses:
@@ -82,7 +86,7 @@ def _records(raw: bytes) -> list[dict]:
             continue
         try:
             rec = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             break  # a torn last line: the harness died mid-write
         if isinstance(rec, dict):
             out.append(rec)
@@ -96,12 +100,40 @@ def _same(a: object, b: object, rel_tol: float) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         if a == b:
             return True
-        return rel_tol > 0 and abs(a - b) <= rel_tol * max(abs(a), abs(b))
+        try:
+            return rel_tol > 0 and abs(a - b) <= rel_tol * max(abs(a), abs(b))
+        except OverflowError:  # an int beyond any float: never within a tolerance of a finite one
+            return False
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y, rel_tol) for x, y in zip(a, b))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k], rel_tol) for k in a)
     return type(a) is type(b) and a == b
+
+
+def _show(plain: object) -> str:
+    try:
+        return codec.canonical(plain)[:500]
+    except (codec.CodecError, ValueError, RecursionError):
+        return "<unprintable>"
+
+
+def _judge_output(name: str, value: object, case: dict) -> TestResult:
+    """One JSON case from the judge's encoded output. Whatever the program returned, this is a result
+    (ERROR at worst), never an exception: one odd output must not cost the batch its verdicts."""
+    try:
+        got = codec.to_plain(codec.decode_untrusted(value))
+        ok = _same(got, case["expected"], float(case.get("rel_tol", 0.0)))
+        output = codec.storable(got)
+    except (codec.CodecError, ValueError, TypeError, RecursionError, OverflowError) as exc:
+        return TestResult(name, ERROR, f"unreadable output: {exc}"[:500])
+    msg = "" if ok else f"expected {_show(case['expected'])}, got {_show(got)}"
+    return TestResult(name, PASS if ok else FAIL, msg, output=output)
+
+
+def _text(value: object) -> str:
+    """Program-made text as valid UTF-8 (no lone surrogates), so every verdict can be stored."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
 
 
 def build_verdict(raw: bytes, job: dict, host_status: str) -> Verdict:
@@ -113,7 +145,7 @@ def build_verdict(raw: bytes, job: dict, host_status: str) -> Verdict:
         msg = infra.get("message", "") if infra else "harness did not start"
         if host_status == "output_limit":  # nothing untrusted ran before hello; but say what we saw
             msg += " (output limit)"
-        return Verdict(INFRA, message=str(msg))
+        return Verdict(INFRA, message=_text(msg))
     done = "done" in kinds
     by_index = {int(r["i"]): r for r in recs if r.get("t") == "test" and isinstance(r.get("i"), int)}
     load = next((r for r in recs if r.get("t") == "load"), None)
@@ -125,7 +157,7 @@ def build_verdict(raw: bytes, job: dict, host_status: str) -> Verdict:
     if job["format"] == "humaneval":
         r = by_index.get(0)
         tests.append(
-            TestResult("check", str(r["status"]), str(r.get("message", "")))
+            TestResult("check", _status(r.get("status")), _text(r.get("message", "")))
             if r
             else TestResult("check", missing_status, missing_msg)
         )
@@ -136,20 +168,9 @@ def build_verdict(raw: bytes, job: dict, host_status: str) -> Verdict:
             if r is None:
                 tests.append(TestResult(name, missing_status, missing_msg))
             elif r.get("status") != "ok":
-                tests.append(TestResult(name, str(r.get("status")), str(r.get("message", ""))))
+                tests.append(TestResult(name, _status(r.get("status")), _text(r.get("message", ""))))
             else:
-                try:
-                    got = codec.to_plain(codec.decode_untrusted(r.get("value")))
-                except codec.CodecError as exc:
-                    tests.append(TestResult(name, ERROR, f"unreadable output: {exc}"))
-                    continue
-                ok = _same(got, case["expected"], float(case.get("rel_tol", 0.0)))
-                msg = (
-                    ""
-                    if ok
-                    else f"expected {json.dumps(case['expected'])[:500]}, got {json.dumps(got)[:500]}"
-                )
-                tests.append(TestResult(name, PASS if ok else FAIL, msg, output=got))
+                tests.append(_judge_output(name, r.get("value"), case))
     statuses = [t.status for t in tests]
     if not done:
         statuses.append(ERROR)
@@ -160,7 +181,7 @@ def build_verdict(raw: bytes, job: dict, host_status: str) -> Verdict:
         if host_status:
             message = missing_msg
         elif load is not None and not load.get("ok"):
-            message = f"program failed to load: {load.get('message', '')}"
+            message = f"program failed to load: {_text(load.get('message', ''))}"
         elif not done:
             message = "harness killed before finishing"
         else:
