@@ -82,7 +82,7 @@ def evaluate_samples(
     jobs = []
     for s in samples:
         p = problems[s["task_id"]]
-        jobs.append(humaneval_job(p["prompt"] + s["completion"], p["test"], p["entry_point"]))
+        jobs.append(humaneval_job(p["prompt"] + s["completion"], p["test"], p["entry_point"], helpers=p["prompt"]))
     limits = (sandbox_cfg.limits if sandbox_cfg else Limits()).with_(timeout_s=timeout_s)
     if runner is not None:
         verdicts = runner(jobs, limits)
@@ -159,7 +159,10 @@ def run_humaneval(ctx: EvalContext) -> TaskResult:
     ]
     completions = ctx.generate(requests) if requests else []
     texts = [str(c.get("text", "")) for c in completions]
-    jobs = [humaneval_job(program_for(p, t), p["test"], p["entry_point"]) for p, t in zip(probs, texts)]
+    # The prompt is trusted: its helpers (`poly`, `encode_cyclic`) are what the test code calls, whatever the
+    # completion redefines.
+    jobs = [humaneval_job(program_for(p, t), p["test"], p["entry_point"], helpers=p["prompt"])
+            for p, t in zip(probs, texts)]
     verdicts: list[dict[str, Any]] = ctx.run_jobs(jobs) if jobs else []
     items = [
         {"id": c["id"], "status": v["status"], "completion": t, "correct": int(v["status"] == PASS)}
