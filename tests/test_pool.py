@@ -99,9 +99,7 @@ def by_value(ray_local):
 def _pool(replicas: int = 2, max_in_flight: int = 4, delay: float = 0.01, max_restarts: int = 2,
           continuous: bool = True) -> Any:
     spec = EngineSpec(model_path="/weights/v0", engine_kwargs={"delay": delay})
-    # Stand-ins read no checkpoint: each swaps by path (the shared swap is tested on real engines below).
     return start_pool(spec, PoolConfig(replicas=replicas, max_in_flight=max_in_flight, max_restarts=max_restarts,
-                                       shared_swap=False,
                                        num_cpus=0, continuous=continuous), launcher=fake_launcher)
 
 

@@ -77,18 +77,6 @@ class EngineActor:
         self._weights_path = path
         return self._version
 
-    def update_weights_shared(self, shared: Any, path: str, version: int) -> int:
-        """As `update_weights`, from a checkpoint a pool read once into the object store
-        (rsi.inference.shared_weights); a backend that cannot load from memory reads `path` instead."""
-        from rsi.inference.shared_weights import iter_tensors
-
-        if not getattr(self.backend, "loads_from_memory", False):
-            return self.update_weights(path, version)
-        self.backend.load_weights(path, version, tensors=iter_tensors(shared))
-        self._version = version
-        self._weights_path = path
-        return self._version
-
     def sleep(self, level: int = 1) -> bool:
         """Free accelerator memory while a colocated trainer runs; False where the backend cannot."""
         return bool(getattr(self.backend, "sleep", lambda level: False)(level))

@@ -44,9 +44,6 @@ class PoolConfig:
     # An idle replica facing a short queue waits this long for concurrent callers to add to its batch: vLLM's
     # throughput grows with batch size, and Ray Data submits a stage's batches a few milliseconds apart.
     batch_wait_s: float = 0.02
-    # A swap of several replicas reads the checkpoint once into the object store, while the pool drains, and every
-    # replica loads it from shared memory; False: each replica reads the folder itself.
-    shared_swap: bool = True
     num_cpus: float = 1  # per replica (tests use 0: few logical CPUs otherwise deadlock the scheduler)
     num_gpus: float = 0  # per replica; with tensor parallelism the GPUs come from a placement group instead
     name: str = "policy"
@@ -119,15 +116,10 @@ class EnginePool:
         """Swap every replica to the checkpoint at `path` (disk path: vLLM `reload_weights`); returns the version."""
         async with self._swap_lock:
             t0 = time.perf_counter()
-            shared = None
-            if self.config.shared_swap and sum(r.alive for r in self._replicas) > 1:
-                from rsi.inference.shared_weights import start_reading
-
-                shared = start_reading(path)  # read while the in-flight batches finish
             await self._drain()
             new = self._version + 1 if version is None else version
             try:
-                await self._swap_all(path, new, shared)
+                await self._swap_all(path, new)
             finally:
                 self._resume()
             self._swap_seconds.append(time.perf_counter() - t0)
@@ -309,12 +301,10 @@ class EnginePool:
         if self._restarting:
             await asyncio.gather(*self._restarting.values(), return_exceptions=True)
 
-    async def _swap_all(self, path: str, version: int, shared: Any = None) -> None:
+    async def _swap_all(self, path: str, version: int) -> None:
         replicas = [r for r in self._replicas if r.alive]
-        # The object ref passed as an argument: each replica maps the shared arrays, nobody copies them here.
-        calls = [r.handle.update_weights.remote(path, version) if shared is None
-                 else r.handle.update_weights_shared.remote(shared, path, version) for r in replicas]
-        results = await asyncio.gather(*calls, return_exceptions=True)
+        results = await asyncio.gather(*(r.handle.update_weights.remote(path, version) for r in replicas),
+                                       return_exceptions=True)
         self._weights, self._version = path, version
         for replica, result in zip(replicas, results):
             if isinstance(result, BaseException):

@@ -45,7 +45,6 @@ class EngineLoad:
 
 
 class VLLMBackend:
-    loads_from_memory = True  # load_weights takes (name, tensor) pairs besides a folder
     def __init__(self, model_path: str, *, dtype: str, max_model_len: int, threads: int, kv_cache_gb: float,
                  tensor_parallel_size: int, enforce_eager: bool, seed: int, engine_kwargs: dict[str, Any],
                  sleep_mode: bool = False):
@@ -237,13 +236,10 @@ class VLLMBackend:
                 load.busy_s += time.perf_counter() - self._busy_since
         return load.to_dict()
 
-    def load_weights(self, path: str, version: int | None = None, tensors: Any = None) -> None:
-        """Reload the weights in place from the checkpoint folder `path`, or from `tensors` (name, tensor pairs
-        of that checkpoint, already in memory) when given."""
-        source = {"weights_iterator": tensors} if tensors is not None else {"weights_path": path}
+    def load_weights(self, path: str, version: int | None = None) -> None:
         with self._lock:
             self._drained()
-            self.llm.collective_rpc("reload_weights", kwargs=source)
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
             self.llm.collective_rpc(_refresh_tied_lm_head)
             # Cached KV blocks were computed by the old weights; reusing them would mix versions in one answer.
             self.llm.reset_prefix_cache()
