@@ -26,6 +26,7 @@ def run_main(overrides: list[str]) -> int:
     import hydra
     from omegaconf import DictConfig
 
+    from rsi.cluster_env import ClusterError
     from rsi.config import ConfigError, register_schema, to_dataclass
 
     register_schema()
@@ -37,7 +38,7 @@ def run_main(overrides: list[str]) -> int:
 
         try:
             run_loop(to_dataclass(dcfg))
-        except ConfigError as e:
+        except (ConfigError, ClusterError) as e:
             print(f"rsi: config error: {e}", file=sys.stderr)
             status["code"] = 2
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.config_store import ConfigStore
 
 from rsi.choice import Choice, check_choices
+from rsi.cluster_env import ClusterConfig
 from rsi.evals.config import EvalsConfig, GateConfig
 from rsi.judging.config import JudgingConfig
 from rsi.sandbox.config import Launcher, Limits, SandboxConfig
@@ -99,12 +100,6 @@ class SandboxRunConfig:
     timeout_s: float = Limits.timeout_s
     memory_mb: int = Limits.memory_mb
     canary: bool = SandboxConfig.canary  # hostile self-test at start: refuse to judge if isolation is broken
-
-
-@dataclass
-class ClusterConfig:
-    address: str | None = None  # None: start an embedded Ray; "auto" or ray://… to join a cluster
-    num_cpus: int | None = None  # logical CPUs of the embedded Ray (None: max(4, cores))
 
 
 @dataclass
@@ -218,7 +213,7 @@ def _validate_evals(evals: EvalsConfig, gate: GateConfig) -> None:
 def validate(cfg: RsiConfig) -> None:
     """Checks that need no model load and no Ray: every section's ranges and choices, each error naming its key."""
     try:
-        for key in ("model", "backend", "judging", "sandbox"):
+        for key in ("model", "backend", "judging", "sandbox", "cluster"):
             check_choices(getattr(cfg, key), key)  # OmegaConf did this for a composed config; not for code
         check_choices(cfg, "")
         cfg.train.validate()

@@ -3,7 +3,6 @@ hot-swap → evaluate the candidate → keep it, or swap back to the kept weight
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
@@ -15,7 +14,8 @@ from typing import Any
 
 from rich.console import Console
 
-from rsi.config import ClusterConfig, RsiConfig
+from rsi.cluster_env import check_shared_storage, init_ray
+from rsi.config import RsiConfig
 from rsi.corpus.stream import mark_manifest
 from rsi.evals.gate import decide, paired
 from rsi.history import IterationSummary, checkpoint_dir, eval_dir, load_history, record_iteration
@@ -56,6 +56,7 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
     run_dir = Path(cfg.run.dir)
     history = load_history(run_dir) if cfg.run.resume else fresh_run_dir(run_dir)
     init_ray(cfg.cluster)
+    check_shared_storage(cfg.run.dir, cfg.cluster.storage_path)  # a multi-node run needs storage every node sees
     with console.status(f"starting {cfg.backend.name} pools on {model_path}"):
         # Long-lived replica pools with the engine's API; the stages call them as they would one engine.
         engine = start_pool(engine_spec(cfg, model_path), pool_config(cfg, "policy"))
@@ -96,6 +97,7 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
         with timed(seconds, "dpo"), console.status("DPO under Ray Train"):
             result = train_dpo(str(corpus_dir / "preferences"), trained_from,
                                str(checkpoint_dir(run_dir, candidate)), cfg.train, overwrite=True,
+                               storage_path=cfg.cluster.storage_path,
                                logging_dir=dpo_logging_dir(tracker, candidate))
         if cfg.backend.colocate:
             ray.get([p.wake_up.remote() for p in pools])
@@ -140,18 +142,6 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
 
 
 # ---- the steps ---------------------------------------------------------------------------------------------
-def init_ray(cluster: ClusterConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if cluster.address:
-        ray.init(address=cluster.address)
-    else:
-        # Logical CPUs: the engine idles while the trainer works, so a small box may oversubscribe safely.
-        ray.init(num_cpus=cluster.num_cpus or max(4, os.cpu_count() or 1))
-
-
 def fresh_run_dir(run_dir: Path) -> list[IterationSummary]:
     """A run that does not resume starts from an empty history: records, evaluations and summaries of an
     earlier run in the same folder go (the corpus writer clears its own iteration folders)."""

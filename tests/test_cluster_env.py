@@ -1,0 +1,161 @@
+"""The cluster path: joining a running cluster (RAY_ADDRESS), the runtime_env actors get, the shared-storage
+check, and a real `ray job submit` of `rsi run` to a `ray start --head` on this machine with token auth."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from rsi.cluster_env import (
+    ClusterConfig,
+    ClusterError,
+    check_storage_uri,
+    ray_init_kwargs,
+    runtime_env,
+    storage_problems,
+)
+from rsi.config import ConfigError, RsiConfig, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = ("performances", "judgments", "preferences")
+
+
+# ---- unit ----------------------------------------------------------------------------------------------------
+@pytest.mark.unit
+def test_ray_address_joins_without_sizes() -> None:
+    """Inside a submitted job RAY_ADDRESS is set: rsi joins that cluster and passes no num_cpus (which Ray refuses
+    when connecting); without it, an embedded Ray gets its size."""
+    joined = ray_init_kwargs(ClusterConfig(), {"RAY_ADDRESS": "10.0.0.1:6379"})
+    assert joined == {"address": "10.0.0.1:6379"}
+    embedded = ray_init_kwargs(ClusterConfig(num_cpus=6), {})
+    assert embedded == {"num_cpus": 6}
+    explicit = ray_init_kwargs(ClusterConfig(address="auto"), {"RAY_ADDRESS": "10.0.0.1:6379"})
+    assert explicit["address"] == "auto" and "num_cpus" not in explicit
+
+
+@pytest.mark.unit
+def test_runtime_env_follows_config() -> None:
+    assert runtime_env(ClusterConfig()) == {}  # one machine: the node's own interpreter
+    env = runtime_env(ClusterConfig(runtime_env="python", python="/opt/rsi/.venv/bin/python",
+                                    env_vars={"HF_HUB_OFFLINE": "1"}))
+    assert env == {"py_executable": "/opt/rsi/.venv/bin/python", "env_vars": {"HF_HUB_OFFLINE": "1"}}
+    assert runtime_env(ClusterConfig(runtime_env="python"))["py_executable"] == sys.executable
+    pip = runtime_env(ClusterConfig(runtime_env="pip"))["pip"]["packages"]
+    assert any(r.startswith("torch==") for r in pip) and any(r.startswith("ray[") for r in pip)
+    assert runtime_env(ClusterConfig(runtime_env="image", image="ghcr.io/x/rsi:1"))["image_uri"] == "ghcr.io/x/rsi:1"
+    with pytest.raises(ClusterError, match="cluster.image"):
+        runtime_env(ClusterConfig(runtime_env="image"))
+
+
+@pytest.mark.unit
+def test_unknown_runtime_env_names_the_key() -> None:
+    cfg = RsiConfig()
+    cfg.cluster.runtime_env = "conda"
+    with pytest.raises(ConfigError, match="cluster.runtime_env"):
+        validate(cfg)
+
+
+@pytest.mark.unit
+def test_storage_problems_name_key_and_nodes() -> None:
+    """Node-local run.dir on two nodes fails naming the key, the blind node and what to set; URIs and a single
+    node pass."""
+    seen = {("a", "/shared/r"), ("b", "/shared/r"), ("a", "runs/x")}
+    sees = lambda node, path: (node, path) in seen  # noqa: E731
+    assert storage_problems({"run.dir": "/shared/r", "cluster.storage_path": "s3://b/p"}, ["a", "b"], sees) == []
+    assert storage_problems({"run.dir": "runs/x"}, ["a"], sees) == []
+    [problem] = storage_problems({"run.dir": "runs/x", "cluster.storage_path": None}, ["a", "b"], sees)
+    assert problem.startswith("run.dir: runs/x is not visible from node(s) b") and "/shared/runs/NAME" in problem
+    [problem] = storage_problems({"cluster.storage_path": "/local/ray"}, ["a", "b"], sees)
+    assert "s3://" in problem
+    check_storage_uri("cluster.storage_path", "gs://bucket/rsi")
+    with pytest.raises(ClusterError, match="cluster.storage_path"):
+        check_storage_uri("cluster.storage_path", "ftp://host/x")
+
+
+# ---- real Ray ------------------------------------------------------------------------------------------------
+def make_overlay_venv(where: Path) -> Path:
+    """A fresh venv whose interpreter sees this venv's packages through a .pth file: a second, distinct Python
+    at its own path without reinstalling torch and the rest from PyPI."""
+    import site
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    py = where / "bin" / "python"
+    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    (Path(purelib) / "_base_site.pth").write_text("\n".join([sysconfig.get_paths()["purelib"],
+                                                             *site.getsitepackages()]) + "\n")
+    return py
+
+
+PROBE = """
+import os, sys, ray
+from rsi.cluster_env import ClusterConfig, init_ray
+init_ray(ClusterConfig(num_cpus=2, runtime_env="python", python=sys.argv[1], env_vars={"RSI_PROBE": "on"}))
+
+@ray.remote(num_cpus=0)
+class Where:
+    def where(self):
+        return sys.executable, os.environ.get("RSI_PROBE")
+
+print("ACTOR", *ray.get(Where.remote().where.remote()))
+"""
+
+
+@pytest.mark.ray
+def test_actors_run_in_the_configured_python(tmp_path: Path) -> None:
+    """cluster.runtime_env=python: actors start in `cluster.python`, not the driver's interpreter (the .venv a
+    cluster has at one path on every node). A driver of its own, so the session's Ray is not reused."""
+    other = make_overlay_venv(tmp_path / "nodevenv")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, "-c", PROBE, str(other)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert f"ACTOR {other} on" in out.stdout, out.stderr[-3000:]
+
+
+# ---- ray job submit ------------------------------------------------------------------------------------------
+def submit_overrides(run_dir: Path, tiny_model: Path) -> list[str]:
+    """`rsi run model=tiny loop.iterations=1 run.dir=…` as README's submit example, sized so one iteration takes a
+    minute on 2 cores: the cheapest family, one DPO step, one held-out task of two items."""
+    return ["model=tiny", f"model.path={tiny_model}", "loop.iterations=1", f"run.dir={run_dir}",
+            "backend.kv_cache_gb=0.25", "backend.num_cpus=0",
+            "tasks=[open_ended]", "tasks.open_ended.seeds=[queues,dates]", "tasks.open_ended.candidates=3",
+            "tasks.open_ended.max_tokens=32", "judging.max_tokens=40", "judging.rationale_chars=16",
+            "train.max_steps=1", "evals.tasks=[format_following]", "evals.limit=2", "gate.enabled=false"]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_ray_job_submit_runs_rsi(tmp_path: Path, tiny_model: Path) -> None:
+    """README's command, as is: `ray start --head` (token auth), `ray job submit --working-dir . -- rsi run …`;
+    the job succeeds, its run dir holds the three tables and checkpoint v1, and its logs show the iteration
+    table. A client without the token is refused with Ray's own message."""
+    from ray_head import RayHead
+
+    from rsi.corpus.stream import read_table
+
+    run_dir = tmp_path / "run"
+    job = f"rsi-{uuid.uuid4().hex[:8]}"
+    with RayHead(num_cpus=4, env={"HF_HUB_OFFLINE": "1"}) as head:
+        no_token = {k: v for k, v in head.client_env.items() if not k.startswith("RAY_AUTH")}
+        no_token["HOME"] = str(tmp_path / "home")  # no ~/.ray/auth_token either
+        refused = head.ray("job", "list", "--address", head.dashboard, env=no_token, timeout=120)
+        assert refused.returncode != 0 and "no authentication token was found" in refused.stderr + refused.stdout
+
+        submitted = head.ray("job", "submit", "--address", head.dashboard, "--submission-id", job,
+                             "--working-dir", ".", "--", "rsi", "run", *submit_overrides(run_dir, tiny_model),
+                             cwd=ROOT, timeout=1200)
+        status = head.ray("job", "status", "--address", head.dashboard, job, timeout=120)
+        logs = head.ray("job", "logs", "--address", head.dashboard, job, timeout=120).stdout
+        assert f"Job '{job}' succeeded" in status.stdout, (submitted.stdout + submitted.stderr)[-6000:]
+    for table in TABLES:
+        assert read_table(run_dir / "corpus" / "iter_000", table).num_rows > 0
+    assert (run_dir / "checkpoints" / "v1" / "config.json").is_file()
+    assert "rsi · iterations" in logs and "v0 → v1" in logs
+    assert not head.own_processes()  # its own head, and only that, is gone
