@@ -5,7 +5,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def conf_dir() -> Path:
+    """The Hydra presets: rsi/conf/ where rsi is installed (the build copies them there), else the checkout's
+    conf/ beside the package (editable installs, `ray job submit --working-dir .`)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "conf"
+    return installed if (installed / "config.yaml").is_file() else here.parent / "conf"
+
+
+CONF_DIR = conf_dir()
 
 USAGE = """usage: rsi <command> [args]
 

@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from overlay_venv import make_overlay_venv
+from tiny_run import assert_iteration_written, tiny_run
 
 from rsi.cluster_env import (
     ClusterConfig,
@@ -22,7 +24,6 @@ from rsi.cluster_env import (
 from rsi.config import ConfigError, RsiConfig, validate
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ("performances", "judgments", "preferences")
 
 
 # ---- unit ----------------------------------------------------------------------------------------------------
@@ -78,21 +79,6 @@ def test_storage_problems_name_key_and_nodes() -> None:
 
 
 # ---- real Ray ------------------------------------------------------------------------------------------------
-def make_overlay_venv(where: Path) -> Path:
-    """A fresh venv whose interpreter sees this venv's packages through a .pth file: a second, distinct Python
-    at its own path without reinstalling torch and the rest from PyPI."""
-    import site
-    import sysconfig
-
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
-    py = where / "bin" / "python"
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    (Path(purelib) / "_base_site.pth").write_text("\n".join([sysconfig.get_paths()["purelib"],
-                                                             *site.getsitepackages()]) + "\n")
-    return py
-
-
 PROBE = """
 import os, sys, ray
 from rsi.cluster_env import ClusterConfig, init_ray
@@ -120,16 +106,6 @@ def test_actors_run_in_the_configured_python(tmp_path: Path) -> None:
 
 
 # ---- ray job submit ------------------------------------------------------------------------------------------
-def submit_overrides(run_dir: Path, tiny_model: Path) -> list[str]:
-    """`rsi run model=tiny loop.iterations=1 run.dir=…` as README's submit example, sized so one iteration takes a
-    minute on 2 cores: the cheapest family, one DPO step, one held-out task of two items."""
-    return ["model=tiny", f"model.path={tiny_model}", "loop.iterations=1", f"run.dir={run_dir}",
-            "backend.kv_cache_gb=0.25", "backend.num_cpus=0",
-            "tasks=[open_ended]", "tasks.open_ended.seeds=[queues,dates]", "tasks.open_ended.candidates=3",
-            "tasks.open_ended.max_tokens=32", "judging.max_tokens=40", "judging.rationale_chars=16",
-            "train.max_steps=1", "evals.tasks=[format_following]", "evals.limit=2", "gate.enabled=false"]
-
-
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_ray_job_submit_runs_rsi(tmp_path: Path, tiny_model: Path) -> None:
@@ -137,8 +113,6 @@ def test_ray_job_submit_runs_rsi(tmp_path: Path, tiny_model: Path) -> None:
     the job succeeds, its run dir holds the three tables and checkpoint v1, and its logs show the iteration
     table. A client without the token is refused with Ray's own message."""
     from ray_head import RayHead
-
-    from rsi.corpus.stream import read_table
 
     run_dir = tmp_path / "run"
     job = f"rsi-{uuid.uuid4().hex[:8]}"
@@ -149,13 +123,11 @@ def test_ray_job_submit_runs_rsi(tmp_path: Path, tiny_model: Path) -> None:
         assert refused.returncode != 0 and "no authentication token was found" in refused.stderr + refused.stdout
 
         submitted = head.ray("job", "submit", "--address", head.dashboard, "--submission-id", job,
-                             "--working-dir", ".", "--", "rsi", "run", *submit_overrides(run_dir, tiny_model),
+                             "--working-dir", ".", "--", "rsi", "run", *tiny_run(tiny_model), f"run.dir={run_dir}",
                              cwd=ROOT, timeout=1200)
         status = head.ray("job", "status", "--address", head.dashboard, job, timeout=120)
         logs = head.ray("job", "logs", "--address", head.dashboard, job, timeout=120).stdout
         assert f"Job '{job}' succeeded" in status.stdout, (submitted.stdout + submitted.stderr)[-6000:]
-    for table in TABLES:
-        assert read_table(run_dir / "corpus" / "iter_000", table).num_rows > 0
-    assert (run_dir / "checkpoints" / "v1" / "config.json").is_file()
+    assert_iteration_written(run_dir)
     assert "rsi · iterations" in logs and "v0 → v1" in logs
     assert not head.own_processes()  # its own head, and only that, is gone
