@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 
-
 def conf_dir() -> Path:
     """The Hydra presets: rsi/conf/ where rsi is installed (the build copies them there), else the checkout's
     conf/ beside the package (editable installs, `ray job submit --working-dir .`)."""

@@ -100,6 +100,9 @@ class SandboxRunConfig:
     timeout_s: float = Limits.timeout_s
     memory_mb: int = Limits.memory_mb
     canary: bool = SandboxConfig.canary  # hostile self-test at start: refuse to judge if isolation is broken
+    # a Ray custom resource each sandbox actor requests one unit of, so the actors run only on the nodes that
+    # offer it (k8s/raycluster.yaml: the hardened `sandbox` worker group); None: anywhere
+    resource: str | None = None
 
 
 @dataclass

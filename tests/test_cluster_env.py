@@ -105,6 +105,37 @@ def test_actors_run_in_the_configured_python(tmp_path: Path) -> None:
     assert f"ACTOR {other} on" in out.stdout, out.stderr[-3000:]
 
 
+PLACED = """
+import ray
+from rsi.config import RsiConfig
+from rsi.loop import start_sandbox
+from rsi.sandbox.executor import humaneval_job
+ray.init(num_cpus=2, resources={"sandbox": 3})
+cfg = RsiConfig()
+cfg.sandbox.resource, cfg.sandbox.workers = "sandbox", 2
+pool = start_sandbox(cfg)
+held = 3 - ray.available_resources().get("sandbox", 0)
+[verdict] = pool.run_dicts([humaneval_job("def f():\\n    return 2\\n", "def check(c):\\n    assert c() == 2\\n", "f")])
+pool.close()
+import time
+for _ in range(50):  # a killed actor's resources come back asynchronously
+    if ray.available_resources().get("sandbox") == 3:
+        break
+    time.sleep(0.2)
+print("HELD", held, ray.available_resources().get("sandbox"), verdict["status"])
+"""
+
+
+@pytest.mark.ray
+def test_sandbox_actors_request_the_sandbox_resource() -> None:
+    """sandbox.resource=sandbox: each sandbox actor holds one unit of the node's `sandbox` resource (what the
+    KubeRay sandbox pods offer), so the actors can only run there; released when the pool closes."""
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, "-c", PLACED], capture_output=True, text=True, env=env, timeout=300)
+    assert "HELD 2.0 3.0 pass" in out.stdout, (out.stdout + out.stderr)[-3000:]
+
+
 # ---- ray job submit ------------------------------------------------------------------------------------------
 @pytest.mark.e2e
 @pytest.mark.slow
