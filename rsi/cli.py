@@ -42,14 +42,20 @@ def run_main(overrides: list[str]) -> int:
     status = {"code": 0}
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-    def _app(dcfg: DictConfig) -> None:
+    def _app(dcfg: DictConfig) -> str:
         from rsi.loop import run_loop
+        from rsi.sweep import job_run_dir, teardown
 
+        sweep_job_dir = job_run_dir()
+        if sweep_job_dir:  # a multirun job: its own folder under the sweep dir
+            dcfg.run.dir = sweep_job_dir
         try:
-            run_loop(to_dataclass(dcfg))
+            teardown(run_loop(to_dataclass(dcfg)))  # a sweep's next job starts its own pools
         except (ConfigError, ClusterError) as e:
             print(f"rsi: config error: {e}", file=sys.stderr)
             status["code"] = 2
+            return f"config error: {e}"
+        return "ok"
 
     argv = sys.argv
     sys.argv = ["rsi run", *overrides]

@@ -34,6 +34,7 @@ class RunResult:
     summaries: list[IterationSummary]
     engine: Any  # the live policy pool (router actor, engine API), serving the kept weights
     judge: Any = None  # the judge pool: the policy pool itself unless backend.judge_replicas > 0
+    sandbox: Any = None  # the sandbox pool, when the run used one
 
 
 @dataclass
@@ -138,7 +139,7 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
         tracker.log(tracked_scalars(summary), step=iteration)
         console.print(summary_table(history))
     tracker.close()
-    return RunResult(history, engine, judge)
+    return RunResult(history, engine, judge, sandbox)
 
 
 # ---- the steps ---------------------------------------------------------------------------------------------
