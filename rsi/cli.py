@@ -38,6 +38,11 @@ def run_main(overrides: list[str]) -> int:
     from rsi.cluster_env import ClusterError
     from rsi.config import ConfigError, register_schema, to_dataclass
 
+    if "--help" in overrides or "-h" in overrides:  # Hydra's own: --hydra-help
+        from rsi.console import run_help
+
+        print(run_help())
+        return 0
     register_schema()
     status = {"code": 0}
 

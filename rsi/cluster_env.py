@@ -75,10 +75,11 @@ def own_requirements() -> list[str]:
     return [r for r in (requires("rsi") or []) if "extra ==" not in r]
 
 
-def ray_init_kwargs(cluster: ClusterConfig, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+def ray_init_kwargs(cluster: ClusterConfig, environ: Mapping[str, str] = os.environ, *,
+                    verbose: bool = True) -> dict[str, Any]:
     """`ray.init`'s arguments: join `cluster.address`, else RAY_ADDRESS's cluster (what `ray job submit` sets),
     else start an embedded Ray sized by `cluster.num_cpus`. Sizes only apply to an embedded Ray: passing them
-    while joining is what fails inside a submitted job."""
+    while joining is what fails inside a submitted job. Not `verbose`: workers' output is not echoed here."""
     kwargs: dict[str, Any] = {}
     address = cluster.address or environ.get("RAY_ADDRESS")
     if address:
@@ -89,14 +90,16 @@ def ray_init_kwargs(cluster: ClusterConfig, environ: Mapping[str, str] = os.envi
     env = runtime_env(cluster)
     if env:
         kwargs["runtime_env"] = env
+    if not verbose:  # actors' output stays in Ray's session logs; Ray's own logger is left to the caller's setup
+        kwargs.update(log_to_driver=False, configure_logging=False)
     return kwargs
 
 
-def init_ray(cluster: ClusterConfig) -> None:
+def init_ray(cluster: ClusterConfig, *, verbose: bool = True) -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(**ray_init_kwargs(cluster))
+        ray.init(**ray_init_kwargs(cluster, verbose=verbose))
 
 
 # ---- shared storage ------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 
 from rsi.choice import Choice, check_choices
 from rsi.cluster_env import ClusterConfig
+from rsi.console import LogConfig
 from rsi.evals.config import EvalsConfig, GateConfig
 from rsi.judging.config import JudgingConfig
 from rsi.sandbox.config import Launcher, Limits, SandboxConfig
@@ -121,6 +122,7 @@ class RsiConfig:
     evals: EvalsConfig = field(default_factory=EvalsConfig)  # held-out evaluation of v0 and every candidate
     gate: GateConfig = field(default_factory=GateConfig)  # which candidates are kept
     tracker: TrackerKind = TrackerKind.tensorboard  # where metrics and DPO curves go besides summary.json
+    log: LogConfig = field(default_factory=LogConfig)  # what reaches the console; the rest is in run.dir/logs/
 
 
 def register_schema() -> None:

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from rsi.cluster_env import check_shared_storage, init_ray
 from rsi.config import RsiConfig
+from rsi.console import ChainProgress, quiet_ray_data, ray_logs_link, third_party_logs
 from rsi.corpus.stream import mark_manifest
 from rsi.evals.gate import decide, paired
 from rsi.history import IterationSummary, checkpoint_dir, eval_dir, load_history, record_iteration
@@ -48,6 +49,12 @@ class Kept:
 
 
 def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
+    # vLLM/Ray/transformers INFO and WARNING lines go to run.dir/logs/ unless log.verbose
+    with third_party_logs(Path(cfg.run.dir), cfg.log.verbose):
+        return _run_loop(cfg, console)
+
+
+def _run_loop(cfg: RsiConfig, console: Console | None) -> RunResult:
     import ray
 
     started = time.perf_counter()
@@ -56,7 +63,10 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
     model_path = preflight(cfg)  # before Ray: bad keys, paths and models fail here
     run_dir = Path(cfg.run.dir)
     history = load_history(run_dir) if cfg.run.resume else fresh_run_dir(run_dir)
-    init_ray(cfg.cluster)
+    init_ray(cfg.cluster, verbose=cfg.log.verbose)
+    if not cfg.log.verbose:
+        quiet_ray_data()
+        ray_logs_link(run_dir / "logs")
     check_shared_storage(cfg.run.dir, cfg.cluster.storage_path)  # a multi-node run needs storage every node sees
     with console.status(f"starting {cfg.backend.name} pools on {model_path}"):
         # Long-lived replica pools with the engine's API; the stages call them as they would one engine.
@@ -86,9 +96,10 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
                                                             reuse=True)
 
         corpus_dir = run_dir / "corpus" / f"iter_{iteration:03d}"
-        with timed(seconds, "corpus_pass"):
+        with timed(seconds, "corpus_pass"), console.status("corpus pass") as status:
             stats = run_corpus_pass(cfg, engine, iteration, corpus_dir, model_version=served,
-                                    sandbox=sandbox, judge=judge, overlap=overlap)
+                                    sandbox=sandbox, judge=judge, overlap=overlap,
+                                    progress=ChainProgress(console, status))
         console.print(step_table(stats))
 
         candidate = iteration + 1  # versions never repeat, so a rejected checkpoint is never overwritten

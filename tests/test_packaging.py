@@ -62,3 +62,8 @@ def test_installed_wheel_runs_rsi(tmp_path: Path, tiny_model: Path) -> None:
     assert out.returncode == 0, (out.stdout + out.stderr)[-6000:]
     assert_iteration_written(run_dir)
     assert "rsi · iterations" in out.stdout
+    # the console: chain counts, and no Ray/vLLM chatter (it is in run.dir/logs/, with a link to Ray's logs)
+    assert "corpus pass · chains 2/2 · generations" in out.stdout
+    assert "Started a local Ray instance" not in out.stdout + out.stderr
+    assert "Started a local Ray instance" in (run_dir / "logs" / "driver.log").read_text()
+    assert (run_dir / "logs" / "ray").is_dir()
