@@ -29,14 +29,37 @@ class LogConfig:
 @contextmanager
 def third_party_logs(run_dir: Path, verbose: bool) -> Iterator[Path]:
     """Within the block, the driver's third-party loggers write to `run_dir/logs/driver.log` instead of the
-    console (restored afterwards); the actors' own output stays in Ray's session logs (ray.init's log_to_driver,
-    see `ray_logs_link`)."""
+    console, and whatever reaches file descriptor 2 (torch's and vLLM's own handlers, C++ logs of Ray and vLLM)
+    goes to `run_dir/logs/stderr.log`; both are restored afterwards, so an error raised out of the block is
+    printed as usual. The actors' own output stays in Ray's session logs (`ray_logs_link`)."""
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     if verbose:
         yield logs
         return
-    handler = logging.FileHandler(logs / "driver.log")
+    with _stderr_to(logs / "stderr.log"), _loggers_to(logs / "driver.log"):
+        yield logs
+
+
+@contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as f:
+        os.dup2(f.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextmanager
+def _loggers_to(path: Path) -> Iterator[None]:
+    handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     saved = {}
     for name in THIRD_PARTY:
@@ -45,7 +68,7 @@ def third_party_logs(run_dir: Path, verbose: bool) -> Iterator[Path]:
         logger.handlers, logger.propagate = [handler], False
         logger.setLevel(logging.INFO)
     try:
-        yield logs
+        yield
     finally:
         for name, (handlers, propagate, level) in saved.items():
             logger = logging.getLogger(name)

@@ -46,6 +46,18 @@ def test_third_party_logs_go_to_the_run_dir(tmp_path: Path, caplog: pytest.LogCa
     assert "on the console" not in (logs / "driver.log").read_text()
 
 
+def test_stderr_of_libraries_goes_to_the_run_dir(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """What a library writes straight to file descriptor 2 (torch's glog lines, C++ logs) lands in
+    run.dir/logs/stderr.log; after the block, stderr is the console again."""
+    import os
+
+    with third_party_logs(tmp_path, verbose=False) as logs:
+        os.write(2, b"I1201 inductor config\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+    assert (logs / "stderr.log").read_text() == "I1201 inductor config\n"
+
+
 def test_chain_progress_counts_per_step() -> None:
     buf = io.StringIO()
     progress = ChainProgress(Console(file=buf, width=200, force_terminal=False))
