@@ -39,6 +39,7 @@ class RayHead:
     temp_dir: Path = field(init=False)
     dashboard: str = field(init=False)
     _proc: subprocess.Popen | None = field(init=False, default=None)
+    _nodes: list[subprocess.Popen] = field(init=False, default_factory=list)
 
     def __enter__(self) -> RayHead:
         # Short: Ray's socket paths under the temp dir must fit in 107 bytes.
@@ -54,6 +55,7 @@ class RayHead:
                            **self.env}
         self.client_env.pop("RAY_ADDRESS", None)
         gcs, dash, client = free_port(), free_port(), free_port()
+        self.gcs = f"127.0.0.1:{gcs}"
         self.dashboard = f"http://127.0.0.1:{dash}"
         self.log = open(self.temp_dir / "ray-start.log", "w")  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
@@ -67,6 +69,25 @@ class RayHead:
             self.stop()
             raise
         return self
+
+    def add_node(self, num_cpus: int = 1, wrapper: tuple[str, ...] = ()) -> None:
+        """A second Ray node of this cluster on this machine, started through `wrapper` (e.g. bwrap with a
+        tmpfs over a path, so that node does not see what the others see there); stopped with the head."""
+        log = open(self.temp_dir / "ray-node.log", "w")  # noqa: SIM115 - lives as long as the node
+        self._nodes.append(subprocess.Popen(
+            [*wrapper, str(BIN / "ray"), "start", "--block", f"--address={self.gcs}", "--node-ip-address=127.0.0.1",
+             f"--num-cpus={num_cpus}", f"--temp-dir={self.temp_dir}"],
+            env=self.client_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.monotonic() + 120
+        want = 1 + len(self._nodes)
+        probe = "import ray; ray.init(); print(len([n for n in ray.nodes() if n['Alive']]))"
+        while time.monotonic() < deadline:
+            out = subprocess.run([sys.executable, "-c", probe], env={**self.client_env, "RAY_ADDRESS": self.gcs},
+                                 capture_output=True, text=True, timeout=120)
+            if out.stdout.strip() == str(want):
+                return
+            time.sleep(2)
+        raise TimeoutError(f"the extra Ray node did not join:\n{(self.temp_dir / 'ray-node.log').read_text()}")
 
     def _wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
@@ -98,12 +119,13 @@ class RayHead:
 
     def stop(self) -> None:
         """The scoped `ray stop`: this head's node shuts down, then any straggler naming its temp dir goes."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._proc.pid, signal.SIGKILL)
+        for proc in [*self._nodes, self._proc]:
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
         left = self.own_processes()
         for proc in left:
             proc.terminate()

@@ -4,6 +4,7 @@ check, and a real `ray job submit` of `rsi run` to a `ray start --head` on this 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -134,6 +135,44 @@ def test_sandbox_actors_request_the_sandbox_resource() -> None:
     env.pop("RAY_ADDRESS", None)
     out = subprocess.run([sys.executable, "-c", PLACED], capture_output=True, text=True, env=env, timeout=300)
     assert "HELD 2.0 3.0 pass" in out.stdout, (out.stdout + out.stderr)[-3000:]
+
+
+STORAGE = """
+import sys, ray
+from rsi.cluster_env import ClusterError, check_shared_storage
+ray.init()
+try:
+    check_shared_storage(sys.argv[1], None)
+    print("LOCAL accepted")
+except ClusterError as e:
+    print("LOCAL", e)
+check_shared_storage(sys.argv[2], sys.argv[2] + "/ray")
+print("SHARED accepted")
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_node_local_run_dir_fails_on_two_nodes(tmp_path: Path) -> None:
+    """Two Ray nodes, the second started under bwrap with a tmpfs over one folder, so that folder is node-local:
+    a run.dir there fails the storage check naming the key, the blind node and what to set; a folder both
+    nodes see passes."""
+    from ray_head import RayHead
+
+    local, shared = tmp_path / "local", tmp_path / "shared"
+    local.mkdir()
+    shared.mkdir()
+    with RayHead(num_cpus=1) as head:
+        head.add_node(num_cpus=1, wrapper=("bwrap", "--dev-bind", "/", "/", "--tmpfs", str(local), "--"))
+        out = subprocess.run([sys.executable, "-c", STORAGE, str(local / "run"), str(shared / "run")],
+                             env={**head.client_env, "RAY_ADDRESS": head.gcs}, capture_output=True, text=True,
+                             timeout=300)
+    assert "SHARED accepted" in out.stdout, (out.stdout + out.stderr)[-3000:]
+    [line] = [x for x in out.stdout.splitlines() if x.startswith("LOCAL")]
+    # exactly one blind node: the one under bwrap (named by its address and node id)
+    assert re.fullmatch(rf"LOCAL run\.dir: {re.escape(str(local / 'run'))} is not visible from node\(s\) "
+                        r"[\d.]+ \([0-9a-f]{8}\); a run on 2 nodes needs storage every node sees: set run\.dir to "
+                        r"a shared mount \(e\.g\. /shared/runs/NAME\)", line), line
 
 
 # ---- ray job submit ------------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def test_installed_wheel_runs_rsi(tmp_path: Path, tiny_model: Path) -> None:
     assert "rsi · iterations" in out.stdout
     # the console: chain counts, and no Ray/vLLM chatter (it is in run.dir/logs/, with a link to Ray's logs)
     assert "corpus pass · chains 2/2 · generations" in out.stdout
-    assert "Started a local Ray instance" not in out.stdout + out.stderr
     logs = "".join(p.read_text() for p in (run_dir / "logs").glob("*.log"))
-    assert "Started a local Ray instance" in logs and "vllm" in logs
+    for noise in ("vllm.triton_utils", "torch/_inductor"):  # a vLLM warning, torch's INFO lines
+        assert noise in logs and noise not in out.stdout + out.stderr
     assert (run_dir / "logs" / "ray").is_dir()
