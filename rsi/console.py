@@ -150,6 +150,80 @@ def _steps(table: Any) -> list[str]:
     return [str(r.get("step", "-")) for r in table]
 
 
+# ---- progress from Ray workers -------------------------------------------------------------------------------
+BOARD = "rsi-progress"  # the named actor workers report to (the job's namespace)
+
+
+class ProgressBoard:
+    """Latest progress per kind ("dpo": step, of, loss), put by workers, read by the driver's console."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, Any] = {}
+
+    def put(self, kind: str, data: Any) -> None:
+        self.items[kind] = data
+
+    def get(self, kind: str) -> Any:
+        return self.items.get(kind)
+
+
+def start_board() -> Any:
+    import ray
+
+    return ray.remote(num_cpus=0)(ProgressBoard).options(name=BOARD, get_if_exists=True).remote()
+
+
+def report(kind: str, data: Any) -> None:
+    """From any worker of the run: best effort, nothing when no board runs (a library call outside `rsi run`)."""
+    import ray
+
+    try:
+        board = ray.get_actor(BOARD)
+    except ValueError:
+        return
+    board.put.remote(kind, data)
+
+
+@contextmanager
+def watch_dpo(console: Console, status: Any, board: Any, every: float = 1.0) -> Iterator[None]:
+    """While the block runs, DPO's step k of n with its loss (reported by rsi.train.progress): on a terminal in
+    the status line, in a log a line per quarter of the steps and the last."""
+    import threading
+
+    import ray
+
+    ray.get(board.put.remote("dpo", None))
+    stop = threading.Event()
+    shown = {"data": None, "quarter": -1}
+
+    def show(final: bool = False) -> None:
+        data = ray.get(board.get.remote("dpo"))
+        if not data or data == shown["data"]:
+            return
+        shown["data"] = data
+        line = f"DPO step {data['step']}/{data['of']} · loss {data['loss']:.4f}"
+        if status is not None and console.is_terminal:
+            status.update(line)
+            return
+        quarter = (4 * data["step"]) // max(data["of"], 1)
+        if final or quarter > shown["quarter"]:
+            shown["quarter"] = quarter
+            console.print(line)
+
+    def poll() -> None:
+        while not stop.wait(every):
+            show()
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        show(final=True)
+
+
 # ---- rsi run --help ------------------------------------------------------------------------------------------
 HELP_SECTIONS = ("model", "backend", "run", "loop", "tasks", "judging", "train", "sandbox", "evals", "gate",
                  "cluster", "log", "tracker")

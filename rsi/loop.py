@@ -16,7 +16,14 @@ from rich.console import Console
 
 from rsi.cluster_env import check_shared_storage, init_ray
 from rsi.config import RsiConfig
-from rsi.console import ChainProgress, quiet_ray_data, ray_logs_link, third_party_logs
+from rsi.console import (
+    ChainProgress,
+    quiet_ray_data,
+    ray_logs_link,
+    start_board,
+    third_party_logs,
+    watch_dpo,
+)
 from rsi.corpus.stream import mark_manifest
 from rsi.evals.gate import decide, paired
 from rsi.history import IterationSummary, checkpoint_dir, eval_dir, load_history, record_iteration
@@ -74,6 +81,7 @@ def _run_loop(cfg: RsiConfig, console: Console | None) -> RunResult:
         judge = start_pool(engine_spec(cfg, model_path), pool_config(cfg, "judge")) \
             if cfg.backend.judge_replicas else engine
     pools = [engine] if judge is engine else [engine, judge]
+    board = start_board()  # where DPO's workers report their steps
     sandbox = start_sandbox(cfg) if needs_sandbox(cfg) or cfg.evals.enabled else None
     tracker = Tracker(cfg.tracker, run_dir)
     overlap = held_out_filter(cfg)
@@ -106,7 +114,8 @@ def _run_loop(cfg: RsiConfig, console: Console | None) -> RunResult:
         trained_from = kept.checkpoint
         if cfg.backend.colocate:  # free the GPUs for the trainer (a no-op where vLLM cannot sleep)
             ray.get([p.sleep.remote() for p in pools])
-        with timed(seconds, "dpo"), console.status("DPO under Ray Train"):
+        with timed(seconds, "dpo"), console.status("DPO under Ray Train") as status, \
+                watch_dpo(console, status, board):
             result = train_dpo(str(corpus_dir / "preferences"), trained_from,
                                str(checkpoint_dir(run_dir, candidate)), cfg.train, overwrite=True,
                                storage_path=cfg.cluster.storage_path,

@@ -63,7 +63,7 @@ def test_installed_wheel_runs_rsi(tmp_path: Path, tiny_model: Path) -> None:
     assert_iteration_written(run_dir)
     assert "rsi · iterations" in out.stdout
     # the console: chain counts, and no Ray/vLLM chatter (it is in run.dir/logs/, with a link to Ray's logs)
-    assert "corpus pass · chains 2/2 · generations" in out.stdout
+    assert "corpus pass · chains 2/2 · generations" in out.stdout and "DPO step 1/1 · loss" in out.stdout
     logs = "".join(p.read_text() for p in (run_dir / "logs").glob("*.log"))
     for noise in ("vllm.triton_utils", "torch/_inductor"):  # a vLLM warning, torch's INFO lines
         assert noise in logs and noise not in out.stdout + out.stderr
