@@ -6,7 +6,16 @@ import errno
 import sys
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+def conf_dir() -> Path:
+    """The Hydra presets: rsi/conf/ where rsi is installed (the build copies them there), else the checkout's
+    conf/ beside the package (editable installs, `ray job submit --working-dir .`)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "conf"
+    return installed if (installed / "config.yaml").is_file() else here.parent / "conf"
+
+
+CONF_DIR = conf_dir()
 
 USAGE = """usage: rsi <command> [args]
 
@@ -27,20 +36,31 @@ def run_main(overrides: list[str]) -> int:
     import hydra
     from omegaconf import DictConfig
 
+    from rsi.cluster_env import ClusterError
     from rsi.config import ConfigError, register_schema, to_dataclass
 
+    if "--help" in overrides or "-h" in overrides:  # Hydra's own: --hydra-help
+        from rsi.console import run_help
+
+        print(run_help())
+        return 0
     register_schema()
     status = {"code": 0}
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-    def _app(dcfg: DictConfig) -> None:
+    def _app(dcfg: DictConfig) -> str:
         from rsi.loop import run_loop
+        from rsi.sweep import job_run_dir, teardown
 
+        sweep_job_dir = job_run_dir()
+        if sweep_job_dir:  # a multirun job: its own folder under the sweep dir
+            dcfg.run.dir = sweep_job_dir
         try:
-            run_loop(to_dataclass(dcfg))
-        except ConfigError as e:
+            teardown(run_loop(to_dataclass(dcfg)))  # a sweep's next job starts its own pools
+        except (ConfigError, ClusterError) as e:
             print(f"rsi: config error: {e}", file=sys.stderr)
             status["code"] = 2
+            return f"config error: {e}"
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -48,6 +68,8 @@ def run_main(overrides: list[str]) -> int:
             print(f"rsi: no space left on the device while writing {e.filename or dcfg.run.dir}: {e.strerror}. "
                   "Free some space, then rerun with run.resume=true to continue.", file=sys.stderr)
             status["code"] = 1
+            return f"no space left: {e.filename or dcfg.run.dir}"
+        return "ok"
 
     argv = sys.argv
     sys.argv = ["rsi run", *overrides]

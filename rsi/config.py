@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.config_store import ConfigStore
 
 from rsi.choice import Choice, check_choices
+from rsi.cluster_env import ClusterConfig
+from rsi.console import LogConfig
 from rsi.evals.config import EvalsConfig, GateConfig
 from rsi.judging.config import JudgingConfig
 from rsi.sandbox.config import Launcher, Limits, SandboxConfig
@@ -99,12 +101,9 @@ class SandboxRunConfig:
     timeout_s: float = Limits.timeout_s
     memory_mb: int = Limits.memory_mb
     canary: bool = SandboxConfig.canary  # hostile self-test at start: refuse to judge if isolation is broken
-
-
-@dataclass
-class ClusterConfig:
-    address: str | None = None  # None: start an embedded Ray; "auto" or ray://… to join a cluster
-    num_cpus: int | None = None  # logical CPUs of the embedded Ray (None: max(4, cores))
+    # a Ray custom resource each sandbox actor requests one unit of, so the actors run only on the nodes that
+    # offer it (k8s/raycluster.yaml: the hardened `sandbox` worker group); None: anywhere
+    resource: str | None = None
 
 
 @dataclass
@@ -123,6 +122,7 @@ class RsiConfig:
     evals: EvalsConfig = field(default_factory=EvalsConfig)  # held-out evaluation of v0 and every candidate
     gate: GateConfig = field(default_factory=GateConfig)  # which candidates are kept
     tracker: TrackerKind = TrackerKind.tensorboard  # where metrics and DPO curves go besides summary.json
+    log: LogConfig = field(default_factory=LogConfig)  # what reaches the console; the rest is in run.dir/logs/
 
 
 def register_schema() -> None:
@@ -218,7 +218,7 @@ def _validate_evals(evals: EvalsConfig, gate: GateConfig) -> None:
 def validate(cfg: RsiConfig) -> None:
     """Checks that need no model load and no Ray: every section's ranges and choices, each error naming its key."""
     try:
-        for key in ("model", "backend", "judging", "sandbox"):
+        for key in ("model", "backend", "judging", "sandbox", "cluster"):
             check_choices(getattr(cfg, key), key)  # OmegaConf did this for a composed config; not for code
         check_choices(cfg, "")
         cfg.train.validate()

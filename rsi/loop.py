@@ -3,7 +3,6 @@ hot-swap → evaluate the candidate → keep it, or swap back to the kept weight
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
@@ -15,7 +14,16 @@ from typing import Any
 
 from rich.console import Console
 
-from rsi.config import ClusterConfig, RsiConfig
+from rsi.cluster_env import check_shared_storage, init_ray
+from rsi.config import RsiConfig
+from rsi.console import (
+    ChainProgress,
+    quiet_ray_data,
+    ray_logs_link,
+    start_board,
+    third_party_logs,
+    watch_dpo,
+)
 from rsi.corpus.stream import mark_manifest
 from rsi.evals.gate import decide, paired
 from rsi.history import IterationSummary, checkpoint_dir, eval_dir, load_history, record_iteration
@@ -34,6 +42,7 @@ class RunResult:
     summaries: list[IterationSummary]
     engine: Any  # the live policy pool (router actor, engine API), serving the kept weights
     judge: Any = None  # the judge pool: the policy pool itself unless backend.judge_replicas > 0
+    sandbox: Any = None  # the sandbox pool, when the run used one
 
 
 @dataclass
@@ -47,6 +56,12 @@ class Kept:
 
 
 def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
+    # vLLM/Ray/transformers INFO and WARNING lines go to run.dir/logs/ unless log.verbose
+    with third_party_logs(Path(cfg.run.dir), cfg.log.verbose):
+        return _run_loop(cfg, console)
+
+
+def _run_loop(cfg: RsiConfig, console: Console | None) -> RunResult:
     import ray
 
     started = time.perf_counter()
@@ -55,13 +70,18 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
     model_path = preflight(cfg)  # before Ray: bad keys, paths and models fail here
     run_dir = Path(cfg.run.dir)
     history = load_history(run_dir) if cfg.run.resume else fresh_run_dir(run_dir)
-    init_ray(cfg.cluster)
+    init_ray(cfg.cluster, verbose=cfg.log.verbose)
+    if not cfg.log.verbose:
+        quiet_ray_data()
+        ray_logs_link(run_dir / "logs")
+    check_shared_storage(cfg.run.dir, cfg.cluster.storage_path)  # a multi-node run needs storage every node sees
     with console.status(f"starting {cfg.backend.name} pools on {model_path}"):
         # Long-lived replica pools with the engine's API; the stages call them as they would one engine.
         engine = start_pool(engine_spec(cfg, model_path), pool_config(cfg, "policy"))
         judge = start_pool(engine_spec(cfg, model_path), pool_config(cfg, "judge")) \
             if cfg.backend.judge_replicas else engine
     pools = [engine] if judge is engine else [engine, judge]
+    board = start_board()  # where DPO's workers report their steps
     sandbox = start_sandbox(cfg) if needs_sandbox(cfg) or cfg.evals.enabled else None
     tracker = Tracker(cfg.tracker, run_dir)
     overlap = held_out_filter(cfg)
@@ -84,18 +104,21 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
                                                             reuse=True)
 
         corpus_dir = run_dir / "corpus" / f"iter_{iteration:03d}"
-        with timed(seconds, "corpus_pass"):
+        with timed(seconds, "corpus_pass"), console.status("corpus pass") as status:
             stats = run_corpus_pass(cfg, engine, iteration, corpus_dir, model_version=served,
-                                    sandbox=sandbox, judge=judge, overlap=overlap)
+                                    sandbox=sandbox, judge=judge, overlap=overlap,
+                                    progress=ChainProgress(console, status))
         console.print(step_table(stats))
 
         candidate = iteration + 1  # versions never repeat, so a rejected checkpoint is never overwritten
         trained_from = kept.checkpoint
         if cfg.backend.colocate:  # free the GPUs for the trainer (a no-op where vLLM cannot sleep)
             ray.get([p.sleep.remote() for p in pools])
-        with timed(seconds, "dpo"), console.status("DPO under Ray Train"):
+        with timed(seconds, "dpo"), console.status("DPO under Ray Train") as status, \
+                watch_dpo(console, status, board):
             result = train_dpo(str(corpus_dir / "preferences"), trained_from,
                                str(checkpoint_dir(run_dir, candidate)), cfg.train, overwrite=True,
+                               storage_path=cfg.cluster.storage_path,
                                logging_dir=dpo_logging_dir(tracker, candidate))
         if cfg.backend.colocate:
             ray.get([p.wake_up.remote() for p in pools])
@@ -136,22 +159,10 @@ def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
         tracker.log(tracked_scalars(summary), step=iteration)
         console.print(summary_table(history))
     tracker.close()
-    return RunResult(history, engine, judge)
+    return RunResult(history, engine, judge, sandbox)
 
 
 # ---- the steps ---------------------------------------------------------------------------------------------
-def init_ray(cluster: ClusterConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if cluster.address:
-        ray.init(address=cluster.address)
-    else:
-        # Logical CPUs: the engine idles while the trainer works, so a small box may oversubscribe safely.
-        ray.init(num_cpus=cluster.num_cpus or max(4, os.cpu_count() or 1))
-
-
 def fresh_run_dir(run_dir: Path) -> list[IterationSummary]:
     """A run that does not resume starts from an empty history: records, evaluations and summaries of an
     earlier run in the same folder go (the corpus writer clears its own iteration folders)."""
@@ -182,7 +193,8 @@ def start_sandbox(cfg: RsiConfig) -> Any:
     s = cfg.sandbox
     limits = Limits(timeout_s=s.timeout_s, memory_mb=s.memory_mb)
     return SandboxPool(SandboxConfig(launcher=s.launcher, slots=s.slots, canary=s.canary, limits=limits),
-                       num_workers=s.workers, num_cpus_per_worker=0)
+                       num_workers=s.workers, num_cpus_per_worker=0,
+                       resources={s.resource: 1} if s.resource else None)
 
 
 def held_out_filter(cfg: RsiConfig) -> Any:

@@ -68,10 +68,12 @@ def family_dataset(cfg: RsiConfig, family: str, engine: Any, judge: Any, sandbox
 
 
 def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, *, model_version: int,
-                    sandbox: Any = None, judge: Any = None, overlap: OverlapFilter | None = None) -> PassStats:
+                    sandbox: Any = None, judge: Any = None, overlap: OverlapFilter | None = None,
+                    progress: Any = None) -> PassStats:
     """Stream every family's chains into the corpus writer, a part per few finished chains. With `overlap`,
     preference rows sharing text with a held-out evaluation item are left out (and counted).
 
+    With `progress` (rsi.console.ChainProgress), every finished chain is reported to it.
     With run.resume, chains committed before a crash are skipped and a finished iteration is not redone; the
     writer never writes a chain twice (rsi.corpus.stream)."""
     writer = CorpusWriter(out_dir, resume=cfg.run.resume, max_chains=cfg.run.commit_chains)
@@ -84,12 +86,15 @@ def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, 
 
     balances = restore_balances(counters.balance_admitted(writer.counters),
                                 counters.balance_dropped(writer.counters), make_balance)
-    streams = []
+    streams, pending = [], 0
     for family in cfg.tasks:
         todo = [c for c in seed_chains(family, cfg.tasks[family], cfg.run.seed, iteration)
                 if c["chain_id"] not in done]
+        pending += len(todo)
         if todo:
             streams.append(family_dataset(cfg, family, engine, judge or engine, sandbox, iteration, todo))
+    if progress is not None:  # rsi.console.ChainProgress: chains done of pending, rows per step
+        progress.start(pending)
     if streams:
         # All families stream at once, so the engines batch requests across them.
         stream = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
@@ -104,6 +109,8 @@ def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, 
                 tables["preferences"], dropped = balance_pairs(tables["preferences"], balances, make_balance)
                 tallies.update(counters.dropped_for_balance(dropped))
             writer.add_chain(str(row["chain_id"]), tables, tallies)
+            if progress is not None:
+                progress.chain(tables)
     writer.close(iteration=iteration, model_version=model_version, families=list(cfg.tasks))
     return _stats_from_manifest(read_manifest(out_dir) or {})
 

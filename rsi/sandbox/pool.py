@@ -42,11 +42,14 @@ class SandboxPool:
         num_workers: int = 1,
         num_cpus_per_worker: float = 1.0,
         chunk: int | None = None,
+        resources: dict[str, float] | None = None,
     ) -> None:
         import ray
 
         self.cfg = cfg or SandboxConfig()
-        actor_cls = ray.remote(SandboxWorker).options(num_cpus=num_cpus_per_worker, max_concurrency=2)
+        # `resources` (e.g. {"sandbox": 1}) places the workers on the nodes that offer it: a hardened pod group.
+        actor_cls = ray.remote(SandboxWorker).options(num_cpus=num_cpus_per_worker, max_concurrency=2,
+                                                      resources=resources or {})
         self.actors = [actor_cls.remote(self.cfg) for _ in range(num_workers)]
         # Constructing runs the canary; an IsolationBroken there surfaces here, before any job is judged.
         ray.get([a.health.remote() for a in self.actors])

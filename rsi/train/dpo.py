@@ -47,7 +47,9 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
     dataset = preferences if not isinstance(preferences, (str, Path)) else load_preferences(preferences)
     table, weighted = prepare_preferences(dataset, weight_column)
 
-    storage = Path(storage_path).resolve() if storage_path else out.parent / f"{out.name}.ray"
+    # A URI (s3://, gs://) goes to Ray Train as is: pyarrow opens it.
+    storage = (storage_path if "://" in storage_path else Path(storage_path).resolve()) if storage_path \
+        else out.parent / f"{out.name}.ray"
     run_name = f"dpo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"  # fresh: never auto-resume
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
     env = {k: os.environ[k] for k in _PROPAGATED_ENV if k in os.environ}

@@ -74,12 +74,14 @@ def build_trainer(cfg: TrainConfig, model: Any, tokenizer: Any, dataset: Any, ou
     """The WeightedDPOTrainer for `cfg` with the step's speed settings applied; also what was decided and why."""
     from trl import DPOConfig
 
+    from rsi.train.progress import ProgressCallback
     from rsi.train.speed import available_bytes, longest_pair, needs_checkpointing
     from rsi.train.weighted import WeightedDPOTrainer
 
     args = DPOConfig(**dpo_config_kwargs(cfg, output_dir, logging_dir))
     trainer = WeightedDPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                                  unpad=cfg.padding_free, share_prompt=cfg.share_prompt)
+    trainer.add_callback(ProgressCallback())  # the console's "DPO step k/n · loss"
     length = longest_pair(trainer.train_dataset, args.max_length)
     rows = 2 * cfg.per_device_batch_size  # chosen and rejected rows of each pair
     n_params = sum(p.numel() for p in model.parameters())

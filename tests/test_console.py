@@ -1,0 +1,99 @@
+"""What a user sees of `rsi run`: progress counts per corpus pass, third-party log lines kept in run.dir/logs/
+unless log.verbose, and `rsi run --help` explaining the keys with the config's own comments."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from rsi.config import RunConfig
+from rsi.console import ChainProgress, field_comments, run_help, third_party_logs
+
+
+@pytest.mark.unit
+def test_help_explains_the_main_keys() -> None:
+    text = run_help()
+    assert "run.dir=runs/default" in text and "corpus, checkpoints and summaries land here" in text
+    assert "cluster.runtime_env=inherit (inherit|python|pip|image)" in text
+    assert "log.verbose=false" in text and "sandbox.resource=null" in text
+    assert field_comments(RunConfig)["commit_chains"].startswith("finished chains per committed corpus part")
+    out = subprocess.run([sys.executable, "-m", "rsi.cli", "run", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == text.strip()
+    assert "Powered by Hydra" not in out.stdout
+
+
+@pytest.mark.unit
+def test_third_party_logs_go_to_the_run_dir(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Not verbose: a vLLM or Ray record reaches run.dir/logs/driver.log and no console handler; verbose (and
+    after the block): it propagates to the console's handlers as before."""
+    with third_party_logs(tmp_path, verbose=False) as logs:
+        logging.getLogger("vllm.engine").warning("kv cache of 1 GiB")
+        logging.getLogger("ray.data").info("execution plan")
+    assert caplog.records == []
+    text = (logs / "driver.log").read_text()
+    assert "WARNING vllm.engine: kv cache of 1 GiB" in text and "INFO ray.data: execution plan" in text
+    with third_party_logs(tmp_path, verbose=True):
+        logging.getLogger("vllm.engine").warning("on the console")
+    logging.getLogger("ray").warning("after the run")
+    assert [r.getMessage() for r in caplog.records] == ["on the console", "after the run"]
+    assert "on the console" not in (logs / "driver.log").read_text()
+
+
+@pytest.mark.unit
+def test_stderr_of_libraries_goes_to_the_run_dir(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """What a library writes straight to file descriptor 2 (torch's glog lines, C++ logs) lands in
+    run.dir/logs/stderr.log; after the block, stderr is the console again."""
+    import os
+
+    with third_party_logs(tmp_path, verbose=False) as logs:
+        os.write(2, b"I1201 inductor config\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+    assert (logs / "stderr.log").read_text() == "I1201 inductor config\n"
+
+
+@pytest.mark.unit
+def test_chain_progress_counts_per_step() -> None:
+    buf = io.StringIO()
+    progress = ChainProgress(Console(file=buf, width=200, force_terminal=False))
+    progress.start(4)
+    for _ in range(4):
+        progress.chain({"performances": [{"step": "respond"}] * 3,
+                        "judgments": [{"step": "rank_responses"}] * 2 + [{"step": "rank_response_rankings"}],
+                        "preferences": [{"step": "respond"}]})
+    lines = buf.getvalue().splitlines()
+    assert lines[-1] == ("corpus pass · chains 4/4 · generations 12 (respond 12) · judge calls 12 "
+                         "(rank_response_rankings 4, rank_responses 8) · pairs 4 (respond 4)")
+    assert len(lines) == 5  # the start, then a line per quarter in a log
+
+
+@pytest.mark.ray
+def test_dpo_steps_reach_the_console(ray_local) -> None:
+    """Rank 0's TRL callback reports each logged step to the run's board actor; the driver's watcher prints
+    "DPO step k/n · loss" in a log (a line per quarter, and the last)."""
+    import time
+
+    from transformers import TrainerState
+
+    from rsi.console import start_board, watch_dpo
+    from rsi.train.progress import ProgressCallback
+
+    board = start_board()
+    buf = io.StringIO()
+    state = TrainerState(global_step=0, max_steps=4)
+    with watch_dpo(Console(file=buf, width=200, force_terminal=False), None, board, every=0.05):
+        for step in range(1, 5):
+            state.global_step = step
+            ProgressCallback().on_log(None, state, None, logs={"loss": 0.7 - 0.1 * step})
+            time.sleep(0.3)
+    lines = buf.getvalue().splitlines()
+    assert lines[-1] == "DPO step 4/4 · loss 0.3000"
+    assert all(re.fullmatch(r"DPO step [1-4]/4 · loss 0\.\d{4}", line) for line in lines)
