@@ -40,6 +40,7 @@ class IterationSummary:
     dpo_curve: list[list[float]] = field(default_factory=list)  # [step, loss]
     seconds: dict[str, float] = field(default_factory=dict)  # startup, corpus_pass, eval, dpo, swap, rollback
     gen_tokens_per_s: float = 0.0  # tokens the corpus pass generated per second of the pass
+    engine_busy: float | None = None  # share of the pass with requests in flight, mean over replicas (vLLM)
     engine_pid: int | None = None  # the same process every iteration: weights change under a live engine
     # kept / candidate: {task: {metric, value, ci95, n}}; gate / claim / vs_v0: {task: {delta, ci95, p, n}}
     evals: dict[str, Any] = field(default_factory=dict)

@@ -104,6 +104,7 @@ def _run_loop(cfg: RsiConfig, console: Console | None) -> RunResult:
                                                             reuse=True)
 
         corpus_dir = run_dir / "corpus" / f"iter_{iteration:03d}"
+        loads_before = engine_loads(pools)
         with timed(seconds, "corpus_pass"), console.status("corpus pass") as status:
             stats = run_corpus_pass(cfg, engine, iteration, corpus_dir, model_version=served,
                                     sandbox=sandbox, judge=judge, overlap=overlap,
@@ -154,6 +155,7 @@ def _run_loop(cfg: RsiConfig, console: Console | None) -> RunResult:
             overlap_dropped=stats.overlap_dropped, dpo_loss=result.loss,
             dpo_curve=[[s, v] for s, v in result.curve], seconds=seconds,
             gen_tokens_per_s=stats.tokens / seconds["corpus_pass"] if seconds["corpus_pass"] else 0.0,
+            engine_busy=busy_share(loads_before, engine_loads(pools), seconds["corpus_pass"]),
             engine_pid=ray.get(engine.health.remote())["pids"][0], evals=evals, gate_reasons=reasons)
         record_iteration(run_dir, history, summary)
         tracker.log(tracked_scalars(summary), step=iteration)
@@ -241,6 +243,24 @@ def dpo_logging_dir(tracker: Tracker, version: int) -> str | None:
 
 
 @contextmanager
+def engine_loads(pools: list[Any]) -> list[dict[str, float]]:
+    """Each pool's summed replica load figures and its replica count (rsi.inference.vllm_backend.EngineLoad)."""
+    import ray
+
+    loads = ray.get([p.engine_load.remote() for p in pools])
+    counts = [len(h["replicas"]) for h in ray.get([p.health.remote() for p in pools])]
+    return [{**load, "replicas": n} for load, n in zip(loads, counts)]
+
+
+def busy_share(before: list[dict[str, float]], after: list[dict[str, float]], wall: float) -> float | None:
+    """The share of a pass during which the engines had requests in flight, averaged over every replica; None
+    where the backend does not account for it (transformers)."""
+    if wall <= 0 or any("busy_s" not in load for load in after):
+        return None
+    busy = sum(a["busy_s"] - b.get("busy_s", 0.0) for a, b in zip(after, before))
+    return busy / (wall * sum(load["replicas"] for load in after))
+
+
 def timed(seconds: dict[str, float], key: str) -> Iterator[None]:
     """`with timed(seconds, "dpo"):` adds the block's wall time to seconds["dpo"]."""
     t0 = time.perf_counter()
@@ -254,6 +274,7 @@ def tracked_scalars(s: IterationSummary) -> dict[str, float | None]:
     out: dict[str, float | None] = {
         "corpus/preferences": s.preferences, "corpus/parse_rate": s.parse_rate, "dpo/loss": s.dpo_loss,
         "gate/kept": float(s.decision != "rejected"), "corpus/gen_tokens_per_s": s.gen_tokens_per_s,
+        "corpus/engine_busy": s.engine_busy,
         **{f"seconds/{k}": v for k, v in s.seconds.items()},
     }
     for role in ("kept", "candidate"):

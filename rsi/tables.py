@@ -37,7 +37,7 @@ def summary_table(summaries: list[Any]) -> Group:
     gate half and on the claim half."""
     runs = Table(title="rsi · iterations")
     for col in ("iter", "served → candidate", "decision", "pairs", "parse rate", "DPO loss", "pass s", "eval s",
-                "DPO s", "swap s", "tokens/s"):
+                "DPO s", "swap s", "tokens/s", "engine busy"):
         runs.add_column(col, justify="right")
     metrics = Table(title="held-out metrics (95% CI) · paired Δ candidate − kept")
     for col in ("iter", "metric", "kept", "candidate", "Δ gate half", "Δ claim half", "Δ vs v0"):
@@ -47,7 +47,8 @@ def summary_table(summaries: list[Any]) -> Group:
         runs.add_row(str(s.iteration), f"v{s.model_version} → v{s.new_version}", s.decision, str(s.preferences),
                      f"{s.parse_rate:.0%}", "-" if s.dpo_loss is None else f"{s.dpo_loss:.4f}",
                      *(f"{sec.get(k, 0.0):.0f}" for k in ("corpus_pass", "eval", "dpo")),
-                     f"{sec.get('swap', 0.0):.2f}", f"{s.gen_tokens_per_s:.0f}")
+                     f"{sec.get('swap', 0.0):.2f}", f"{s.gen_tokens_per_s:.0f}",
+                     "-" if s.engine_busy is None else f"{s.engine_busy:.0%}")
         ev = s.evals
         for task in sorted((ev.get("candidate") or {}).keys()):
             metrics.add_row(str(s.iteration), task, _metric((ev.get("kept") or {}).get(task)),

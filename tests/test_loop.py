@@ -77,6 +77,8 @@ def test_two_iterations_end_to_end(backend: str, tiny_model: Path, tmp_path: Pat
     # every part of an iteration is timed; start-up belongs to the first iteration alone
     assert summaries[0].seconds["startup"] > 0 and summaries[1].seconds["startup"] == 0
     assert all(s.seconds["corpus_pass"] > 0 and s.seconds["dpo"] > 0 and s.gen_tokens_per_s > 0 for s in summaries)
+    # the pass reports how much of it the engine had requests in flight (vLLM accounts for it, transformers not)
+    assert all((0 < s.engine_busy <= 1) if backend == "vllm" else s.engine_busy is None for s in summaries)
     if backend == "vllm":  # every version evaluated on the same items, and the report renders them
         from rsi.evals.compare import load_eval_dir
         from rsi.report import build_report
