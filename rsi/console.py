@@ -67,6 +67,13 @@ def _loggers_to(path: Path) -> Iterator[None]:
         saved[name] = (logger.handlers[:], logger.propagate, logger.level)
         logger.handlers, logger.propagate = [handler], False
         logger.setLevel(logging.INFO)
+    # Libraries give some of their own child loggers handlers of their own (Ray Data's `ray.data`): within the
+    # block those pass their records up to the file too.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if (isinstance(logger, logging.Logger) and name not in saved and name.split(".")[0] in THIRD_PARTY
+                and (logger.handlers or not logger.propagate)):
+            saved[name] = (logger.handlers[:], logger.propagate, logger.level)
+            logger.handlers, logger.propagate = [], True
     try:
         yield
     finally:

@@ -31,9 +31,18 @@ def test_help_explains_the_main_keys() -> None:
 
 
 @pytest.mark.unit
-def test_third_party_logs_go_to_the_run_dir(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Not verbose: a vLLM or Ray record reaches run.dir/logs/driver.log and no console handler; verbose (and
-    after the block): it propagates to the console's handlers as before."""
+def test_third_party_logs_go_to_the_run_dir(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not verbose: a vLLM or Ray record reaches run.dir/logs/driver.log and no console handler, even from a
+    child logger the library gave a handler of its own; verbose (and after the block): it propagates to the
+    console's handlers as before."""
+    for name in ("vllm", "ray"):  # importing vLLM or starting Ray elsewhere in the session configures these
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", [])
+        monkeypatch.setattr(logger, "propagate", True)
+    library_child = logging.getLogger("ray.data")  # as Ray Data configures it: a console handler of its own
+    monkeypatch.setattr(library_child, "handlers", [logging.StreamHandler()])
+    monkeypatch.setattr(library_child, "propagate", False)
     with third_party_logs(tmp_path, verbose=False) as logs:
         logging.getLogger("vllm.engine").warning("kv cache of 1 GiB")
         logging.getLogger("ray.data").info("execution plan")
