@@ -242,7 +242,6 @@ def dpo_logging_dir(tracker: Tracker, version: int) -> str | None:
     return str(base / f"dpo_v{version}") if base else None
 
 
-@contextmanager
 def engine_loads(pools: list[Any]) -> list[dict[str, float]]:
     """Each pool's summed replica load figures and its replica count (rsi.inference.vllm_backend.EngineLoad)."""
     import ray
@@ -261,6 +260,7 @@ def busy_share(before: list[dict[str, float]], after: list[dict[str, float]], wa
     return busy / (wall * sum(load["replicas"] for load in after))
 
 
+@contextmanager
 def timed(seconds: dict[str, float], key: str) -> Iterator[None]:
     """`with timed(seconds, "dpo"):` adds the block's wall time to seconds["dpo"]."""
     t0 = time.perf_counter()

@@ -30,6 +30,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def agent_ports() -> list[str]:
+    """Free ports for a node's agents: their defaults are fixed numbers, which another Ray on this machine (the
+    test session's own) already holds, and a node whose job agent cannot bind never runs a submitted job."""
+    return [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+
+
 @dataclass
 class RayHead:
     """`with RayHead(num_cpus=4) as head:` then `head.ray("job", "submit", "--address", head.dashboard, ...)`."""
@@ -61,7 +68,8 @@ class RayHead:
         self._proc = subprocess.Popen(
             [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--ray-client-server-port={client}",
-             f"--num-cpus={self.num_cpus}", f"--temp-dir={self.temp_dir}", "--include-dashboard=true"],
+             f"--num-cpus={self.num_cpus}", f"--temp-dir={self.temp_dir}", "--include-dashboard=true",
+             *agent_ports()],
             env=self.client_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             self._wait_ready()
@@ -76,7 +84,7 @@ class RayHead:
         log = open(self.temp_dir / "ray-node.log", "w")  # noqa: SIM115 - lives as long as the node
         self._nodes.append(subprocess.Popen(
             [*wrapper, str(BIN / "ray"), "start", "--block", f"--address={self.gcs}", "--node-ip-address=127.0.0.1",
-             f"--num-cpus={num_cpus}", f"--temp-dir={self.temp_dir}"],
+             f"--num-cpus={num_cpus}", f"--temp-dir={self.temp_dir}", *agent_ports()],
             env=self.client_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         deadline = time.monotonic() + 120
         want = 1 + len(self._nodes)
@@ -98,6 +106,16 @@ class RayHead:
                 return
             time.sleep(2)
         raise TimeoutError(f"the Ray head did not answer within {timeout:.0f} s:\n{self.log_text()}")
+
+    def submit(self, *args: str, cwd: Path | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
+        """`ray job submit --address <head> ARGS`, tried again while the head's job agent is still starting:
+        the dashboard answers before the agent that runs jobs is up, and Ray says to try again later."""
+        deadline = time.monotonic() + 180
+        while True:
+            done = self.ray("job", "submit", "--address", self.dashboard, *args, cwd=cwd, timeout=timeout)
+            if "No available agent to submit job" not in done.stdout + done.stderr or time.monotonic() > deadline:
+                return done
+            time.sleep(3)
 
     def log_text(self) -> str:
         return (self.temp_dir / "ray-start.log").read_text()[-4000:]

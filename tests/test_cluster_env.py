@@ -192,9 +192,8 @@ def test_ray_job_submit_runs_rsi(tmp_path: Path, tiny_model: Path) -> None:
         refused = head.ray("job", "list", "--address", head.dashboard, env=no_token, timeout=120)
         assert refused.returncode != 0 and "no authentication token was found" in refused.stderr + refused.stdout
 
-        submitted = head.ray("job", "submit", "--address", head.dashboard, "--submission-id", job,
-                             "--working-dir", ".", "--", "rsi", "run", *tiny_run(tiny_model), f"run.dir={run_dir}",
-                             cwd=ROOT, timeout=1200)
+        submitted = head.submit("--submission-id", job, "--working-dir", ".", "--", "rsi", "run",
+                                *tiny_run(tiny_model), f"run.dir={run_dir}", cwd=ROOT)
         status = head.ray("job", "status", "--address", head.dashboard, job, timeout=120)
         logs = head.ray("job", "logs", "--address", head.dashboard, job, timeout=120).stdout
         assert f"Job '{job}' succeeded" in status.stdout, (submitted.stdout + submitted.stderr)[-6000:]
