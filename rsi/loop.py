@@ -109,6 +109,7 @@ def _run_loop(cfg: RsiConfig, console: Console | None) -> RunResult:
             stats = run_corpus_pass(cfg, engine, iteration, corpus_dir, model_version=served,
                                     sandbox=sandbox, judge=judge, overlap=overlap,
                                     progress=ChainProgress(console, status))
+        busy = busy_share(loads_before, engine_loads(pools), seconds["corpus_pass"])
         console.print(step_table(stats))
 
         candidate = iteration + 1  # versions never repeat, so a rejected checkpoint is never overwritten
@@ -155,7 +156,7 @@ def _run_loop(cfg: RsiConfig, console: Console | None) -> RunResult:
             overlap_dropped=stats.overlap_dropped, dpo_loss=result.loss,
             dpo_curve=[[s, v] for s, v in result.curve], seconds=seconds,
             gen_tokens_per_s=stats.tokens / seconds["corpus_pass"] if seconds["corpus_pass"] else 0.0,
-            engine_busy=busy_share(loads_before, engine_loads(pools), seconds["corpus_pass"]),
+            engine_busy=busy,
             engine_pid=ray.get(engine.health.remote())["pids"][0], evals=evals, gate_reasons=reasons)
         record_iteration(run_dir, history, summary)
         tracker.log(tracked_scalars(summary), step=iteration)
