@@ -741,8 +741,9 @@ def test_deep_directory_does_not_break_later_sandboxes(sandbox: Sandbox) -> None
     for _ in range(2):
         sb = UserSandbox(cfg) if isinstance(sandbox, UserSandbox) else RootSandbox(cfg, canary=False)
         try:
-            # error: Landlock without root gives the program no writable dir (nothing to cap it with)
-            assert sb.run(deep, SUCCEEDED, entry_point="f", limits=LIMITS).status in ("pass", "error")
+            # error: Landlock without root gives the program no writable dir (nothing to cap it with); timeout:
+            # a loaded machine stops the program mid-tree, which leaves the wipe the same deep tree to remove
+            assert sb.run(deep, SUCCEEDED, entry_point="f", limits=LIMITS).status in ("pass", "error", "timeout")
             assert sb.run("def f(x):\n    return x + 1\n", WRONG, entry_point="f").status == "pass"
         finally:
             sb.close()
