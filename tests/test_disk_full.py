@@ -51,11 +51,11 @@ def grow(path: Path, size: str) -> None:
 def fill(path: Path) -> Path:
     """Take every free byte of the filesystem holding `path`; the filler is returned so it can be deleted."""
     filler = path / "filler"
-    with open(filler, "wb") as f:
+    # Unbuffered: a buffered file keeps the bytes a full disk refused and raises again when closed.
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError as e:
             assert e.errno == errno.ENOSPC
     return filler
