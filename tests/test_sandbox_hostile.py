@@ -24,6 +24,7 @@ import pytest
 
 from rsi.sandbox.config import Limits, SandboxConfig
 from rsi.sandbox.executor import Sandbox, humaneval_job, json_job
+from rsi.sandbox.runner import process_state
 from rsi.sandbox.slots import uid_processes
 from rsi.sandbox.verdict import PASS, Verdict
 
@@ -670,19 +671,8 @@ POISON: dict[str, str] = {
 
 def server_state(sandbox: Sandbox) -> list:
     """What a job could change about the sandbox's long-lived processes, read from the host's /proc."""
-    out = []
-    for pid in sorted(sandbox.server_pids()):
-        try:
-            with open(f"/proc/{pid}/limits") as f:
-                limits = f.read()
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{pid}/status") as f:
-                cpus = [ln for ln in f if ln.startswith("Cpus_allowed_list")]
-        except OSError:
-            continue
-        out.append((limits, stat[16], stat[37], stat[38], cpus))  # nice, rt priority, policy
-    return out
+    states = [process_state(pid) for pid in sorted(sandbox.server_pids())]
+    return [state for state in states if state != ("gone",)]
 
 
 @pytest.mark.parametrize("case", sorted(POISON))

@@ -153,7 +153,7 @@ class SlotRunner:
         scheduling policy and priority, and CPU set, as the host's /proc shows them."""
         if not self.server_pid:
             return ()
-        return _process_state(self.server_pid)
+        return process_state(self.server_pid)
 
     def stop(self) -> None:
         """Tear the sandbox down: harness first (see _kill_tree), then sweep the uid."""
@@ -331,7 +331,9 @@ def _parse_ctrl(data: bytes) -> dict | None:
     return msg if isinstance(msg, dict) else None
 
 
-def _process_state(pid: int) -> tuple:
+def process_state(pid: int) -> tuple:
+    """What a job could change about a long-lived process, read from the host's /proc: its limits, nice value,
+    real-time priority, scheduling policy and CPU set; ("gone",) once it has ended."""
     try:
         with open(f"/proc/{pid}/limits") as f:
             limits = f.read()
