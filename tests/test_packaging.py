@@ -65,6 +65,7 @@ def test_installed_wheel_runs_rsi(tmp_path: Path, tiny_model: Path) -> None:
     # the console: chain counts, and no Ray/vLLM chatter (it is in run.dir/logs/, with a link to Ray's logs)
     assert "corpus pass · chains 2/2 · generations" in out.stdout and "DPO step 1/1 · loss" in out.stdout
     logs = "".join(p.read_text() for p in (run_dir / "logs").glob("*.log"))
-    for noise in ("vllm.triton_utils", "torch/_inductor"):  # a vLLM warning, torch's INFO lines
+    # a vLLM warning, and torch's inductor lines (logged under its module name or its file path)
+    for noise in ("vllm.triton_utils", "_inductor"):
         assert noise in logs and noise not in out.stdout + out.stderr
     assert (run_dir / "logs" / "ray").is_dir()
