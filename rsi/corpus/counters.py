@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from rsi.tasks.family import DERIVED
+
 Tallies = Counter  # key → count (floats for the chance sums)
 
 
@@ -16,7 +18,7 @@ def count_rows(tallies: Tallies, table: str, rows: list[dict[str, Any]]) -> None
     """Add one part's rows of `table`: kept per part, so a resume restores the reports exactly."""
     for r in rows:
         tallies[f"rows|{table}|{r.get('family')}/{r.get('step')}|{r.get('level', 0)}"] += 1
-        if table in ("performances", "judgments"):
+        if table in ("performances", "judgments") and r.get("finish_reason") != DERIVED:  # model outputs only
             tallies[f"parsed|{r.get('step')}"] += r.get("parse_status") == "ok"
             tallies[f"outputs|{r.get('step')}"] += 1
             tallies["tokens"] += r.get("num_tokens") or 0

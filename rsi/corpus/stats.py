@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow.compute as pc
 
 from rsi.corpus.stream import read_manifest, read_table
+from rsi.tasks.family import DERIVED
 
 
 def iteration_dirs(path: Path | str) -> list[Path]:
@@ -71,13 +72,15 @@ def judge_accuracy(judgments: Any, scores: dict[str, float]) -> dict[str, dict[s
 
 
 def iteration_stats(iter_dir: Path) -> dict[str, Any]:
-    perf = read_table(iter_dir, "performances", ["id", "family", "step", "parse_status", "procedural_score"])
+    perf = read_table(iter_dir, "performances", ["id", "family", "step", "parse_status", "procedural_score",
+                                                 "finish_reason"])
     judg = read_table(iter_dir, "judgments", ["family", "step", "level", "candidate_ids", "presented_order",
                                               "ranking", "parse_status"])
     pref = read_table(iter_dir, "preferences", ["family", "step", "level", "chosen", "rejected"])
 
     parse: dict[str, float] = {}
-    for t in (perf, judg):
+    outputs = perf.filter(pc.fill_null(pc.not_equal(perf.column("finish_reason"), DERIVED), True))
+    for t in (outputs, judg):  # model outputs only: a Derive step's items were made by code
         for step in sorted(set(t.column("step").to_pylist())):
             of_step = t.filter(pc.equal(t.column("step"), step))
             parse[step] = pc.sum(pc.equal(of_step.column("parse_status"), "ok")).as_py() / of_step.num_rows

@@ -50,8 +50,17 @@ def chain_pairs(chain: Chain, family: Family, judging: JudgingConfig, base: Row)
             # ranking's prompt: the pair shares that prompt, as DPO needs (decide pairs only judgments that
             # were shown the same items).
             preferences.append(_pair_row(base, good["step"], p.level + 1, bad["prompt"], good, bad, "raw_text", p)
-                               | {"chosen_first_shown": _first_shown_position(good),
+                               | {"chosen_first_shown": _shown_position(good, bad),
                                   "shown_items": len(good["presented_order"])})
+            if p.origin == "procedural" and good["presented_order"] != bad["presented_order"]:
+                # Execution's verdict holds whatever the order shown, so the pair is also put on the better
+                # judgment's own prompt: the chosen answer then sits once at each shown position of the item it
+                # picks, and DPO cannot learn a position in place of the answer.
+                mirror = _pair_row(base, good["step"], p.level + 1, good["prompt"], good, bad, "raw_text", p)
+                mirror["id"] = content_id("preference", chosen=good["id"], rejected=bad["id"], step=good["step"],
+                                          level=p.level + 1, prompt_of=good["id"])
+                preferences.append(mirror | {"chosen_first_shown": _shown_position(good, good),
+                                             "shown_items": len(good["presented_order"])})
     sets = items_by_set(chain["items"])
     for op in (o for o in family.ops if isinstance(o, Generate)):
         for set_id, cands in sets.items():
@@ -76,9 +85,10 @@ def _pair_weight(p: Pair) -> float:
     return 1.0 if p.origin == "procedural" else p.margin
 
 
-def _first_shown_position(judgment: Row) -> int | None:
-    """Where the item a judgment put first sat in the order it was shown (0 = first)."""
-    ranking, shown = judgment.get("ranking"), list(judgment.get("presented_order") or [])
+def _shown_position(judgment: Row, asked: Row) -> int | None:
+    """Where the item `judgment` put first sat in the order `asked` showed (0 = first): the position the chosen
+    answer of a pair picks in the pair's prompt."""
+    ranking, shown = judgment.get("ranking"), list(asked.get("presented_order") or [])
     return shown.index(ranking[0]) if ranking and ranking[0] in shown else None
 
 

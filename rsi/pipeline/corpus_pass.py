@@ -18,7 +18,7 @@ from rsi.judging.balance import PositionBalance, balance_pairs, restore_balances
 from rsi.pipeline.assemble import assemble_chain
 from rsi.pipeline.steps import run_op
 from rsi.tasks import get_family
-from rsi.tasks.family import Check
+from rsi.tasks.family import Check, Derive
 
 
 @dataclass
@@ -43,7 +43,8 @@ def seed_chains(family: str, fam_cfg: FamilyConfig, run_seed: int, iteration: in
 
 
 def needs_sandbox(cfg: RsiConfig) -> bool:
-    return any(isinstance(op, Check) and op.needs_sandbox for name in cfg.tasks for op in get_family(name).ops)
+    return any(isinstance(op, (Check, Derive)) and op.needs_sandbox
+               for name in cfg.tasks for op in get_family(name).ops)
 
 
 def family_dataset(cfg: RsiConfig, family: str, engine: Any, judge: Any, sandbox: Any, iteration: int,

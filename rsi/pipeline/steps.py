@@ -23,7 +23,7 @@ from rsi.pipeline.decisions import (
     judgments_by_set,
     meta_set_id,
 )
-from rsi.tasks.family import Chain, Check, Family, Generate, Item, MetaRank, Rank, Select
+from rsi.tasks.family import Chain, Check, Derive, Family, Generate, Item, MetaRank, Rank, Select
 from rsi.tasks.templates import render, split_rubric
 
 SYSTEM = "You are a skilled, careful assistant."
@@ -62,11 +62,16 @@ def run_op(batch: dict[str, np.ndarray], *, family: Family, op_index: int, fam_c
     elif isinstance(op, Select):
         for chain in chains:
             select_step(chain, op, fam_cfg, judging)
-    elif isinstance(op, Check):
+    elif isinstance(op, (Check, Derive)):
         if op.needs_sandbox and sandbox is None:
-            raise RuntimeError(f"step {op.name} executes code but the run has no sandbox pool")
+            name = op.name if isinstance(op, Check) else op.step
+            raise RuntimeError(f"step {name} executes code but the run has no sandbox pool")
+        run_jobs = sandbox.run_dicts if sandbox is not None else _no_sandbox
         for chain in chains:
-            op.run(chain, sandbox.run_dicts if sandbox is not None else _no_sandbox)
+            if isinstance(op, Derive):
+                op.run(chain, run_jobs, fam_cfg)
+            else:
+                op.run(chain, run_jobs)
             forget_decisions(chain)
     for row, chain in zip(rows, chains):
         row["state"] = json.dumps(chain)
@@ -112,11 +117,15 @@ def generate_step(chains: list[Chain], rows: list[dict[str, Any]], op: Generate,
 
 def _ranking_requests(set_key: str, level: int, texts: list[str], labels: list[str], instruction: str,
                       rubric: str, digest: str, rankings: int, judging: JudgingConfig) -> list[dict[str, Any]]:
-    """One request per permutation: the first shows the canonical order, the rest are seeded shuffles."""
+    """One request per permutation: the first shows the canonical order, the second the reverse (every item at
+    the other end, so that a judge who favours a position is caught by the second call, as the judge-accuracy
+    evaluation catches it), the rest are seeded shuffles."""
     out = []
     for r in range(rankings):
         order = list(range(len(texts)))
-        if r > 0:
+        if r == 1:
+            order.reverse()
+        elif r > 1:
             random.Random(derived_seed(set_key, level, "order", r)).shuffle(order)
         messages = ranking_messages(instruction, rubric, texts, labels, order, judging.rationale_chars)
         messages[0]["content"] = JUDGE_SYSTEM

@@ -11,6 +11,8 @@ config type's defaults):
   `judging.meta_depth`.
 - `Select`: keep the best `keep` candidates of each set (procedural scores first, then the judges).
 - `Check`: a procedural judge (the sandbox) that sets `procedural_score` on items.
+- `Derive`: candidates made by code rather than sampled (a program and its broken mutants), each with the
+  score execution gives it, so that the judges' rankings of the set have a known truth.
 """
 
 from __future__ import annotations
@@ -77,7 +79,22 @@ class Check:
     needs_sandbox: bool = True
 
 
-Op = Generate | Rank | MetaRank | Select | Check
+@dataclass(frozen=True)
+class Derive:
+    """Adds the items of `step` to a chain: sets of candidates built from a parent step's items by code, each
+    with its `procedural_score` set. They are the judges' material, not the policy's answers, so they never
+    form performance pairs and do not count as model outputs (their `finish_reason` is DERIVED)."""
+
+    step: str
+    run: Callable[[Chain, Callable[[list[dict]], list[dict]], Any], None]  # (chain, sandbox runner, family config)
+    render: Callable[[Item], str]  # what a judge sees of an item
+    count: str | None = None  # field of the family's config bounding the sets made per parent item
+    needs_sandbox: bool = True
+
+
+DERIVED = "derived"  # the finish_reason of a Derive step's items
+
+Op = Generate | Rank | MetaRank | Select | Check | Derive
 
 
 @dataclass(frozen=True)
@@ -101,5 +118,6 @@ class Family:
     def config_fields(self) -> list[str]:
         """The fields of its config the operations read by name (sample counts, token budgets, `keep`)."""
         read = [n for o in self.ops for n in ((o.count, o.max_tokens) if isinstance(o, Generate)
-                                              else (o.keep,) if isinstance(o, Select) else ())]
+                                              else (o.keep,) if isinstance(o, Select)
+                                              else (o.count,) if isinstance(o, Derive) and o.count else ())]
         return sorted(set(read))

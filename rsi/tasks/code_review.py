@@ -1,0 +1,108 @@
+"""Code review with known answers: the policy writes small programs, code breaks each one in a single place
+(`rsi.tasks.mutants`), and the judges rank the original against a mutant whose result execution shows to differ.
+
+The judges' rankings of these sets have a truth: the original is right. So every set whose two rankings
+disagree gives a judgement pair that no judge's opinion decides (`rsi.judging.decide`), put on both shown
+orders (`rsi.pipeline.assemble`), and the judge learns to read the code rather than the position. Which label the
+original gets is drawn per set from its content, so a judge cannot learn a favourite label instead. The
+writer learns too: a program that parses, runs the same twice and has a mutant that changes its result scores 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rsi.corpus.ids import content_id
+from rsi.tasks.family import DERIVED, Chain, Derive, Family, FamilyConfig, Generate, Item, Rank
+from rsi.tasks.mutants import make_mutants
+from rsi.tasks.python_output import canonical, parse_program, render_program
+
+REVIEW = "review"
+
+
+@dataclass
+class CodeReviewConfig(FamilyConfig):
+    """`tasks.code_review`: programs per topic (`candidates`), and how many broken mutants of each program are
+    put against it."""
+
+    reviews: int = 2
+
+
+def _outcome(verdict: dict) -> tuple[str, str | None]:
+    """('returned', canonical value) when `solution()` returned, else (the verdict's status, None)."""
+    tests = verdict.get("tests", [])
+    if len(tests) == 1 and tests[0]["status"] in ("pass", "fail"):
+        return "returned", canonical(tests[0].get("output"))
+    return str(verdict.get("status")), None
+
+
+def _review_item(program: Item, code: str, right: bool, set_id: str, mutation: str | None) -> Item:
+    return {
+        "id": content_id("performance", set_id=set_id, code=code), "step": REVIEW, "parent_id": program["id"],
+        "set_id": set_id, "prompt": program["prompt"], "completion": code, "parse_status": "ok",
+        "parse_error": None, "parsed": code, "seed": program["seed"], "temperature": program["temperature"],
+        "num_prompt_tokens": 0, "num_tokens": 0, "finish_reason": DERIVED,
+        "model_version": program["model_version"], "template_hash": program["template_hash"],
+        "procedural_score": 1.0 if right else 0.0, "procedural_detail": {"mutation": mutation}, "kept": False,
+    }
+
+
+def make_review_sets(chain: Chain, run_jobs: Callable[[list[dict]], list[dict]], cfg: CodeReviewConfig) -> None:
+    """Run every parsed program twice and each of its mutants once; for a program that returns the same value
+    both times, the first `reviews` mutants that return something else (or fail) each make a set of two."""
+    from rsi.sandbox.executor import json_job
+
+    programs = [i for i in chain["items"] if i["step"] == "write_program"]
+    plans, jobs = [], []
+    for p in programs:
+        p["procedural_score"], p["kept"] = 0.0, False
+        if p["parse_status"] != "ok":
+            continue
+        # Both sides are shown as ast.unparse writes them, so formatting cannot give the mutant away.
+        mutants = make_mutants(p["parsed"])
+        if not mutants:
+            continue
+        original = _unparsed(p["parsed"])
+        codes = [original, original] + [code for _, code in mutants]
+        plans.append((p, original, mutants, len(jobs)))
+        jobs += [json_job(code, [{"function": "solution", "args": [], "expected": None}]) for code in codes]
+    verdicts = run_jobs(jobs) if jobs else []
+    for p, original, mutants, start in plans:
+        first, second = _outcome(verdicts[start]), _outcome(verdicts[start + 1])
+        if first[0] != "returned" or first != second:
+            p["procedural_detail"] = {"deterministic": False, "status": first[0]}
+            continue
+        broken = [(kind, code) for k, (kind, code) in enumerate(mutants)
+                  if _outcome(verdicts[start + 2 + k]) != first][:cfg.reviews]
+        p["procedural_score"] = 1.0 if broken else 0.0
+        p["procedural_detail"] = {"deterministic": True, "output": first[1], "mutants": len(mutants),
+                                  "broken": len(broken)}
+        for kind, code in broken:
+            set_id = content_id("set", chain=p["set_id"], step=REVIEW, parent=p["id"], mutant=code)
+            pair = [_review_item(p, original, True, set_id, None), _review_item(p, code, False, set_id, kind)]
+            # the original's label (A or B) is drawn from the set's content: no favourite label to learn
+            chain["items"] += pair if int(set_id[:8], 16) % 2 == 0 else pair[::-1]
+
+
+def _unparsed(code: str) -> str:
+    import ast
+
+    return ast.unparse(ast.parse(code))
+
+
+def _program_variables(seed: str, parent: Item | None) -> dict[str, str]:
+    return {"topic": seed}
+
+
+FAMILY = Family(
+    name="code_review",
+    prompt_dir="code_review",
+    config=CodeReviewConfig,
+    ops=(
+        Generate("write_program", "write_program.txt", "candidates", parse_program, render_program,
+                 _program_variables),
+        Derive(REVIEW, make_review_sets, render_program, count="reviews"),
+        Rank("rank_reviews", of=REVIEW, template="rank_reviews.txt"),
+    ),
+)
