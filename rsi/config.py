@@ -200,12 +200,18 @@ def _validate_family(name: str, fam: Any) -> None:
 
 def _validate_evals(evals: EvalsConfig, gate: GateConfig) -> None:
     from rsi.evals.suite import TASKS
+    from rsi.tasks import get_family
 
     unknown = [t for t in evals.tasks if t not in TASKS]
     _require(not unknown, "evals.tasks", f"unknown {unknown} (known: {', '.join(TASKS)})")
     _require(evals.limit is None or evals.limit >= 2, "evals.limit", "must be >= 2, or null for every item")
     _require(evals.every >= 1, "evals.every", "must be >= 1")
     _require(evals.overlap_ngram >= 0, "evals.overlap_ngram", "must be >= 0 (0: off)")
+    for name in evals.families:
+        try:
+            get_family(name)
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"evals.families: {e}") from e
     for task, path in evals.data.items():
         _require(task in TASKS, f"evals.data.{task}", f"unknown task (known: {', '.join(TASKS)})")
         _require(Path(path).expanduser().is_file(), f"evals.data.{task}", f"no such file: {path}")

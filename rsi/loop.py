@@ -225,7 +225,8 @@ def evaluate_version(cfg: RsiConfig, engine: Any, judge: Any, sandbox: Any, run_
         ctx = EvalContext(generate=lambda reqs: ray.get(engine.generate.remote(reqs)),
                           judge=lambda reqs: ray.get(judge.generate.remote(reqs)),
                           run_jobs=sandbox.run_dicts if sandbox is not None else None, limit=cfg.evals.limit,
-                          data=dict(cfg.evals.data), families=list(cfg.tasks), judging=cfg.judging)
+                          data=dict(cfg.evals.data), families=list(cfg.evals.families or cfg.tasks),
+                          judging=cfg.judging)
         evaluate(list(cfg.evals.tasks), ctx, str(out))
     return load_eval_dir(str(out))
 

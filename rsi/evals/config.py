@@ -16,6 +16,9 @@ class EvalsConfig:
     limit: int | None = 40
     every: int = 1  # evaluate (and gate) every this many iterations; candidates in between are kept ungated
     data: dict[str, str] = field(default_factory=dict)  # task -> file replacing its built-in items
+    # families whose generation prompts format_following asks; empty: the run's own (`tasks`). Naming families the
+    # run does not train on shows whether training on some formats breaks the others.
+    families: list[str] = field(default_factory=list)
     # corpus rows sharing a run of this many code tokens with an evaluation item are left out of the
     # preferences (counted in the manifest), so held-out items never become training data; 0: off
     overlap_ngram: int = 10

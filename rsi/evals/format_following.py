@@ -33,6 +33,8 @@ HELDOUT_SEEDS: dict[str, list[str]] = {
                     "matrix operations", "URL parsing", "run-length encoding", "bank transactions"],
     "python_output": ["dictionary comprehension", "recursion", "string slicing", "set operations",
                       "sorting with keys", "nested loops", "bit manipulation", "tuple unpacking"],
+    "code_review": ["queues", "string padding", "number bases", "anagrams", "stacks", "coin change",
+                    "triangle numbers", "caesar cipher"],
     "open_ended": [
         "Your sibling asks to borrow a large sum of money for the third time and has not repaid the first two loans.",
         "A colleague confides they are job hunting, and your manager asks you whether anyone is planning to leave.",
