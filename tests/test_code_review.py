@@ -73,6 +73,16 @@ def test_truth_pairs_are_put_on_both_shown_orders() -> None:
 
 
 @pytest.mark.unit
+def test_truth_pairs_on_the_worse_judgments_prompt_only_when_asked() -> None:
+    chain, _ = _review_chain(right_first_shown_wins=True)
+    prefs, _ = chain_pairs(chain, get_family("code_review"), JudgingConfig(meta_depth=1, truth_both_orders=False),
+                           {"iteration": 0, "family": "code_review", "chain_id": "c"})
+    judged = [p for p in prefs if p["step"] == "rank_reviews"]
+    assert [p["prompt"][0]["content"] for p in judged] == ["shown [1, 0]"]
+    assert [p["chosen_first_shown"] for p in judged] == [1]  # the chosen answer picks the second item shown
+
+
+@pytest.mark.unit
 def test_no_truth_pair_when_the_judge_is_right_in_both_orders() -> None:
     chain, _ = _review_chain(right_first_shown_wins=False)
     prefs, _ = chain_pairs(chain, get_family("code_review"), JudgingConfig(meta_depth=1), {

@@ -38,3 +38,6 @@ class JudgingConfig:
     # this much above its fair share 1/k (DPO must not learn position bias); negative: off
     position_balance: float = 0.15
     balance_warmup: int = 20  # pairs admitted per step before the balance starts refusing
+    # a judgement pair that execution decides is trained on the prompts of both judgments (both shown orders),
+    # not only on the worse one's: its chosen answer then picks each shown position equally often
+    truth_both_orders: bool = True

@@ -52,7 +52,8 @@ def chain_pairs(chain: Chain, family: Family, judging: JudgingConfig, base: Row)
             preferences.append(_pair_row(base, good["step"], p.level + 1, bad["prompt"], good, bad, "raw_text", p)
                                | {"chosen_first_shown": _shown_position(good, bad),
                                   "shown_items": len(good["presented_order"])})
-            if p.origin == "procedural" and good["presented_order"] != bad["presented_order"]:
+            if judging.truth_both_orders and p.origin == "procedural" \
+                    and good["presented_order"] != bad["presented_order"]:
                 # Execution's verdict holds whatever the order shown, so the pair is also put on the better
                 # judgment's own prompt: the chosen answer then sits once at each shown position of the item it
                 # picks, and DPO cannot learn a position in place of the answer.
