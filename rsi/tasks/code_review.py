@@ -91,8 +91,24 @@ def _unparsed(code: str) -> str:
     return ast.unparse(ast.parse(code))
 
 
+# The form of program the prompt asks for, shown by example: without one, SmolLM2-135M gave `solution` arguments
+# (which nothing can call) in 45 of 60 parsed programs; with one of these, 48 of 64 programs ran and had a mutant.
+EXAMPLES = (
+    'def solution():\n    words = ["tree", "sky", "river"]\n    count = 0\n    for w in words:\n'
+    '        if len(w) > 3:\n            count += 1\n    return count',
+    "def solution():\n    n = 27\n    steps = 0\n    while n != 1:\n        n = n // 2 if n % 2 == 0 else 3 * n + 1\n"
+    "        steps += 1\n    return steps",
+    'def solution():\n    text = "hello world"\n    out = ""\n    for ch in text:\n        if ch in "aeiou":\n'
+    "            out += ch.upper()\n        else:\n            out += ch\n    return out",
+    'def solution():\n    prices = {"apple": 3, "pear": 5, "plum": 2}\n    cheap = []\n'
+    "    for name, price in prices.items():\n        if price <= 3:\n            cheap.append(name)\n"
+    "    return sorted(cheap)",
+)
+
+
 def _program_variables(seed: str, parent: Item | None) -> dict[str, str]:
-    return {"topic": seed}
+    """The topic, and an example program picked by the topic's hash (a stable choice across runs)."""
+    return {"topic": seed, "example": EXAMPLES[int(content_id("example", topic=seed)[:8], 16) % len(EXAMPLES)]}
 
 
 FAMILY = Family(
