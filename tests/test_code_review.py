@@ -3,6 +3,7 @@ both shown orders. Then the family on the tiny model, and `+preset=improve` for 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,23 @@ def test_truth_pairs_are_put_on_both_shown_orders() -> None:
     assert sorted(p["chosen_first_shown"] for p in judged) == [0, 1]  # balanced over the shown positions
     # derived candidates make no performance pair: they are not the policy's answers
     assert not [p for p in prefs if p["step"] == "review"]
+
+
+@pytest.mark.unit
+def test_truth_pairs_contrast_the_ranking_alone() -> None:
+    """The rejected answer is the chosen one's text with the wrong ranking: the pair differs in the verdict only."""
+    chain, _ = _review_chain(right_first_shown_wins=True)
+    for j in chain["judgments"]:
+        j["raw_text"] = json.dumps({"rationale": f"why {j['id']}", "ranking": ["AB"[i] for i in j["ranking"]]},
+                                   separators=(",", ":"))
+    family, base = get_family("code_review"), {"iteration": 0, "family": "code_review", "chain_id": "c"}
+    prefs, _ = chain_pairs(chain, family, JudgingConfig(meta_depth=1), base)
+    for p in (p for p in prefs if p["step"] == "rank_reviews"):
+        assert p["chosen"][0]["content"] == '{"rationale":"why j_ab","ranking":["A","B"]}'
+        assert p["rejected"][0]["content"] == '{"rationale":"why j_ab","ranking":["B","A"]}'
+    prefs, _ = chain_pairs(chain, family, JudgingConfig(meta_depth=1, truth_same_rationale=False), base)
+    assert {p["rejected"][0]["content"] for p in prefs if p["step"] == "rank_reviews"} == {
+        '{"rationale":"why j_ba","ranking":["B","A"]}'}
 
 
 @pytest.mark.unit
@@ -149,8 +167,6 @@ def test_improve_preset_runs_one_iteration_on_the_tiny_model(tiny_model: Path, t
            "train.max_steps=1", "evals.tasks=[judge_accuracy]", "evals.limit=2", "gate.metrics=[judge_accuracy]"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, (out.stdout + out.stderr)[-6000:]
-    import json
-
     resolved = (run_dir / ".hydra" / "config.yaml").read_text() if (run_dir / ".hydra").is_dir() else ""
     summary = json.loads((run_dir / "summary.json").read_text())
     record = summary["iterations"][0] if isinstance(summary, dict) else summary[0]

@@ -41,3 +41,6 @@ class JudgingConfig:
     # a judgement pair that execution decides is trained on the prompts of both judgments (both shown orders),
     # not only on the worse one's: its chosen answer then picks each shown position equally often
     truth_both_orders: bool = True
+    # such a pair contrasts the ranking alone: its rejected answer is the chosen one's text with the worse
+    # judgment's ranking, so DPO moves the verdict rather than the wording of two unrelated rationales
+    truth_same_rationale: bool = True

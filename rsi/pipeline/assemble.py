@@ -18,6 +18,7 @@ from rsi.corpus.ids import content_id
 from rsi.corpus.schema import JUDGMENTS, PERFORMANCES
 from rsi.judging.config import JudgingConfig
 from rsi.judging.decide import Pair
+from rsi.judging.ranking import labels_for
 from rsi.pipeline.decisions import decide_set, items_by_set
 from rsi.tasks.family import Chain, Family, Generate
 
@@ -49,9 +50,8 @@ def chain_pairs(chain: Chain, family: Family, judging: JudgingConfig, base: Row)
             # Labels are stable across permutations, so the better ranking is a valid answer to the worse
             # ranking's prompt: the pair shares that prompt, as DPO needs (decide pairs only judgments that
             # were shown the same items).
-            preferences.append(_pair_row(base, good["step"], p.level + 1, bad["prompt"], good, bad, "raw_text", p)
-                               | {"chosen_first_shown": _shown_position(good, bad),
-                                  "shown_items": len(good["presented_order"])})
+            rows = [_pair_row(base, good["step"], p.level + 1, bad["prompt"], good, bad, "raw_text", p)
+                    | {"chosen_first_shown": _shown_position(good, bad), "shown_items": len(good["presented_order"])}]
             if judging.truth_both_orders and p.origin == "procedural" \
                     and good["presented_order"] != bad["presented_order"]:
                 # Execution's verdict holds whatever the order shown, so the pair is also put on the better
@@ -60,8 +60,13 @@ def chain_pairs(chain: Chain, family: Family, judging: JudgingConfig, base: Row)
                 mirror = _pair_row(base, good["step"], p.level + 1, good["prompt"], good, bad, "raw_text", p)
                 mirror["id"] = content_id("preference", chosen=good["id"], rejected=bad["id"], step=good["step"],
                                           level=p.level + 1, prompt_of=good["id"])
-                preferences.append(mirror | {"chosen_first_shown": _shown_position(good, good),
-                                             "shown_items": len(good["presented_order"])})
+                rows.append(mirror | {"chosen_first_shown": _shown_position(good, good),
+                                      "shown_items": len(good["presented_order"])})
+            if p.origin == "procedural" and judging.truth_same_rationale:
+                contrast = _with_ranking(good["raw_text"], bad["ranking"], p.level)
+                for row in rows:
+                    row["rejected"] = [{"role": "assistant", "content": contrast or bad["raw_text"]}]
+            preferences += rows
     sets = items_by_set(chain["items"])
     for op in (o for o in family.ops if isinstance(o, Generate)):
         for set_id, cands in sets.items():
@@ -71,6 +76,20 @@ def chain_pairs(chain: Chain, family: Family, judging: JudgingConfig, base: Row)
                 good, bad = cands[p.chosen], cands[p.rejected]
                 preferences.append(_pair_row(base, op.step, 1, good["prompt"], good, bad, "completion", p))
     return preferences, weights
+
+
+def _with_ranking(answer: str, ranking: list[int] | None, level: int) -> str | None:
+    """A listwise judge's JSON answer with its ranking replaced by `ranking` (indices of the judged items), written
+    as the judge writes JSON; None when the answer is not such an object (pairwise verdicts, free text)."""
+    try:
+        obj = json.loads(answer)
+    except json.JSONDecodeError:
+        return None
+    if not (isinstance(obj, dict) and isinstance(obj.get("ranking"), list) and ranking
+            and len(obj["ranking"]) == len(ranking)):
+        return None
+    labels = labels_for(len(ranking), prefix="J" * (level - 1))
+    return json.dumps({**obj, "ranking": [labels[i] for i in ranking]}, ensure_ascii=False, separators=(",", ":"))
 
 
 def _row(schema: pa.Schema, record: Row, json_fields: tuple[str, ...] = ()) -> Row:
