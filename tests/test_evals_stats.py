@@ -154,3 +154,19 @@ def test_compare_cli(tmp_path, capsys) -> None:  # noqa: ANN001
     assert "t1" in capsys.readouterr().out
     assert compare.main([a, str(tmp_path / "nope")]) == 2
     assert "nope/metrics.json: missing" in capsys.readouterr().err
+
+
+def test_compare_dirs_pairs_the_judges_same_pick_in_both_orders(tmp_path) -> None:  # noqa: ANN001
+    """A judge that stops picking by position shows in `judge_accuracy.same_pick_both_orders` even while its
+    accuracy (right in both orders) has not moved."""
+    def judge(picks: list[tuple[int | None, int | None]]) -> TaskResult:
+        items = [{"id": f"p{k}", "correct": 0, "pick_AB": ab, "pick_BA": ba} for k, (ab, ba) in enumerate(picks)]
+        return TaskResult(task="judge_accuracy", metric="accuracy", value=0.0, ci95=(0.0, 0.0), n=len(items),
+                          items=items)
+
+    compare.write_eval_dir(str(tmp_path / "a"), [judge([(0, 1)] * 12)])  # always the first shown
+    compare.write_eval_dir(str(tmp_path / "b"), [judge([(1, 1)] * 10 + [(0, None), (0, 1)])])
+    rows = compare.compare_dirs(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert rows["judge_accuracy"]["delta"] == 0.0
+    same = rows["judge_accuracy.same_pick_both_orders"]
+    assert same["n"] == 12 and same["delta"] == pytest.approx(10 / 12) and same["p"] < 0.01

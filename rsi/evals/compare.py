@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rsi.evals.stats import compare_items
@@ -78,14 +78,31 @@ def load_eval_dir(path: str) -> tuple[dict[str, dict[str, Any]], dict[str, list[
     return metrics, items
 
 
+def _same_pick(item: dict[str, Any]) -> int:
+    return int(item.get("pick_AB") is not None and item.get("pick_AB") == item.get("pick_BA"))
+
+
+# Item-level properties compared like a task's own metric, as `task.name` rows: the judge's position
+# consistency (the same candidate picked in both shown orders; an invalid answer counts as not) moves before its
+# accuracy does, and is what a position-biased judge gets wrong.
+SECONDARY: dict[str, dict[str, Callable[[dict[str, Any]], int]]] = {
+    "judge_accuracy": {"same_pick_both_orders": _same_pick},
+}
+
+
 def compare_dirs(dir_a: str, dir_b: str) -> dict[str, dict[str, Any]]:
-    """{task: {"delta", "ci95", "p", "n"}} for each task both directories hold, B relative to A."""
+    """{task: {"delta", "ci95", "p", "n"}} for each task both directories hold, B relative to A, plus a
+    `task.property` row for each of the task's SECONDARY properties."""
     _, items_a = load_eval_dir(dir_a)
     _, items_b = load_eval_dir(dir_b)
     out = {}
     for task in sorted(items_a.keys() & items_b.keys()):
         c = compare_items(items_a[task], items_b[task])
         out[task] = {**c, "ci95": list(c["ci95"])}
+        for name, prop in SECONDARY.get(task, {}).items():
+            c = compare_items(*([{"id": it["id"], "correct": prop(it)} for it in items]
+                                for items in (items_a[task], items_b[task])))
+            out[f"{task}.{name}"] = {**c, "ci95": list(c["ci95"])}
     return out
 
 
