@@ -213,7 +213,9 @@ def test_pairwise_judging_and_three_levels(engine, tmp_path: Path) -> None:
             assert good["set_id"] == bad["set_id"] and good["level"] == pref["level"] - 1
             assert sorted(good["presented_order"]) == sorted(bad["presented_order"])
             assert pref["shown_items"] == len(good["presented_order"])
-            assert pref["chosen_first_shown"] == good["presented_order"].index(good["ranking"][0])
+            # the position the chosen answer picks in the pair's prompt, which is the worse judgment's
+            assert pref["prompt"] == bad["prompt"]
+            assert pref["chosen_first_shown"] == bad["presented_order"].index(good["ranking"][0])
 
 
 @pytest.mark.ray
