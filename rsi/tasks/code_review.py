@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from rsi.corpus.ids import content_id
 from rsi.tasks.family import DERIVED, Chain, Derive, Family, FamilyConfig, Generate, Item, Rank
 from rsi.tasks.mutants import make_mutants
-from rsi.tasks.python_output import canonical, parse_program, render_program
+from rsi.tasks.python_output import _returned, canonical, parse_program, render_program
 
 REVIEW = "review"
 
@@ -31,10 +31,8 @@ class CodeReviewConfig(FamilyConfig):
 
 def _outcome(verdict: dict) -> tuple[str, str | None]:
     """('returned', canonical value) when `solution()` returned, else (the verdict's status, None)."""
-    tests = verdict.get("tests", [])
-    if len(tests) == 1 and tests[0]["status"] in ("pass", "fail"):
-        return "returned", canonical(tests[0].get("output"))
-    return str(verdict.get("status")), None
+    returned, value = _returned(verdict)
+    return ("returned", canonical(value)) if returned else (str(verdict.get("status")), None)
 
 
 def _review_item(program: Item, code: str, right: bool, set_id: str, mutation: str | None) -> Item:
