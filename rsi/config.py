@@ -205,6 +205,9 @@ def _validate_evals(evals: EvalsConfig, gate: GateConfig) -> None:
     unknown = [t for t in evals.tasks if t not in TASKS]
     _require(not unknown, "evals.tasks", f"unknown {unknown} (known: {', '.join(TASKS)})")
     _require(evals.limit is None or evals.limit >= 2, "evals.limit", "must be >= 2, or null for every item")
+    for task, n in evals.limits.items():
+        _require(task in TASKS, f"evals.limits.{task}", f"unknown task (known: {', '.join(TASKS)})")
+        _require(n >= 2, f"evals.limits.{task}", "must be >= 2")
     _require(evals.every >= 1, "evals.every", "must be >= 1")
     _require(evals.overlap_ngram >= 0, "evals.overlap_ngram", "must be >= 0 (0: off)")
     for name in evals.families:

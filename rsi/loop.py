@@ -225,6 +225,7 @@ def evaluate_version(cfg: RsiConfig, engine: Any, judge: Any, sandbox: Any, run_
         ctx = EvalContext(generate=lambda reqs: ray.get(engine.generate.remote(reqs)),
                           judge=lambda reqs: ray.get(judge.generate.remote(reqs)),
                           run_jobs=sandbox.run_dicts if sandbox is not None else None, limit=cfg.evals.limit,
+                          limits=dict(cfg.evals.limits),
                           data=dict(cfg.evals.data), families=list(cfg.evals.families or cfg.tasks),
                           judging=cfg.judging)
         evaluate(list(cfg.evals.tasks), ctx, str(out))

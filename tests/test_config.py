@@ -140,6 +140,8 @@ def test_a_family_without_a_registered_schema_is_typed_by_family_config(tmp_path
     ("train.learning_rate=0", "train.learning_rate"), ("train.max_steps=0", "train.max_steps"),
     ("train.threads=-1", "train.threads"), ("tasks.programming.keep=0", "tasks.programming.keep"),
     ("tasks.programming.candidates=1", "tasks.programming.candidates"), ("loop.iterations=0", "loop.iterations"),
+    ("train.sft_weight=-1", "train.sft_weight"), ("+evals.limits.judge_accuracy=1", "evals.limits.judge_accuracy"),
+    ("+evals.limits.judge_acuracy=9", "evals.limits.judge_acuracy"),
 ])
 def test_bad_range_fails_at_validate_naming_the_key(override: str, key: str) -> None:
     cfg = _compose(override)

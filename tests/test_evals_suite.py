@@ -234,11 +234,13 @@ def test_evaluate_writes_a_readable_eval_dir(tmp_path: Path) -> None:
 
     generate, _ = _fake_policy(_good_output)
     ctx = _ctx(generate=generate, judge=oracle_judge, limit=6, families=ALL_FAMILIES)
+    ctx.limits = {"judge_accuracy": 9}  # a task's own count replaces `limit` for that task alone
     results = evaluate(["judge_accuracy", "format_following"], ctx, str(tmp_path / "ev"))
     metrics, items = load_eval_dir(str(tmp_path / "ev"))
     assert set(metrics) == set(items) == {"judge_accuracy", "format_following"}
     for task, r in results.items():
-        assert metrics[task]["value"] == r.value and metrics[task]["n"] == r.n == len(items[task]) == 6
+        n = 9 if task == "judge_accuracy" else 6
+        assert metrics[task]["value"] == r.value and metrics[task]["n"] == r.n == len(items[task]) == n
         assert [it["id"] for it in items[task]] == [it["id"] for it in r.items]
     assert metrics["judge_accuracy"]["position_consistency"]["value"] == 1.0
 

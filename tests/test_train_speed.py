@@ -206,3 +206,26 @@ def test_speedups_learn_the_same(tiny_model: Path, tmp_path: Path) -> None:
         for key in ("logps/chosen", "logps/rejected"):
             assert b[key] == pytest.approx(a[key], rel=1e-4), (key, a, b)
     assert any(abs(a["loss"] - math.log(2)) > 1e-3 for a in slow), "the run must learn for the check to mean much"
+
+
+@pytest.mark.ray
+def test_sft_weight_adds_the_chosen_answers_nll(tiny_model: Path, tmp_path: Path) -> None:
+    """`train.sft_weight` adds w × the chosen answers' mean token NLL to the preference loss (RPO): on the first
+    step (reference == policy, so DPO's part is ln 2) the extra loss is positive and doubles with w, and over a
+    few steps the chosen answers become likelier than under DPO alone."""
+    import datasets
+    from test_train import _pairs
+
+    from rsi.train.data import prepare_preferences
+
+    table, _ = prepare_preferences(datasets.Dataset.from_list(_pairs(8)), "weight")
+    common = {"max_steps": 4, "learning_rate": 1e-3, "per_device_batch_size": 2, "seed": 3}
+    runs = {w: _steps(TrainConfig(sft_weight=w, **common), tiny_model, table, tmp_path / str(w))[0]
+            for w in (0.0, 1.0, 2.0)}
+    assert runs[0.0][0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    nll = runs[1.0][0]["loss"] - math.log(2)
+    assert nll > 1.0  # a random tiny model: several nats per token
+    assert runs[2.0][0]["loss"] - math.log(2) == pytest.approx(2 * nll, rel=1e-4)
+    assert runs[1.0][-1]["logps/chosen"] > runs[0.0][-1]["logps/chosen"]
+    with pytest.raises(ValueError, match="train.sft_weight"):
+        TrainConfig(sft_weight=-1).validate()

@@ -14,6 +14,9 @@ class EvalsConfig:
     # items per task (a deterministic subset, rsi.evals.task.subset); null: every item. The default keeps an
     # evaluation of SmolLM2 on 2 CPU cores near a quarter of an iteration; GPU runs should use null.
     limit: int | None = 40
+    # task -> its own item count, replacing `limit` for that task (e.g. more judge pairs for a paired test's power
+    # where the other tasks sit at the model's floor)
+    limits: dict[str, int] = field(default_factory=dict)
     every: int = 1  # evaluate (and gate) every this many iterations; candidates in between are kept ungated
     data: dict[str, str] = field(default_factory=dict)  # task -> file replacing its built-in items
     # families whose generation prompts format_following asks; empty: the run's own (`tasks`). Naming families the

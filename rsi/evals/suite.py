@@ -7,6 +7,7 @@ the `TASK=FILE` arguments that replace a task's built-in items.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rsi.evals.compare import write_eval_dir
@@ -46,7 +47,7 @@ def evaluate(tasks: list[str], ctx: EvalContext, out_dir: str) -> dict[str, Task
         bar = progress.add_task("evaluating", total=len(tasks))
         for name in tasks:
             progress.update(bar, description=f"evaluating {name}")
-            results[name] = TASKS[name](ctx)
+            results[name] = TASKS[name](replace(ctx, limit=ctx.limits.get(name, ctx.limit)))
             progress.advance(bar)
     write_eval_dir(out_dir, list(results.values()))
     return results

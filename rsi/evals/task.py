@@ -30,6 +30,7 @@ class EvalContext:
     judge: Generate  # the judge (the policy itself when it judges itself)
     run_jobs: RunJobs | None = None  # None: tasks that execute code refuse to run, naming the task
     limit: int | None = None  # score a deterministic subset of this many items (`subset`)
+    limits: dict[str, int] = field(default_factory=dict)  # task -> its own `limit`
     data: dict[str, str] = field(default_factory=dict)  # task -> file replacing its built-in items
     families: list[str] = field(default_factory=lambda: ["programming"])  # enabled task families
     judging: JudgingConfig = field(default_factory=JudgingConfig)  # the judge prompt's settings, as in the pipeline

@@ -76,6 +76,10 @@ class TrainConfig:
     max_length: int | None = None
     seed: int = 0
     loss_type: LossType = LossType.sigmoid
+    # Weight of the chosen completion's mean token NLL added to the preference loss (RPO, "Iterative Reasoning
+    # Preference Optimization", Pang et al. 2024; TRL's "sft" loss term); 0: off. DPO alone lowers the rejected
+    # answer's likelihood and, with it, the format the chosen one shares: this keeps the chosen answers likely.
+    sft_weight: float = 0.0
     # Mid-run checkpoints every `save_steps` optimizer steps (0: none), reported to Ray Train; a worker that
     # dies is restarted up to `max_failures` times (-1: without limit) and resumes from the newest checkpoint.
     save_steps: int = 0
@@ -100,6 +104,8 @@ class TrainConfig:
         for key in ("learning_rate", "beta"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"train.{key}: must be > 0 (got {getattr(self, key)})")
+        if self.sft_weight < 0:
+            raise ValueError(f"train.sft_weight: must be >= 0, 0 for the preference loss alone (got {self.sft_weight})")
         if self.save_steps < 0:
             raise ValueError(f"train.save_steps: must be >= 0, 0 for no mid-run checkpoints (got {self.save_steps})")
         if self.max_failures < -1:

@@ -38,7 +38,9 @@ def dpo_config_kwargs(cfg: TrainConfig, output_dir: str, logging_dir: str | None
         "output_dir": output_dir,
         "learning_rate": cfg.learning_rate,
         "beta": cfg.beta,
-        "loss_type": [str(cfg.loss_type)],  # a plain str: TRL checks and serialises it
+        # plain strs: TRL checks and serialises them
+        "loss_type": [str(cfg.loss_type)] + (["sft"] if cfg.sft_weight else []),
+        "loss_weights": [1.0, cfg.sft_weight] if cfg.sft_weight else None,
         "num_train_epochs": cfg.epochs,
         "max_steps": cfg.max_steps,
         "per_device_train_batch_size": cfg.per_device_batch_size,
