@@ -233,11 +233,12 @@ def evaluate_version(cfg: RsiConfig, engine: Any, judge: Any, sandbox: Any, run_
 
 
 def vs_v0(run_dir: Path, items: Items) -> dict[str, Any]:
-    """The candidate against v0 on every item, once v0 was evaluated."""
+    """The candidate against v0 on the claim half, once v0 was evaluated: the gate chose versions on the other
+    half, so only this one can show that the loop improved."""
     from rsi.evals.compare import load_eval_dir
 
     v0 = eval_dir(run_dir, 0)
-    return paired(load_eval_dir(str(v0))[1], items) if (v0 / "metrics.json").is_file() else {}
+    return paired(load_eval_dir(str(v0))[1], items, "claim") if (v0 / "metrics.json").is_file() else {}
 
 
 def dpo_logging_dir(tracker: Tracker, version: int) -> str | None:

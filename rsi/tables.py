@@ -40,7 +40,7 @@ def summary_table(summaries: list[Any]) -> Group:
                 "DPO s", "swap s", "tokens/s", "engine busy"):
         runs.add_column(col, justify="right")
     metrics = Table(title="held-out metrics (95% CI) · paired Δ candidate − kept")
-    for col in ("iter", "metric", "kept", "candidate", "Δ gate half", "Δ claim half", "Δ vs v0"):
+    for col in ("iter", "metric", "kept", "candidate", "Δ gate half", "Δ claim half", "Δ vs v0 (claim half)"):
         metrics.add_column(col, justify="right")
     for s in summaries:
         sec = s.seconds

@@ -39,7 +39,6 @@ TIERS = ("unit", "ray", "e2e")
 _TIER_OF = pytest.StashKey[dict]()
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: a test without a tier fails every run, not only full ones
 @pytest.fixture(scope="module")
 def engine(tiny_model: Path, ray_local):
     """A vLLM engine actor on the tiny model, per test module."""
@@ -64,6 +63,7 @@ def sandbox(ray_local):
     pool.close()
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: a test without a tier fails every run, not only full ones
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tier_of, wrong = {}, []
     for item in items:

@@ -151,7 +151,7 @@ def _pass(out: Path, pool: Any, killer_every: int | None) -> dict[str, Any]:
         while True:
             attempts += 1
             try:
-                run_corpus_pass(_config(resume=attempts > 1), pool, 0, out, model_version=0,
+                run_corpus_pass(_config(resume=attempts > 1), pool, 0, out, model_version=0, judge=pool,
                                 sandbox=holder["sandbox"])
                 break
             except Exception as e:  # a dead sandbox worker fails the pass: rerun it, resuming, on a new pool

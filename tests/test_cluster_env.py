@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from overlay_venv import make_overlay_venv
-from tiny_run import assert_iteration_written, tiny_run
+from tiny_run import assert_iteration_written
 
 from rsi.cluster_env import (
     ClusterConfig,
@@ -178,7 +178,7 @@ def test_node_local_run_dir_fails_on_two_nodes(tmp_path: Path) -> None:
 # ---- ray job submit ------------------------------------------------------------------------------------------
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_ray_job_submit_runs_rsi(tmp_path: Path, tiny_model: Path) -> None:
+def test_ray_job_submit_runs_rsi(tmp_path: Path) -> None:
     """README's command, as is: `ray start --head` (token auth), `ray job submit --working-dir . -- rsi run …`;
     the job succeeds, its run dir holds the three tables and checkpoint v1, and its logs show the iteration
     table. A client without the token is refused with Ray's own message."""
@@ -192,8 +192,9 @@ def test_ray_job_submit_runs_rsi(tmp_path: Path, tiny_model: Path) -> None:
         refused = head.ray("job", "list", "--address", head.dashboard, env=no_token, timeout=120)
         assert refused.returncode != 0 and "no authentication token was found" in refused.stderr + refused.stdout
 
+        # the README's command; the job builds the tiny model itself (`model=tiny`), as it would for a user
         submitted = head.submit("--submission-id", job, "--working-dir", ".", "--", "rsi", "run",
-                                *tiny_run(tiny_model), f"run.dir={run_dir}", cwd=ROOT)
+                                "+preset=smoke", f"run.dir={run_dir}", cwd=ROOT)
         status = head.ray("job", "status", "--address", head.dashboard, job, timeout=120)
         logs = head.ray("job", "logs", "--address", head.dashboard, job, timeout=120).stdout
         assert f"Job '{job}' succeeded" in status.stdout, (submitted.stdout + submitted.stderr)[-6000:]

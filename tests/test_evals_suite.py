@@ -325,3 +325,33 @@ def test_eval_run_on_tiny_model_then_compare(tiny_model: Path, ray_local: None, 
     rows = json.loads(capsys.readouterr().out)
     assert set(rows) == set(tasks) | {"judge_accuracy.same_pick_both_orders"}
     assert all(r["delta"] == 0.0 and r["p"] == 1.0 for r in rows.values())
+
+
+@pytest.mark.unit
+def test_counting_asks_in_concurrent_chunks_and_keeps_the_order() -> None:
+    """An evaluation's answers show as done of total: the requests go out in chunks, all in flight, and the
+    answers come back in the order asked whatever order the chunks finish in."""
+    import random
+    import threading
+    import time
+
+    from rsi.evals.suite import counting
+
+    in_flight, most, lock = [0], [0], threading.Lock()
+
+    def generate(reqs: list[dict]) -> list[dict]:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        time.sleep(random.random() / 50)
+        with lock:
+            in_flight[0] -= 1
+        return [{"text": str(r["i"])} for r in reqs]
+
+    done, asked = [], []
+    ask = counting(generate, done.append, asked.append, chunk=4)
+    out = ask([{"i": i} for i in range(37)])
+    assert [o["text"] for o in out] == [str(i) for i in range(37)]
+    assert asked == [37] and sum(done) == 37 and sorted(done) == [1] + [4] * 9
+    assert most[0] > 1  # chunks overlap: the engines can batch them together
+    assert ask([]) == [] and asked == [37, 0]

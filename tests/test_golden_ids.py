@@ -56,7 +56,7 @@ def corpus_ids(engine, sandbox, out: Path, name: str) -> dict[str, list[str]]:
     cfg.judging.position_balance = -1.0
     for key, value in judging.items():
         setattr(cfg.judging, key, type(getattr(cfg.judging, key))(value))
-    run_corpus_pass(cfg, engine, 0, out, model_version=0, sandbox=sandbox)
+    run_corpus_pass(cfg, engine, 0, out, model_version=0, judge=engine, sandbox=sandbox)
     return {t: sorted(read_table(out, t, ["id"]).column("id").to_pylist()) for t in TABLES}
 
 

@@ -103,7 +103,7 @@ def _pass(engine, sandbox, tmp_path: Path, tasks: dict[str, FamilyConfig], **jud
     for key, value in judging.items():
         setattr(cfg.judging, key, value)
     out = tmp_path / "iter_000"
-    run_corpus_pass(cfg, engine, 0, out, model_version=0, sandbox=sandbox)
+    run_corpus_pass(cfg, engine, 0, out, model_version=0, judge=engine, sandbox=sandbox)
     return out
 
 

@@ -1,6 +1,6 @@
-"""The overrides of a one-minute `rsi run model=tiny` on 2 cores, shared by the tests that run the command the
-way a user does (ray job submit, an installed wheel, a sweep): the cheapest family, one DPO step, one held-out
-task of two items. Only sizes change; every stage of an iteration still runs."""
+"""The one-minute `rsi run +preset=smoke` on 2 cores, shared by the tests that run the command the way a user
+does (ray job submit, an installed wheel, a sweep): the cheapest family, one DPO step, one held-out task of two
+items. Only sizes change; every stage of an iteration still runs."""
 
 from __future__ import annotations
 
@@ -10,11 +10,8 @@ TABLES = ("performances", "judgments", "preferences")
 
 
 def tiny_run(tiny_model: Path) -> list[str]:
-    return ["model=tiny", f"model.path={tiny_model}", "loop.iterations=1",
-            "backend.kv_cache_gb=0.25", "backend.num_cpus=0",
-            "tasks=[open_ended]", "tasks.open_ended.seeds=[queues,dates]", "tasks.open_ended.candidates=3",
-            "tasks.open_ended.max_tokens=32", "judging.max_tokens=40", "judging.rationale_chars=16",
-            "train.max_steps=1", "evals.tasks=[format_following]", "evals.limit=2", "gate.enabled=false"]
+    """conf/preset/smoke.yaml on the session's tiny model (built once per test run)."""
+    return ["+preset=smoke", f"model.path={tiny_model}"]
 
 
 def assert_iteration_written(run_dir: Path) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from rsi.evals.compare import write_eval_dir
 from rsi.evals.format_following import run_format_following
 from rsi.evals.humaneval import run_humaneval
 from rsi.evals.judge_accuracy import load_pairs, run_judge_accuracy
 from rsi.evals.output_prediction import read_items, run_output_prediction
-from rsi.evals.task import EvalContext, TaskResult, read_jsonl
+from rsi.evals.task import EvalContext, Generate, TaskResult, read_jsonl
 
 TASKS: dict[str, Callable[[EvalContext], TaskResult]] = {
     "humaneval": run_humaneval,
@@ -47,10 +48,44 @@ def evaluate(tasks: list[str], ctx: EvalContext, out_dir: str) -> dict[str, Task
         bar = progress.add_task("evaluating", total=len(tasks))
         for name in tasks:
             progress.update(bar, description=f"evaluating {name}")
-            results[name] = TASKS[name](replace(ctx, limit=ctx.limits.get(name, ctx.limit)))
+            answers, asked = progress.add_task(f"  {name}: model answers", total=0), [0]
+
+            def expect(n: int, t: Any = answers, asked: list[int] = asked) -> None:
+                asked[0] += n
+                progress.update(t, total=asked[0])
+
+            def advance(n: int, t: Any = answers) -> None:
+                progress.advance(t, n)
+
+            results[name] = TASKS[name](replace(ctx, limit=ctx.limits.get(name, ctx.limit),
+                                                generate=counting(ctx.generate, advance, expect),
+                                                judge=counting(ctx.judge, advance, expect)))
+            progress.remove_task(answers)
             progress.advance(bar)
     write_eval_dir(out_dir, list(results.values()))
     return results
+
+
+def counting(generate: Generate, advance: Callable[[int], None], expect: Callable[[int], None],
+             chunk: int = 16) -> Generate:
+    """`generate` asked in chunks of `chunk` requests, all in flight at once (the engines batch concurrent
+    calls), reporting each finished chunk's size, so a long evaluation shows answers done of total."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    def ask(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        expect(len(requests))
+        if not requests:
+            return []
+        parts = [requests[i:i + chunk] for i in range(0, len(requests), chunk)]
+        out: list[list[dict[str, Any]]] = [[] for _ in parts]
+        with ThreadPoolExecutor(max_workers=min(len(parts), 64)) as pool:
+            futures = {pool.submit(generate, part): k for k, part in enumerate(parts)}
+            for future in as_completed(futures):
+                out[futures[future]] = future.result()
+                advance(len(parts[futures[future]]))
+        return [answer for part in out for answer in part]
+
+    return ask
 
 
 def parse_data_args(args: Sequence[str]) -> dict[str, str]:

@@ -102,11 +102,3 @@ def parse_ranking(text: str, labels: list[str]) -> ParsedRanking:
         return ParsedRanking("invalid_ranking", None, rationale, f"not a permutation of {labels}: [{shown}]")
     return ParsedRanking("ok", [labels.index(x) for x in got], rationale)
 
-
-def borda_scores(rankings: list[list[int]], weights: list[float], n: int) -> list[float]:
-    """Weighted Borda count: a candidate gets (n-1-position) points from each ranking, times its weight."""
-    scores = [0.0] * n
-    for ranking, w in zip(rankings, weights):
-        for pos, idx in enumerate(ranking):
-            scores[idx] += w * (n - 1 - pos)
-    return scores

@@ -69,7 +69,7 @@ def family_dataset(cfg: RsiConfig, family: str, engine: Any, judge: Any, sandbox
 
 
 def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, *, model_version: int,
-                    sandbox: Any = None, judge: Any = None, overlap: OverlapFilter | None = None,
+                    judge: Any, sandbox: Any = None, overlap: OverlapFilter | None = None,
                     progress: Any = None) -> PassStats:
     """Stream every family's chains into the corpus writer, a part per few finished chains. With `overlap`,
     preference rows sharing text with a held-out evaluation item are left out (and counted).
@@ -93,7 +93,7 @@ def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, 
                 if c["chain_id"] not in done]
         pending += len(todo)
         if todo:
-            streams.append(family_dataset(cfg, family, engine, judge or engine, sandbox, iteration, todo))
+            streams.append(family_dataset(cfg, family, engine, judge, sandbox, iteration, todo))
     if progress is not None:  # rsi.console.ChainProgress: chains done of pending, rows per step
         progress.start(pending)
     if streams:

@@ -113,7 +113,7 @@ def _metrics_table(row: Row) -> str:
         return '<p class="note">No evaluations this iteration.</p>'
     base, new = _version(row.get("model_version")), _version(row.get("new_version"))
     head = (f"<tr><th>benchmark</th><th>metric</th><th>{base} (compared with)</th><th>{new} (candidate)</th>"
-            "<th>Δ gate half</th><th>Δ claim half</th><th>Δ vs v0</th></tr>")
+            "<th>Δ gate half</th><th>Δ claim half</th><th>Δ vs v0 (claim half)</th></tr>")
     body = []
     for b in benches:
         est = kept.get(b) or cand.get(b)
@@ -177,7 +177,7 @@ def render_page(run_dir: Path, rows: list[Row], plots: list[tuple[PlotSpec, Path
 {''.join(figures)}
 <h2>Per iteration</h2>
 <p class="muted">Values with 95% CI; Δ is candidate minus compared-with version, paired on the gate half (what the
-gate decided on), the claim half (held out from the gate) and against v0; bold where p &lt; 0.05.</p>
+gate decided on), the claim half (held out from the gate) and against v0 on the claim half; bold where p &lt; 0.05.</p>
 {''.join(iterations)}
 <div id="images-ok">images not checked (scripts off)</div>
 <script>{CHECK_SCRIPT}</script>

@@ -16,6 +16,7 @@ import queue
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rsi.sandbox.wipe import wipe_tree
@@ -135,9 +136,9 @@ def unmount_workdir(slot: Slot) -> None:
     slot.workdir_mb = 0
 
 
-def uid_tasks(uid: int) -> int:
-    """Tasks (threads included, as RLIMIT_NPROC counts them) whose real uid is `uid`."""
-    n = 0
+def _proc_status() -> Iterator[tuple[int, dict[bytes, bytes]]]:
+    """(pid, {field: value}) of every process's /proc status, as read (a process gone meanwhile is skipped);
+    status, not the /proc dir's owner, since a non-dumpable process's dir is root's."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -146,13 +147,19 @@ def uid_tasks(uid: int) -> int:
                 head = f.read(2048)
         except OSError:
             continue
-        fields = dict(line.split(b":", 1) for line in head.split(b"\n") if b":" in line)
-        try:
-            if int(fields[b"Uid"].split()[0]) == uid:
-                n += int(fields[b"Threads"])
-        except (KeyError, ValueError, IndexError):
-            continue
-    return n
+        yield int(name), dict(line.split(b":", 1) for line in head.split(b"\n") if b":" in line)
+
+
+def _real_uid(fields: dict[bytes, bytes]) -> int | None:
+    try:
+        return int(fields[b"Uid"].split()[0])
+    except (KeyError, ValueError, IndexError):
+        return None
+
+
+def uid_tasks(uid: int) -> int:
+    """Tasks (threads included, as RLIMIT_NPROC counts them) whose real uid is `uid`."""
+    return sum(int(fields.get(b"Threads", b"0")) for _, fields in _proc_status() if _real_uid(fields) == uid)
 
 
 def _running(pid: int) -> bool:
@@ -221,27 +228,10 @@ def wait_gone(pids: set[int] | list[int], deadline: float) -> bool:
 
 
 def uid_processes(uid: int, zombies: bool = True) -> list[int]:
-    """Pids whose real uid is `uid` (read from status: a non-dumpable process's /proc dir is root's).
-    Zombies are included by default: until reaped they still count against the uid's process limit."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/status", "rb") as f:
-                head = f.read(1024)
-        except OSError:
-            continue
-        state = uid_line = b""
-        for line in head.split(b"\n"):
-            if line.startswith(b"State:"):
-                state = line.split()[1]
-            elif line.startswith(b"Uid:"):
-                uid_line = line
-                break
-        if uid_line and int(uid_line.split()[1]) == uid and (zombies or state != b"Z"):
-            pids.append(int(name))
-    return pids
+    """Pids whose real uid is `uid`. Zombies are included by default: until reaped they still count against
+    the uid's process limit."""
+    return [pid for pid, fields in _proc_status()
+            if _real_uid(fields) == uid and (zombies or fields.get(b"State", b"").split()[:1] != [b"Z"])]
 
 
 def sweep(slot: Slot, wait_s: float = 5.0) -> bool:
