@@ -92,6 +92,9 @@ def test_two_iterations_end_to_end(backend: str, tiny_model: Path, tmp_path: Pat
         claim = ids_of_half(items["humaneval"], "claim")  # v0 is compared on the half the gate never decided on
         assert summaries[1].evals["vs_v0"].get("humaneval", {}).get("n", 0) == len(claim)
         assert build_report(tmp_path / "run").is_file()
+        # DPO's own training curves (TRL's report_to) sit beside the loop's metrics for TensorBoard
+        for version in (1, 2):
+            assert list((tmp_path / "run" / "tb" / f"dpo_v{version}").rglob("events.out.tfevents.*")), version
     else:
         assert all(s.decision == "ungated" and s.evals == {} for s in summaries)
 
