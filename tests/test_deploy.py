@@ -1,11 +1,13 @@
 """The deployment files as a user runs them: every `rsi run` in k8s/, cluster/ and the README composes; the KubeRay
-manifests validate against the vendored CRD schemas of KubeRay v1.7.0 with unknown fields rejected; pods meet the
-Pod Security level they claim; the sandbox NetworkPolicy denies all but Ray's traffic; the images, the
-Dockerfiles' install steps and the manifests' commands are the ones the README shows; the cluster launcher
-configs validate against the schema of the installed Ray. No cluster, no image build (no daemon here)."""
+manifests validate against the vendored CRD schemas of KubeRay v1.7.0 with unknown fields rejected; every pod meets
+Pod Security `restricted` (the per-slot-uid variant's sandbox pods `baseline`); the sandbox NetworkPolicy denies all
+but Ray's traffic; the images, the Dockerfiles' install steps and the manifests' commands are the ones the README
+shows; the cluster launcher configs validate against the schema of the installed Ray. No cluster, no image build
+(no daemon here)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shlex
@@ -148,7 +150,7 @@ def _validator(kind: str):  # noqa: ANN202
 
 def ray_docs() -> list[tuple[str, dict]]:
     return [(str(p.relative_to(ROOT)), d) for p in MANIFESTS for d in yaml.safe_load_all(p.read_text())
-            if d and d.get("apiVersion") == "ray.io/v1"]
+            if isinstance(d, dict) and d.get("apiVersion") == "ray.io/v1"]
 
 
 def test_manifests_validate_against_kuberay_crds() -> None:
@@ -168,21 +170,46 @@ def test_strict_validation_rejects_an_unknown_field() -> None:
 
 
 # ---- pods: Pod Security Standards ----------------------------------------------------------------------------
-# https://kubernetes.io/docs/concepts/security/pod-security-standards/ (v1.33): the rules this checks.
+# https://kubernetes.io/docs/concepts/security/pod-security-standards/ (v1.33): every control of `baseline` and
+# `restricted`, over the pod, its containers, init and ephemeral containers, as Pod Security admission reads them.
 BASELINE_CAPS = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
                  "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+BASELINE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports",
+                    "net.ipv4.ip_unprivileged_port_start", "net.ipv4.ping_group_range", "net.ipv4.tcp_fin_timeout",
+                    "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes", "net.ipv4.tcp_keepalive_time",
+                    "net.ipv4.tcp_rmem", "net.ipv4.tcp_syncookies", "net.ipv4.tcp_wmem"}
+SELINUX_TYPES = {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
                       "projected", "secret"}
+APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
 
 
-def pod_security_violations(pod: dict, level: str) -> list[str]:
-    """Violations of the `baseline` or `restricted` Pod Security Standard by a pod spec."""
+def pod_security_violations(pod: dict, level: str, annotations: dict | None = None) -> list[str]:
+    """Violations of the `baseline` or `restricted` Pod Security Standard by a pod spec (and its annotations)."""
     bad: list[str] = []
     psc = pod.get("securityContext") or {}
+    containers = [*pod.get("containers", []), *pod.get("initContainers", []), *pod.get("ephemeralContainers", [])]
+    contexts = [("pod", psc), *[(c["name"], c.get("securityContext") or {}) for c in containers]]
+    # baseline
     for host in ("hostNetwork", "hostPID", "hostIPC"):
         if pod.get(host):
             bad.append(host)
-    containers = [*pod.get("containers", []), *pod.get("initContainers", [])]
+    for name, ctx in contexts:
+        if (ctx.get("windowsOptions") or {}).get("hostProcess"):
+            bad.append(f"{name}: windowsOptions.hostProcess")
+        if (ctx.get("seccompProfile") or {}).get("type") == "Unconfined":
+            bad.append(f"{name}: seccomp Unconfined")
+        if (ctx.get("appArmorProfile") or {}).get("type") == "Unconfined":
+            bad.append(f"{name}: appArmor Unconfined")
+        selinux = ctx.get("seLinuxOptions") or {}
+        if selinux.get("type", "") not in SELINUX_TYPES or selinux.get("user") or selinux.get("role"):
+            bad.append(f"{name}: seLinuxOptions {selinux}")
+    for key, value in (annotations or {}).items():
+        if key.startswith(APPARMOR_ANNOTATION) and value != "runtime/default" and not value.startswith("localhost/"):
+            bad.append(f"{key.removeprefix(APPARMOR_ANNOTATION)}: appArmor {value}")
+    for sysctl in psc.get("sysctls", []):
+        if sysctl["name"] not in BASELINE_SYSCTLS:
+            bad.append(f"pod: sysctl {sysctl['name']}")
     for c in containers:
         sc = c.get("securityContext") or {}
         name = c["name"]
@@ -193,41 +220,47 @@ def pod_security_violations(pod: dict, level: str) -> list[str]:
             bad.append(f"{name}: capabilities.add {sorted(added - BASELINE_CAPS)}")
         if any(p.get("hostPort") for p in c.get("ports", [])):
             bad.append(f"{name}: hostPort")
-        for ctx in (psc, sc):
-            if (ctx.get("seccompProfile") or {}).get("type") == "Unconfined":
-                bad.append(f"{name}: seccomp Unconfined")
-            if (ctx.get("appArmorProfile") or {}).get("type") == "Unconfined":
-                bad.append(f"{name}: appArmor Unconfined")
         if sc.get("procMount", "Default") != "Default":
             bad.append(f"{name}: procMount")
-        if level == "restricted":
-            if sc.get("allowPrivilegeEscalation") is not False:
-                bad.append(f"{name}: allowPrivilegeEscalation must be false")
-            if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot"))):
-                bad.append(f"{name}: runAsNonRoot must be true")
-            if sc.get("runAsUser", psc.get("runAsUser")) == 0:
-                bad.append(f"{name}: runAsUser 0")
-            seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
-            if seccomp not in ("RuntimeDefault", "Localhost"):
-                bad.append(f"{name}: seccompProfile must be RuntimeDefault or Localhost")
-            caps = sc.get("capabilities") or {}
-            if "ALL" not in caps.get("drop", []):
-                bad.append(f"{name}: capabilities must drop ALL")
-            if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
-                bad.append(f"{name}: capabilities.add beyond NET_BIND_SERVICE")
     for v in pod.get("volumes", []):
         kinds = set(v) - {"name"}
         if "hostPath" in kinds:
             bad.append(f"volume {v['name']}: hostPath")
-        if level == "restricted" and kinds - RESTRICTED_VOLUMES:
+        elif level == "restricted" and kinds - RESTRICTED_VOLUMES:
             bad.append(f"volume {v['name']}: {sorted(kinds)}")
+    if level != "restricted":
+        return bad
+    # restricted: a pod-level value counts for every container that leaves the field unset
+    if psc.get("runAsNonRoot") is False:
+        bad.append("pod: runAsNonRoot must be true")
+    if psc.get("runAsUser") == 0:
+        bad.append("pod: runAsUser 0")
+    pod_seccomp = (psc.get("seccompProfile") or {}).get("type")
+    if pod_seccomp not in (None, "RuntimeDefault", "Localhost"):
+        bad.append("pod: seccompProfile must be RuntimeDefault or Localhost")
+    for c in containers:
+        sc = c.get("securityContext") or {}
+        name = c["name"]
+        if sc.get("allowPrivilegeEscalation") is not False:
+            bad.append(f"{name}: allowPrivilegeEscalation must be false")
+        if sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is not True:
+            bad.append(f"{name}: runAsNonRoot must be true")
+        if sc.get("runAsUser") == 0:
+            bad.append(f"{name}: runAsUser 0")
+        if (sc.get("seccompProfile") or {}).get("type", pod_seccomp) not in ("RuntimeDefault", "Localhost"):
+            bad.append(f"{name}: seccompProfile must be RuntimeDefault or Localhost")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in caps.get("drop", []):
+            bad.append(f"{name}: capabilities must drop ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            bad.append(f"{name}: capabilities.add beyond NET_BIND_SERVICE")
     return bad
 
 
-def pod_templates() -> list[tuple[str, str, dict]]:
+def pod_templates(docs: list[tuple[str, dict]] | None = None) -> list[tuple[str, str, dict]]:
     """(where, group, template) of every pod a manifest starts: head, worker groups, a RayJob's submitter."""
     out = []
-    for where, doc in ray_docs():
+    for where, doc in ray_docs() if docs is None else docs:
         spec = doc["spec"].get("rayClusterSpec", doc["spec"])
         out.append((where, "head", spec["headGroupSpec"]["template"]))
         out += [(where, g["groupName"], g["template"]) for g in spec.get("workerGroupSpecs", [])]
@@ -236,38 +269,109 @@ def pod_templates() -> list[tuple[str, str, dict]]:
     return out
 
 
-SANDBOX_NEEDS = {  # restricted's rules the sandbox pods break, each because the sandbox needs it
-    "runAsNonRoot must be true",  # the host side runs as root to switch to slot uids and sweep them
-    "runAsUser 0",
-    "capabilities.add beyond NET_BIND_SERVICE",  # SETUID, SETGID, KILL, CHOWN, FOWNER, DAC_OVERRIDE
-}
+def _violations(template: dict, level: str) -> list[str]:
+    return pod_security_violations(template["spec"], level, (template.get("metadata") or {}).get("annotations"))
 
 
-def test_pods_meet_the_pod_security_they_claim() -> None:
-    """Ray's pods meet `restricted`. Sandbox pods meet `baseline`, plus every `restricted` rule but the three
-    their slot-uid switching needs; they also run a read-only root filesystem without a service-account token."""
+def test_every_pod_meets_restricted_pod_security() -> None:
+    """Every pod meets `restricted` with no exception, the sandbox pods included: they run as uid 1000 without
+    any capability, like the head and GPU pods, and besides on a read-only root filesystem whose one writable
+    place is a size-limited /tmp (Ray's session, the sandbox's lock dir), without a service-account token."""
+    from rsi.sandbox.config import SandboxConfig
+
     templates = pod_templates()
+    for where, group, template in templates:
+        assert _violations(template, "restricted") == [], f"{where} {group}"
     sandbox = [(w, t) for w, g, t in templates if g == "sandbox"]
     assert len(sandbox) == 2  # the RayCluster's and the RayJob's
-    for where, group, template in templates:
+    for where, template in sandbox:
         spec = template["spec"]
-        if group != "sandbox":
-            assert pod_security_violations(spec, "restricted") == [], f"{where} {group}"
-            continue
-        assert pod_security_violations(spec, "baseline") == [], where
-        left = {v.split(": ", 1)[1] for v in pod_security_violations(spec, "restricted")}
-        assert left <= SANDBOX_NEEDS, f"{where}: {left - SANDBOX_NEEDS}"
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        assert (spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]) == (1000, 1000), where
         [c] = spec["containers"]
-        assert c["securityContext"]["readOnlyRootFilesystem"] is True
-        assert spec["automountServiceAccountToken"] is False
+        assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}, where
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True, where
+        assert spec["automountServiceAccountToken"] is False, where
+        [mount] = c["volumeMounts"]
+        [tmp] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+        assert mount["mountPath"] == "/tmp" and tmp["emptyDir"]["sizeLimit"], where
         assert template["metadata"]["labels"]["app.kubernetes.io/component"] == "rsi-sandbox"
+    # without root the sandbox keeps its slot locks, work dirs and harness in "<lock_dir>-<uid>": on that /tmp
+    assert SandboxConfig().lock_dir.startswith("/tmp/")
+
+
+def json_patch(doc: Any, ops: list[dict]) -> Any:
+    """RFC 6902 test/add/replace/remove on a copy of `doc` (what kustomize applies for a JSON6902 patch)."""
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        node = doc
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        key = int(last) if isinstance(node, list) else last
+        if op["op"] == "test":
+            assert node[key] == op["value"], op
+        elif op["op"] == "add" and isinstance(node, list):
+            node.insert(key, op["value"])
+        elif op["op"] in ("add", "replace"):
+            if op["op"] == "replace":
+                node[key]  # noqa: B018 - replace needs the target to exist
+            node[key] = op["value"]
+        elif op["op"] == "remove":
+            del node[key]
+        else:
+            raise AssertionError(f"unsupported op {op}")
+    return doc
+
+
+def test_slot_uid_variant_changes_only_the_sandbox_pods_and_meets_baseline() -> None:
+    """k8s/variants/slot-uids, the documented alternative with a uid per slot, is a kustomize component that runs
+    the sandbox pods as root with the six capabilities slot uids need: `baseline` allows that, `restricted` does
+    not, and the check says which rules it breaks. Nothing else in either manifest changes."""
+    component = yaml.safe_load((ROOT / "k8s" / "variants" / "slot-uids" / "kustomization.yaml").read_text())
+    assert component["kind"] == "Component" and not component.get("resources")
+    patches = {p["target"]["kind"]: yaml.safe_load(p["patch"]) for p in component["patches"]}
+    docs = ray_docs()
+    assert set(patches) == {d["kind"] for _, d in docs}
+    patched = [(w, json_patch(d, patches[d["kind"]])) for w, d in docs]
+    for where, doc in patched:
+        errors = [e.message for e in _validator(doc["kind"]).iter_errors(doc)]
+        assert not errors, f"{where}: {errors}"
+    for (where, group, before), (_, _, after) in zip(pod_templates(), pod_templates(patched), strict=True):
+        if group != "sandbox":
+            assert after == before, f"{where} {group}"
+            continue
+        assert _violations(after, "baseline") == [], where
+        assert set(_violations(after, "restricted")) == {
+            "pod: runAsUser 0",
+            "ray-worker: runAsNonRoot must be true",
+            "ray-worker: capabilities.add beyond NET_BIND_SERVICE",
+        }, where
+        caps = after["spec"]["containers"][0]["securityContext"]["capabilities"]
+        assert caps == {"drop": ["ALL"], "add": ["SETUID", "SETGID", "KILL", "CHOWN", "FOWNER", "DAC_OVERRIDE"]}
 
 
 def test_pod_security_check_catches_a_violation() -> None:
     pod = {"containers": [{"name": "c", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}],
-           "securityContext": {"appArmorProfile": {"type": "Unconfined"}}}
+           "securityContext": {"appArmorProfile": {"type": "Unconfined"}, "sysctls": [{"name": "kernel.msgmax"}]}}
     bad = pod_security_violations(pod, "baseline")
-    assert "c: capabilities.add ['SYS_ADMIN']" in bad and "c: appArmor Unconfined" in bad
+    assert "c: capabilities.add ['SYS_ADMIN']" in bad and "pod: appArmor Unconfined" in bad
+    assert "pod: sysctl kernel.msgmax" in bad
+    assert "c: appArmor unconfined" in pod_security_violations(
+        {"containers": [{"name": "c"}]}, "baseline", {APPARMOR_ANNOTATION + "c": "unconfined"})
+    # restricted: a default pod breaks every rule it leaves to the runtime
+    assert set(pod_security_violations({"containers": [{"name": "c"}]}, "restricted")) == {
+        "c: allowPrivilegeEscalation must be false", "c: runAsNonRoot must be true",
+        "c: seccompProfile must be RuntimeDefault or Localhost", "c: capabilities must drop ALL"}
+    # a pod-level runAsNonRoot=false is rejected even where the container sets true; uid 0 at either level
+    ok = {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+          "seccompProfile": {"type": "RuntimeDefault"}}
+    pod = {"securityContext": {"runAsNonRoot": False, "runAsUser": 0},
+           "containers": [{"name": "c", "securityContext": ok}],
+           "ephemeralContainers": [{"name": "e", "securityContext": {**ok, "runAsUser": 0}}]}
+    assert set(pod_security_violations(pod, "restricted")) == {
+        "pod: runAsNonRoot must be true", "pod: runAsUser 0", "e: runAsUser 0"}
+    assert pod_security_violations({"containers": [{"name": "c", "securityContext": ok}]}, "restricted") == []
 
 
 def test_sandbox_group_offers_what_the_sandbox_actors_request() -> None:
@@ -283,7 +387,8 @@ def test_sandbox_group_offers_what_the_sandbox_actors_request() -> None:
 
 
 def test_network_policy_denies_all_but_ray() -> None:
-    [policy] = [d for p in MANIFESTS for d in yaml.safe_load_all(p.read_text()) if d and d["kind"] == "NetworkPolicy"]
+    [policy] = [d for p in MANIFESTS for d in yaml.safe_load_all(p.read_text())
+                if isinstance(d, dict) and d.get("kind") == "NetworkPolicy"]
     spec = policy["spec"]
     assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "rsi-sandbox"}}
     assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
