@@ -37,7 +37,7 @@ def third_party_logs(run_dir: Path, verbose: bool) -> Iterator[Path]:
     if verbose:
         yield logs
         return
-    with _stderr_to(logs / "stderr.log"), _loggers_to(logs / "driver.log"):
+    with _stderr_to(logs / "stderr.log"), _loggers_to(logs / "driver.log"), _raylet_warnings_to(logs / "driver.log"):
         yield logs
 
 
@@ -81,6 +81,31 @@ def _loggers_to(path: Path) -> Iterator[None]:
             logger = logging.getLogger(name)
             logger.handlers, logger.propagate, logger.level = handlers, propagate, level
         handler.close()
+
+
+@contextmanager
+def _raylet_warnings_to(path: Path) -> Iterator[None]:
+    """Ray's driver prints what the raylet publishes ("WARNING: 18 PYTHON worker processes have been started
+    …") to stdout from a thread of its own, through `ray._private.worker.print_to_stdstream`, whatever
+    `log_to_driver` says. Within the block, WARNING lines go to `path`; anything else (a worker killed for
+    memory, an actor that died) is still printed, since a user must see it."""
+    import ray._private.worker as ray_worker
+
+    printer = ray_worker.print_to_stdstream
+
+    def print_or_file(data: dict, ignore_prefix: bool) -> None:
+        lines = data.get("lines") or []
+        if data.get("pid") != "raylet" or not all(str(line).startswith("WARNING") for line in lines):
+            printer(data, ignore_prefix)
+            return
+        with open(path, "a", encoding="utf-8") as f:
+            f.writelines(f"raylet: {line}\n" for line in lines)
+
+    ray_worker.print_to_stdstream = print_or_file
+    try:
+        yield
+    finally:
+        ray_worker.print_to_stdstream = printer
 
 
 def quiet_ray_data() -> None:

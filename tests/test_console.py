@@ -57,6 +57,26 @@ def test_third_party_logs_go_to_the_run_dir(tmp_path: Path, caplog: pytest.LogCa
 
 
 @pytest.mark.unit
+def test_raylet_warnings_go_to_the_run_dir_and_errors_stay(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """What the raylet publishes reaches the driver through Ray's own printer, not a logger: its WARNING lines
+    go to driver.log when not verbose; an error (a worker killed for memory) is still printed."""
+    import ray._private.worker as ray_worker
+
+    def published(line: str) -> None:  # as ray._private.worker.listen_error_messages hands it on
+        ray_worker.print_to_stdstream({"lines": [line], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+
+    warning = "WARNING: 18 PYTHON worker processes have been started on node: abc"
+    with third_party_logs(tmp_path, verbose=False) as logs:
+        published(warning)
+        published("Task was killed due to the node running low on memory.")
+    published("WARNING: after the run")
+    out = capsys.readouterr().out
+    assert "PYTHON worker processes" not in out and "running low on memory" in out and "after the run" in out
+    assert f"raylet: {warning}" in (logs / "driver.log").read_text()
+
+
+@pytest.mark.unit
 def test_stderr_of_libraries_goes_to_the_run_dir(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """What a library writes straight to file descriptor 2 (torch's glog lines, C++ logs) lands in
     run.dir/logs/stderr.log; after the block, stderr is the console again."""
