@@ -101,6 +101,9 @@ class SandboxRunConfig:
     timeout_s: float = Limits.timeout_s
     memory_mb: int = Limits.memory_mb
     canary: bool = SandboxConfig.canary  # hostile self-test at start: refuse to judge if isolation is broken
+    # jobs a warm sandbox serves before a new one replaces it; 1: a pid namespace per job under bwrap, so no job
+    # learns from its pid that earlier jobs ran (8x the per-job cost of a warm sandbox)
+    jobs_per_sandbox: int = SandboxConfig.jobs_per_sandbox
     # a Ray custom resource each sandbox actor requests one unit of, so the actors run only on the nodes that
     # offer it (k8s/raycluster.yaml: the hardened `sandbox` worker group); None: anywhere
     resource: str | None = None
@@ -250,6 +253,7 @@ def validate(cfg: RsiConfig) -> None:
     _require(cfg.judging.meta_depth <= 2 or cfg.judging.meta_rankings_per_set >= 2,
              "judging.meta_rankings_per_set", "judging.meta_depth > 2 ranks meta-rankings: needs >= 2")
     _require(cfg.sandbox.workers >= 1 and cfg.sandbox.slots >= 1, "sandbox.workers", "workers and slots >= 1")
+    _require(cfg.sandbox.jobs_per_sandbox >= 1, "sandbox.jobs_per_sandbox", "must be >= 1")
     _validate_evals(cfg.evals, cfg.gate)
     if cfg.model.path is not None and (cfg.model.path.startswith(("/", ".", "~")) or Path(cfg.model.path).exists()):
         _require(Path(cfg.model.path).expanduser().is_dir(), "model.path",

@@ -195,7 +195,8 @@ def start_sandbox(cfg: RsiConfig) -> Any:
 
     s = cfg.sandbox
     limits = Limits(timeout_s=s.timeout_s, memory_mb=s.memory_mb)
-    return SandboxPool(SandboxConfig(launcher=s.launcher, slots=s.slots, canary=s.canary, limits=limits),
+    return SandboxPool(SandboxConfig(launcher=s.launcher, slots=s.slots, canary=s.canary, limits=limits,
+                                     jobs_per_sandbox=s.jobs_per_sandbox),
                        num_workers=s.workers, num_cpus_per_worker=0,
                        resources={s.resource: 1} if s.resource else None)
 

@@ -143,6 +143,8 @@ def test_config_validation() -> None:
         SandboxConfig(launcher="docker")
     with pytest.raises(ValueError):
         SandboxConfig(uid_base=0)
+    with pytest.raises(ValueError, match="jobs_per_sandbox"):
+        SandboxConfig(jobs_per_sandbox=0)
     cfg = SandboxConfig(launcher="landlock", slots=3, limits=Limits(timeout_s=2.0))
     assert cfg.launcher == "landlock" and cfg.limits.timeout_s == 2.0 and cfg.slots == 3
 
@@ -247,6 +249,27 @@ def test_run_many_keeps_order(sandbox: Sandbox) -> None:
         for i in range(12)
     ]
     assert [v.status for v in sandbox.run_many(jobs)] == ["fail" if i % 3 == 0 else "pass" for i in range(12)]
+
+
+FORK_MANY = "import os\ndef f():\n    for _ in range(60):\n        if os.fork() == 0:\n            os._exit(0)\n" \
+            "        os.wait()\n    return True\n"
+SMALL_PID = "import os\ndef f():\n    return os.getpid() < 50\n"  # what the first job of a pid namespace sees
+
+
+@pytest.mark.unit
+@needs_sandbox
+@pytest.mark.parametrize("jobs_per_sandbox", [1, 2000])
+def test_a_sandbox_per_job_leaves_no_pid_count(jobs_per_sandbox: int) -> None:
+    """Under bwrap with `jobs_per_sandbox=1` a job cannot tell from its pid that an earlier job made processes:
+    each runs in a pid namespace of its own. A warm sandbox (the default) keeps counting, which this shows."""
+    cfg = SandboxConfig(slots=1, uid_base=63300, uid_count=4, jobs_per_sandbox=jobs_per_sandbox, limits=LIMITS)
+    truthy = "def check(candidate):\n    assert candidate()\n"
+    with Sandbox(cfg, canary=False) as sb:
+        first = sb.run(SMALL_PID, truthy, entry_point="f")
+        assert sb.run(FORK_MANY, truthy, entry_point="f").status == "pass"
+        later = sb.run(SMALL_PID, truthy, entry_point="f")
+    assert first.status == "pass", first
+    assert later.status == ("pass" if jobs_per_sandbox == 1 else "fail"), later
 
 
 @pytest.mark.unit

@@ -26,7 +26,6 @@ RESULT_CAP = 32 << 20  # the harness's records (JSON case outputs can be large);
 GRACE_S = 2.0  # host deadline beyond the server's own per-job deadline
 JOB_GRACE_S = 1.0  # server deadline beyond the judge's: judge start-up and teardown
 STARTUP_S = 20.0
-RECYCLE_JOBS = 2000  # a fresh sandbox now and then bounds whatever slowly accumulates in one
 
 
 @cache
@@ -197,7 +196,7 @@ class SlotRunner:
     # ------------------------------------------------------------------------------------------- jobs
     def run(self, job: dict, limits: Limits) -> Verdict:
         t0 = time.monotonic()
-        if self.proc is not None and (self.key != _server_key(limits) or self.jobs >= RECYCLE_JOBS):
+        if self.proc is not None and (self.key != _server_key(limits) or self.jobs >= self.cfg.jobs_per_sandbox):
             self.stop()
         if self.proc is None:
             why = self._start(limits)
