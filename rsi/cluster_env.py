@@ -103,6 +103,15 @@ def init_ray(cluster: ClusterConfig, *, verbose: bool = True) -> None:
 
 
 # ---- shared storage ------------------------------------------------------------------------------------------
+def check_job_run_dir(run_dir: str, environ: Mapping[str, str] = os.environ) -> None:
+    """Inside a submitted Ray job the working directory is Ray's copy of `--working-dir`, deleted with the job:
+    a relative run.dir would put the corpus and checkpoints there. Fails before anything starts."""
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in environ and not (is_uri(run_dir) or os.path.isabs(run_dir)):
+        raise ClusterError(f"run.dir: {run_dir!r} is relative, and this is a Ray job whose working directory is "
+                           "a temporary copy deleted with the job; set run.dir to an absolute path (on shared "
+                           "storage for a multi-node cluster) or an s3://… / gs://… URI")
+
+
 def check_storage_uri(key: str, uri: str) -> None:
     """A URI must name a filesystem pyarrow can open (s3, gs, hdfs, abfs); checked without touching it."""
     if not uri.startswith(URI_SCHEMES):

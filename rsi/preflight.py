@@ -34,7 +34,10 @@ def check_model(path: str, backend: str) -> None:
 def preflight(cfg: RsiConfig) -> str:
     """Validate every section of the config and resolve the model; returns the model folder (or HF id) the
     engines load."""
+    from rsi.cluster_env import check_job_run_dir
+
     validate(cfg)
+    check_job_run_dir(cfg.run.dir)
     try:
         path = resolve_model_path(str(cfg.model.name), cfg.model.path)
     except (FileNotFoundError, ValueError) as e:

@@ -29,6 +29,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ---- unit ----------------------------------------------------------------------------------------------------
 @pytest.mark.unit
+def test_relative_run_dir_inside_a_ray_job_fails_naming_the_key() -> None:
+    from rsi.cluster_env import ClusterError, check_job_run_dir
+
+    job = {"RAY_JOB_CONFIG_JSON_ENV_VAR": "{}", "RAY_ADDRESS": "auto"}  # what Ray's job supervisor sets
+    with pytest.raises(ClusterError, match=r"run\.dir: 'runs/a' is relative"):
+        check_job_run_dir("runs/a", job)
+    check_job_run_dir("/shared/runs/a", job)
+    check_job_run_dir("s3://bucket/runs/a", job)
+    check_job_run_dir("runs/a", {"RAY_ADDRESS": "auto"})  # a driver of its own: its cwd stays
+
+
+@pytest.mark.unit
 def test_ray_address_joins_without_sizes() -> None:
     """Inside a submitted job RAY_ADDRESS is set: rsi joins that cluster and passes no num_cpus (which Ray refuses
     when connecting); without it, an embedded Ray gets its size."""
