@@ -49,8 +49,8 @@ def run_main(overrides: list[str]) -> int:
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
     def _app(dcfg: DictConfig) -> str:
-        from rsi.loop import run_loop
-        from rsi.sweep import job_run_dir, teardown
+        from rsi.loop import run_loop, teardown
+        from rsi.sweep import job_run_dir
 
         sweep_job_dir = job_run_dir()
         if sweep_job_dir:  # a multirun job: its own folder under the sweep dir

@@ -7,7 +7,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,12 +56,34 @@ class Kept:
 
 
 def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
+    started: list[RunResult] = []  # the pools, once up: a run that fails ends them, since no caller holds them
     # vLLM/Ray/transformers INFO and WARNING lines go to run.dir/logs/ unless log.verbose
     with third_party_logs(Path(cfg.run.dir), cfg.log.verbose):
-        return _run_loop(cfg, console)
+        try:
+            return _run_loop(cfg, console, started)
+        except BaseException:
+            for result in started:
+                with suppress(Exception):  # the run's own error is what the caller must see
+                    teardown(result)
+            raise
 
 
-def _run_loop(cfg: RsiConfig, console: Console | None) -> RunResult:
+def teardown(result: RunResult) -> None:
+    """End a run's pools and sandbox, so that the next run (a sweep's next job) starts its own on a free
+    cluster."""
+    import ray
+
+    pools = [result.engine] if result.judge is None or result.judge is result.engine else [result.engine,
+                                                                                           result.judge]
+    for pool in pools:
+        for replica in ray.get(pool.replica_handles.remote()):
+            ray.kill(replica, no_restart=True)
+        ray.kill(pool, no_restart=True)
+    if result.sandbox is not None:
+        result.sandbox.close()
+
+
+def _run_loop(cfg: RsiConfig, console: Console | None, started: list[RunResult]) -> RunResult:
     import ray
 
     started = time.perf_counter()
@@ -82,7 +104,9 @@ def _run_loop(cfg: RsiConfig, console: Console | None) -> RunResult:
             if cfg.backend.judge_replicas else engine
     pools = [engine] if judge is engine else [engine, judge]
     board = start_board()  # where DPO's workers report their steps
+    started.append(RunResult([], engine, judge))
     sandbox = start_sandbox(cfg) if needs_sandbox(cfg) or cfg.evals.enabled else None
+    started[0].sandbox = sandbox
     tracker = Tracker(cfg.tracker, run_dir)
     overlap = held_out_filter(cfg)
 

@@ -29,20 +29,6 @@ def job_run_dir() -> str | None:
     return hc.runtime.output_dir if hc.mode == RunMode.MULTIRUN else None
 
 
-def teardown(result: Any) -> None:
-    """End a finished run's pools and sandbox, so the next job of a sweep starts its own on a free cluster."""
-    import ray
-
-    pools = [result.engine] if result.judge is None or result.judge is result.engine else [result.engine,
-                                                                                           result.judge]
-    for pool in pools:
-        for replica in ray.get(pool.replica_handles.remote()):
-            ray.kill(replica, no_restart=True)
-        ray.kill(pool, no_restart=True)
-    if getattr(result, "sandbox", None) is not None:
-        result.sandbox.close()
-
-
 def final_metrics(run_dir: Path) -> dict[str, Any]:
     """What a sweep compares, from the run's last iteration record: versions, decision, corpus size, DPO loss,
     each held-out metric of the candidate and of the kept version, and the seconds of the whole run."""

@@ -148,3 +148,34 @@ def test_rejected_candidate_is_rolled_back(tiny_model: Path, tmp_path: Path, ray
     assert live == fresh
     for actor in (result.engine, fresh_engine):
         ray.kill(actor)
+
+
+def test_a_failed_run_ends_its_pools(tiny_model: Path, tmp_path: Path, ray_local,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that fails after its pools started ends them (nobody else holds their handles), so a sweep's
+    next job or a rerun in the same Ray finds the cluster free; the run's own error is what the caller sees."""
+    import time
+
+    from ray.util.state import list_actors
+
+    import rsi.loop
+
+    from rsi.console import BOARD
+
+    def alive() -> set[str]:  # the progress board is one per cluster, reused by every run
+        return {a.actor_id for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000) if a.name != BOARD}
+
+    before = alive()
+
+    def broken_pass(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("corpus pass failed")
+
+    monkeypatch.setattr(rsi.loop, "run_corpus_pass", broken_pass)
+    cfg = _config(tiny_model, "vllm", tmp_path / "run")
+    cfg.evals.enabled = False
+    with pytest.raises(RuntimeError, match="corpus pass failed"):
+        run_loop(cfg)
+    deadline = time.monotonic() + 30
+    while alive() - before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert alive() - before == set()
