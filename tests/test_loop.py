@@ -159,7 +159,6 @@ def test_a_failed_run_ends_its_pools(tiny_model: Path, tmp_path: Path, ray_local
     from ray.util.state import list_actors
 
     import rsi.loop
-
     from rsi.console import BOARD
 
     def alive() -> set[str]:  # the progress board is one per cluster, reused by every run
