@@ -12,10 +12,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
-
+from rsi.corpus import counters
 from rsi.corpus.stream import read_manifest, read_table
-from rsi.tasks.family import DERIVED
 
 
 def iteration_dirs(path: Path | str) -> list[Path]:
@@ -78,27 +76,13 @@ def iteration_stats(iter_dir: Path) -> dict[str, Any]:
                                               "ranking", "parse_status"])
     pref = read_table(iter_dir, "preferences", ["family", "step", "level", "chosen", "rejected"])
 
-    parse: dict[str, float] = {}
-    outputs = perf.filter(pc.fill_null(pc.not_equal(perf.column("finish_reason"), DERIVED), True))
-    for t in (outputs, judg):  # model outputs only: a Derive step's items were made by code
-        for step in sorted(set(t.column("step").to_pylist())):
-            of_step = t.filter(pc.equal(t.column("step"), step))
-            parse[step] = pc.sum(pc.equal(of_step.column("parse_status"), "ok")).as_py() / of_step.num_rows
-
-    bias: dict[str, dict[str, float]] = {}
-    first: Counter = Counter()
-    valid: Counter = Counter()
-    chance: defaultdict[str, float] = defaultdict(float)
-    for step, level, shown, ranking in zip(*(judg.column(c).to_pylist()
-                                             for c in ("step", "level", "presented_order", "ranking"))):
-        if ranking:
-            key = f"{step}/{level}"
-            first[key] += ranking[0] == shown[0]
-            valid[key] += 1
-            chance[key] += 1.0 / len(ranking)
-    for key in sorted(valid):
-        bias[key] = {"first_shown_wins": first[key] / valid[key], "chance": chance[key] / valid[key],
-                     "judgments": valid[key]}
+    # The same tallies the writer keeps, so `corpus stats` and a run's own report cannot disagree.
+    tallies: counters.Tallies = Counter()
+    for name, table in (("performances", perf), ("judgments", judg)):
+        for batch in table.to_batches(max_chunksize=10_000):
+            counters.count_rows(tallies, name, batch.to_pylist())
+    parse = dict(sorted(counters.parse_rate(tallies).items()))
+    bias = dict(sorted(counters.position_bias(tallies).items()))
 
     scores = {i: s for i, s in zip(perf.column("id").to_pylist(), perf.column("procedural_score").to_pylist())
               if s is not None}
