@@ -56,13 +56,13 @@ class Kept:
 
 
 def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
-    started: list[RunResult] = []  # the pools, once up: a run that fails ends them, since no caller holds them
+    running: list[RunResult] = []  # the pools, once up: a run that fails ends them, since no caller holds them
     # vLLM/Ray/transformers INFO and WARNING lines go to run.dir/logs/ unless log.verbose
     with third_party_logs(Path(cfg.run.dir), cfg.log.verbose):
         try:
-            return _run_loop(cfg, console, started)
+            return _run_loop(cfg, console, running)
         except BaseException:
-            for result in started:
+            for result in running:
                 with suppress(Exception):  # the run's own error is what the caller must see
                     teardown(result)
             raise
@@ -83,7 +83,7 @@ def teardown(result: RunResult) -> None:
         result.sandbox.close()
 
 
-def _run_loop(cfg: RsiConfig, console: Console | None, started: list[RunResult]) -> RunResult:
+def _run_loop(cfg: RsiConfig, console: Console | None, running: list[RunResult]) -> RunResult:
     import ray
 
     started = time.perf_counter()
@@ -104,9 +104,9 @@ def _run_loop(cfg: RsiConfig, console: Console | None, started: list[RunResult])
             if cfg.backend.judge_replicas else engine
     pools = [engine] if judge is engine else [engine, judge]
     board = start_board()  # where DPO's workers report their steps
-    started.append(RunResult([], engine, judge))
+    running.append(RunResult([], engine, judge))
     sandbox = start_sandbox(cfg) if needs_sandbox(cfg) or cfg.evals.enabled else None
-    started[0].sandbox = sandbox
+    running[0].sandbox = sandbox
     tracker = Tracker(cfg.tracker, run_dir)
     overlap = held_out_filter(cfg)
 

@@ -77,6 +77,26 @@ def test_prepare_keeps_dpo_columns_and_weight(preferences: Path) -> None:
     assert not weighted and table.column_names == ["prompt", "chosen", "rejected"]
 
 
+@pytest.mark.unit
+def test_capped_runs_draw_their_pairs_up_front() -> None:
+    """With max_steps taking fewer pairs than the corpus holds, only those are kept (so the reference pass
+    scores only them): by weight with replacement for a weighted corpus, never a zero-weight pair; a random
+    subset otherwise; the same draw for the same seed."""
+    from rsi.train.data import WEIGHT_COLUMN, draw_pairs, table_to_dataset
+
+    rows = [{**r, "weight": 0.0 if i % 2 else 1.0} for i, r in enumerate(_pairs(16))]
+    weighted = table_to_dataset(prepare_preferences(datasets.Dataset.from_list(rows), "weight")[0])
+    drawn = draw_pairs(weighted, 12, seed=0)
+    assert len(drawn) == 12 and WEIGHT_COLUMN not in drawn.column_names
+    kept = {r["prompt"][1]["content"] for i, r in enumerate(rows) if i % 2 == 0}
+    assert {r["prompt"][1]["content"] for r in drawn} <= kept
+    assert drawn["prompt"] == draw_pairs(weighted, 12, seed=0)["prompt"]
+    plain = table_to_dataset(prepare_preferences(datasets.Dataset.from_list(_pairs(16)), None)[0])
+    subset = draw_pairs(plain, 5, seed=1)
+    assert len(subset) == 5 and len({r["prompt"][1]["content"] for r in subset}) == 5
+    assert draw_pairs(plain, 16, seed=1) is plain
+
+
 @pytest.mark.ray
 def test_empty_and_malformed_corpora_fail_before_training(tmp_path: Path, tiny_model: Path) -> None:
     cfg = TrainConfig()

@@ -91,3 +91,22 @@ def _check_conversational(row: dict) -> None:
     for col in ("chosen", "rejected"):
         if row[col][-1]["role"] != "assistant":
             raise ValueError(f"preferences column {col!r} must end with an assistant message")
+
+
+def draw_pairs(dataset: datasets.Dataset, draws: int, seed: int) -> datasets.Dataset:
+    """The pairs a run of `draws` samples will train on, drawn up front when that is fewer than the corpus holds
+    (`train.max_steps`): by weight with replacement as the weighted sampler draws, else a random subset as one
+    shuffled epoch's first `draws`. The reference pass then scores only those (on SmolLM2 it scored 355 pairs in
+    5.5 minutes for a run that drew 128). The weight column goes: the drawn sample already follows it."""
+    import torch
+
+    if draws >= len(dataset):
+        return dataset
+    generator = torch.Generator().manual_seed(seed)
+    if WEIGHT_COLUMN in dataset.column_names:
+        weights = torch.tensor(dataset[WEIGHT_COLUMN], dtype=torch.double)
+        picked = torch.multinomial(weights, draws, replacement=True, generator=generator)
+        dataset = dataset.remove_columns(WEIGHT_COLUMN)
+    else:
+        picked = torch.randperm(len(dataset), generator=generator)[:draws]
+    return dataset.select(picked.tolist())

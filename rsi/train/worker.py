@@ -106,7 +106,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rsi.train.data import table_to_dataset
+    from rsi.train.data import draw_pairs, table_to_dataset
     from rsi.train.resume import add_callbacks, restore_checkpoint
     from rsi.train.save import check_saved, save_policy
     from rsi.train.speed import cpu_threads
@@ -123,6 +123,9 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
         for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
             os.environ.pop(key, None)
     dataset = table_to_dataset(config["table"])
+    if cfg.max_steps > 0:  # every rank draws the same sample: accelerate shards it across them
+        draws = cfg.max_steps * cfg.per_device_batch_size * cfg.gradient_accumulation_steps * context.get_world_size()
+        dataset = draw_pairs(dataset, draws, cfg.seed)
 
     tokenizer = AutoTokenizer.from_pretrained(config["base_model"])
     if tokenizer.pad_token is None:
