@@ -11,10 +11,10 @@ class EvalsConfig:
     # held-out tasks scored on v0 and on every candidate (rsi.evals.suite.TASKS)
     tasks: list[str] = field(default_factory=lambda: ["humaneval", "output_prediction", "judge_accuracy",
                                                       "format_following"])
-    # items per task (a deterministic subset, rsi.evals.task.subset); null: every item (+preset=gpu). At 40 the
-    # candidate's evaluation took 39% of a default SmolLM2 iteration on 2 CPU cores (273 of 696 s, two thirds of
-    # it judge_accuracy's 80 judge answers); 24 keeps it under 30%.
-    limit: int | None = 24
+    # items per task (a deterministic subset, rsi.evals.task.subset); null: every item (+preset=gpu). The
+    # candidate's evaluation took 39% of a default SmolLM2 iteration on 2 CPU cores at 40 items (273 of 696 s),
+    # 32% at 24 (174 of 546 s), 28% at 20 (155 of 558 s).
+    limit: int | None = 20
     # task -> its own item count, replacing `limit` for that task (e.g. more judge pairs for a paired test's power
     # where the other tasks sit at the model's floor)
     limits: dict[str, int] = field(default_factory=dict)
