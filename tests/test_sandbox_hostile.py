@@ -651,6 +651,25 @@ def test_repeated_wrong_samples_never_learn(sandbox: Sandbox) -> None:
     assert [v.status for v in verdicts] == ["fail"] * 4, verdicts
 
 
+def test_pid_counter_carries_nothing(sandbox: Sandbox) -> None:
+    """Under bwrap every job's judge is pid 1 of a fresh pid namespace, so the pids a job sees do not
+    tell how many processes earlier jobs made (a program could count its calls that way)."""
+    if sandbox.cfg.launcher != "bwrap":
+        pytest.skip("Landlock has no pid namespace: its pids are the host's, shared with every process")
+    look = json_job("import os\ndef f():\n    return os.getpid()\n", [{"args": [], "expected": 0}], "f")
+    burn = json_job(
+        "import os\ndef f(n):\n    for _ in range(n):\n        if os.fork() == 0:\n            os._exit(0)\n"
+        "        os.wait()\n    return 0\n",
+        [{"args": [40], "expected": 0}],
+        "f",
+    )
+    seen = []
+    for _ in range(3):
+        seen.append(sandbox.run_job(look, LIMITS).tests[0].output)
+        sandbox.run_job(burn, LIMITS)
+    assert len(set(seen)) == 1, seen
+
+
 # ---------------------------------------------------------------------------------- the server's state
 _PIDS = (
     "import os, resource\ndef pids():\n    me = os.getpid()\n"

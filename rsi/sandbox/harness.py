@@ -28,6 +28,8 @@ try:  # on the host these are separate modules; in the sandbox their source is p
     from rsi.sandbox.codec import CodecError, decode_untrusted, encode
     from rsi.sandbox.confine import (
         apply_landlock,
+        drop_capabilities,
+        fork_new_pid_namespace,
         harden_process,
         install_seccomp,
         scope_signals,
@@ -207,7 +209,12 @@ class Server:
     on them, waits for it within the deadline, then kills every other process in the sandbox (kill(-1)
     spares only the caller; under bwrap this is pid 1; under Landlock the signal scope keeps it inside the
     sandbox), reaps them and wipes the writable dirs, so nothing of one job reaches the next. It reports
-    whether the wipe left the dirs empty; the host replaces a sandbox that is not clean."""
+    whether the wipe left the dirs empty; the host replaces a sandbox that is not clean.
+
+    Under bwrap each judge is pid 1 of a pid namespace of its own (the server keeps CAP_SYS_ADMIN in the
+    sandbox's user namespace for that alone): pids then start from 1 in every job, so the pid counter
+    cannot carry what earlier jobs did. The judge drops every capability and loads the seccomp filter
+    itself before it reads the job."""
 
     def __init__(self, cfg: dict) -> None:
         import socket
@@ -217,6 +224,10 @@ class Server:
         self.workdir = cfg["workdir"]
         self.wipe_dirs = cfg["wipe"]
         self.landlock = bool(cfg.get("landlock"))
+        self.job_seccomp = b""
+        if cfg.get("pidns_per_job"):
+            with open(int(cfg["seccomp_fd"]), "rb") as f:
+                self.job_seccomp = f.read()
 
     def send(self, **msg: object) -> None:
         self.ctrl.sendall(json.dumps(msg).encode())
@@ -234,7 +245,7 @@ class Server:
     def one(self, hdr: dict, fds: list) -> tuple:
         out, err, res, job = fds
         limits = hdr["limits"]
-        pid = os.fork()
+        pid = fork_new_pid_namespace() if self.job_seccomp else os.fork()
         if pid == 0:  # the judge
             try:
                 os.dup2(out, 1)
@@ -242,6 +253,9 @@ class Server:
                 for fd in (out, err, self.ctrl.fileno()):
                     os.close(fd)
                 set_job_rlimits(limits)
+                if self.job_seccomp:
+                    drop_capabilities()
+                    install_seccomp(self.job_seccomp)
                 if self.landlock:
                     # Same uid as this server and no pid namespace: only a Landlock signal scope keeps
                     # the job from killing it (where the kernel lacks one, that costs a restart).

@@ -2,8 +2,9 @@
 
 bwrap     user/pid/net/ipc/uts/cgroup/mount namespaces via bubblewrap, `/usr` read-only, `/` and `/dev`
           read-only, one size-limited tmpfs (/dev/shm, with /tmp a link to it) as the only writable place,
-          no /proc, seccomp loaded by bwrap just before exec. The pid namespace dies with the harness,
-          taking every descendant with it. Needs unprivileged user namespaces, not root.
+          no /proc. The pid namespace dies with the harness, taking every descendant with it; each job's
+          judge is pid 1 of a nested one and loads the seccomp filter itself, having dropped every
+          capability. Needs unprivileged user namespaces, not root.
 landlock  for hosts without user namespaces (many Kubernetes clusters): the harness confines itself
           with Landlock (filesystem, TCP, abstract sockets, signals), no_new_privs and the same seccomp
           filter (sockets of every family denied) before any untrusted code. The server is a subreaper,
@@ -137,6 +138,8 @@ class BwrapLauncher:
             "--as-pid-1",
             "--cap-drop",
             "ALL",
+            "--cap-add",
+            "CAP_SYS_ADMIN",  # in the sandbox's own user namespace, for the server's per-job pid namespace
             "--clearenv",
         ]
         if cfg.share_net:
@@ -179,11 +182,13 @@ class BwrapLauncher:
             "/",
             "--chdir",
             "/tmp",
-            "--seccomp",
-            str(seccomp_fd),
             "--",
         ]
-        cfg = cfg_json_fn({"workdir": "/tmp", "wipe": ["/dev/shm"]})
+        # The judge of each job loads the seccomp filter itself, after leaving the server's capabilities
+        # behind: the server needs unshare/setns for the judge's pid namespace, nothing else.
+        cfg = cfg_json_fn(
+            {"workdir": "/tmp", "wipe": ["/dev/shm"], "seccomp_fd": seccomp_fd, "pidns_per_job": True}
+        )
         return LaunchSpec(
             argv + _python_cmd(self.python, HARNESS_INSIDE, cfg), {}, "/", (seccomp_fd,), "/tmp"
         )
