@@ -179,6 +179,10 @@ def test_train_dpo_moves_weights_and_saves_loadable_model(mode: str, tiny_model:
     train_seconds = result.metrics["train_seconds"]
     assert 0 < train_seconds < result.seconds <= wall
     assert result.metrics["seconds_per_step"] == pytest.approx(train_seconds / result.steps)
+    # One worker on CPU: all of this node's cores, and the process started with that OpenMP count (Ray's default
+    # of 1, its CPU request, left matrix products slower in Ray Train's loop thread).
+    assert result.metrics["decided/threads"] == os.cpu_count()
+    assert result.metrics["decided/omp_num_threads"] == str(os.cpu_count())
 
     trained, base = _weights(out), _weights(tiny_model)
     assert set(trained) == set(base), "tied embeddings must not come back as a separate lm_head"

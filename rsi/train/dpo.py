@@ -58,6 +58,15 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
     env.setdefault(_PRINT_PATCH_ENV, os.environ.get(_PRINT_PATCH_ENV, "0"))
     # Ray starts workers at nice 15: the trainer is the work itself, and would lose time to any other process.
     env["RAY_worker_niceness"] = "0"
+    if not cfg.use_gpu:
+        # Ray starts each worker with OMP_NUM_THREADS=1 (its CPU request) and Ray Train runs the loop in a thread
+        # of its own; the worker's torch.set_num_threads then leaves matrix products slower than in a process
+        # started with the count (scripts/bench/dpo.py on SmolLM2, 2 cores: Ray/bare 0.76 → 0.92). The count is
+        # this node's: a cluster whose nodes differ sets train.threads.
+        from rsi.train.speed import cpu_threads  # imports torch, which the driver needs for nothing else
+
+        threads = str(cpu_threads(cfg.threads, cfg.num_workers))
+        env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"train": cfg, "base_model": str(base_model), "table": table,

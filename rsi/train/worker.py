@@ -138,6 +138,8 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
             os.environ["TENSORBOARD_LOGGING_DIR"] = logging_dir
         trainer, decided = build_trainer(cfg, model, tokenizer, dataset, os.path.join(work, "trainer"),
                                          logging_dir, local)
+        # What the step ran with: the thread count, and the OpenMP count the process started with (train_dpo's)
+        decided.update(threads=torch.get_num_threads(), omp_num_threads=os.environ.get("OMP_NUM_THREADS", ""))
         add_callbacks(trainer, cfg.save_steps)
         resume, resumed_from = restore_checkpoint(os.path.join(work, "resume"))
         started = time.monotonic()

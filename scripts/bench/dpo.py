@@ -1,7 +1,7 @@
 """DPO step cost: a bare in-process DPOTrainer (a) against `train_dpo` under Ray Train (b), per speed setting.
 
     python scripts/bench/dpo.py [--model smollm2|tiny|PATH] [--pairs DIR] [--steps 12] [--repeats 3]
-                                [--variants before,after] [--modes a,b] [--batch 2]
+                                [--variants before,after] [--modes a,b,r,t] [--batch 2]
 
 Both sides build the trainer the same way (`rsi.train.worker.build_trainer`: DPOConfig from the TrainConfig, the
 trainer class, the speed settings), on the same pairs (weights dropped, so TRL's own shuffling orders them the
@@ -150,6 +150,37 @@ def run_b(cfg, model_dir: str, pairs: Path, work: Path) -> dict:
             "loss": r.loss, "ckpt": r.metrics["decided/gradient_checkpointing"]}
 
 
+def run_r(cfg, model_dir: str, table, work: Path) -> dict:
+    """The bare trainer of (a) in a plain Ray task, started as Ray Train starts its workers (one CPU, normal
+    priority), without Ray Train: separates what a Ray worker process costs from what Ray Train adds."""
+    import ray
+
+    task = ray.remote(num_cpus=1, runtime_env={"env_vars": {"RAY_worker_niceness": "0"}})(run_a)
+    return ray.get(task.remote(cfg, model_dir, table, work))
+
+
+def run_t(cfg, model_dir: str, table, work: Path) -> dict:
+    """As (r), with the trainer in a thread of the task's process started with the trainer's OpenMP count, as
+    Ray Train runs its loop: what the thread alone costs."""
+    import ray
+
+    from rsi.train.speed import cpu_threads
+
+    def in_thread(cfg, model_dir: str, table, work: Path) -> dict:
+        import threading
+
+        out: dict = {}
+        thread = threading.Thread(target=lambda: out.update(run_a(cfg, model_dir, table, work)))
+        thread.start()
+        thread.join()
+        return out
+
+    threads = str(cpu_threads(cfg.threads, 1))
+    env = {"RAY_worker_niceness": "0", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    task = ray.remote(num_cpus=1, runtime_env={"env_vars": env})(in_thread)
+    return ray.get(task.remote(cfg, model_dir, table, work))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2", help="smollm2, tiny, or an HF folder")
@@ -159,7 +190,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--variants", default="before,after",
                     help=f"comma-separated of {','.join(VARIANTS)}; NAME:b runs that one on side b only")
-    ap.add_argument("--modes", default="a,b", help="a: bare in-process, b: under Ray Train")
+    ap.add_argument("--modes", default="a,b",
+                    help="a: bare in-process, b: under Ray Train, r: the bare trainer in a plain Ray task, "
+                         "t: the same in a thread of that task, with the trainer's OpenMP count")
     args = ap.parse_args()
 
     import ray
@@ -189,7 +222,7 @@ def main() -> None:
         modes = args.modes.split(",")
         plan = [(spec.split(":")[0], spec.split(":")[1].split("+") if ":" in spec else modes)
                 for spec in args.variants.split(",")]
-        if any("b" in m for _, m in plan):
+        if any(set(m) & {"b", "r", "t"} for _, m in plan):
             ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False)
         runs: dict[tuple[str, str], list[dict]] = {}
         tokens, flops = measure_work(TrainConfig(per_device_batch_size=args.batch), model_dir, table, root / "work")
@@ -199,7 +232,10 @@ def main() -> None:
                                   **VARIANTS[name])
                 for mode in sides:
                     out = root / f"{name}-{mode}-{repeat}"
-                    r = run_a(cfg, model_dir, table, out) if mode == "a" else run_b(cfg, model_dir, pairs, out)
+                    if mode == "b":
+                        r = run_b(cfg, model_dir, pairs, out)
+                    else:
+                        r = {"a": run_a, "r": run_r, "t": run_t}[mode](cfg, model_dir, table, out)
                     runs.setdefault((name, mode), []).append(r)
                     print(f"  {name:22} {mode} repeat {repeat}: {r['s_step']:.2f} s/step, prep {r['prep']:.1f} s, "
                           f"loss {r['loss']:.5f}", flush=True)
@@ -217,12 +253,12 @@ def main() -> None:
             rs = runs[(name, mode)]
             s = statistics.median(r["s_step"] for r in rs)
             first.setdefault(mode, s)
-            ratio = f"{a_step / s:6.3f}" if mode == "b" and a_step else f"{'':6}"
+            ratio = f"{a_step / s:6.3f}" if mode != "a" and a_step else f"{'':6}"
             print(f"{name:22} {mode:4} {s:8.2f} {tokens / s:8.0f} {flops / s / 1e9:8.1f} "
                   f"{100 * flops / s / peak:6.1f}% {ratio} {statistics.median(r['prep'] for r in rs):7.1f} "
                   f"{'on' if rs[0]['ckpt'] else 'off':>5} {statistics.median(r['loss'] for r in rs):9.5f} "
                   f"{s / first[mode]:8.2f}")
-    print("b/a: (a) s/step over (b) s/step, the throughput under Ray Train relative to bare (1.0: no cost); "
+    print("b/a: (a) s/step over (b) or (r) s/step, the throughput under Ray Train relative to bare (1.0: no cost); "
           "vs first: s/step over the first variant's on the same side.")
 
 
