@@ -205,6 +205,18 @@ def test_train_dpo_moves_weights_and_saves_loadable_model(mode: str, tiny_model:
 
 
 @pytest.mark.unit
+def test_cpu_workers_start_with_the_trainers_thread_count() -> None:
+    """A CPU worker's process starts with OpenMP at the trainer's thread count (Ray would give it 1, its CPU
+    request) and at normal priority; GPU workers keep Ray's thread default."""
+    from rsi.train.dpo import worker_env
+
+    cpu = worker_env(TrainConfig(threads=3))
+    assert (cpu["OMP_NUM_THREADS"], cpu["MKL_NUM_THREADS"], cpu["RAY_worker_niceness"]) == ("3", "3", "0")
+    assert worker_env(TrainConfig())["OMP_NUM_THREADS"] == str(os.cpu_count())
+    assert "OMP_NUM_THREADS" not in worker_env(TrainConfig(use_gpu=True))
+
+
+@pytest.mark.unit
 def test_gradient_checkpointing_where_it_works() -> None:
     """`always` turns it on, except under DeepSpeed on CPU, where it fails; `auto` leaves it to the memory
     estimate once the corpus is tokenized (off in the DPOConfig); `threads` < 0 is refused before Ray starts."""

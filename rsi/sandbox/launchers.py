@@ -185,7 +185,7 @@ class BwrapLauncher:
             "--",
         ]
         # The judge of each job loads the seccomp filter itself, after leaving the server's capabilities
-        # behind: the server needs unshare/setns for the judge's pid namespace, nothing else.
+        # behind: the server needs CAP_SYS_ADMIN to clone each judge into a pid namespace, nothing else.
         cfg = cfg_json_fn(
             {"workdir": "/tmp", "wipe": ["/dev/shm"], "seccomp_fd": seccomp_fd, "pidns_per_job": True}
         )

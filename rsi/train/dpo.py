@@ -23,6 +23,26 @@ _PROPAGATED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLIN
 _PRINT_PATCH_ENV = "RAY_TRAIN_ENABLE_PRINT_PATCH"
 
 
+def worker_env(cfg: TrainConfig) -> dict[str, str]:
+    """The environment every DPO worker process starts with (Ray Train's `worker_runtime_env`)."""
+    env = {k: os.environ[k] for k in _PROPAGATED_ENV if k in os.environ}
+    # Train V2 patches `print` to log through its logger and tee redirected streams; that turns dill's
+    # captured `dis` output (datasets fingerprinting TRL's map functions) into thousands of log lines.
+    env.setdefault(_PRINT_PATCH_ENV, os.environ.get(_PRINT_PATCH_ENV, "0"))
+    # Ray starts workers at nice 15: the trainer is the work itself, and would lose time to any other process.
+    env["RAY_worker_niceness"] = "0"
+    if not cfg.use_gpu:
+        # Ray starts each worker with OMP_NUM_THREADS=1 (its CPU request) and Ray Train runs the loop in a thread
+        # of its own; the worker's torch.set_num_threads then leaves matrix products slower than in a process
+        # started with the count (scripts/bench/dpo.py on SmolLM2, 2 cores, medians of 3: Ray/bare 0.76 → 0.88).
+        # The count is this node's: a cluster whose nodes differ sets train.threads.
+        from rsi.train.speed import cpu_threads  # imports torch, which the driver needs for nothing else
+
+        threads = str(cpu_threads(cfg.threads, cfg.num_workers))
+        env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+    return env
+
+
 def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_dir: str, cfg: TrainConfig, *,
               weight_column: str | None = "weight", storage_path: str | None = None,
               overwrite: bool = False, logging_dir: str | None = None) -> TrainResult:
@@ -52,21 +72,7 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
         else out.parent / f"{out.name}.ray"
     run_name = f"dpo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"  # fresh: never auto-resume
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
-    env = {k: os.environ[k] for k in _PROPAGATED_ENV if k in os.environ}
-    # Train V2 patches `print` to log through its logger and tee redirected streams; that turns dill's
-    # captured `dis` output (datasets fingerprinting TRL's map functions) into thousands of log lines.
-    env.setdefault(_PRINT_PATCH_ENV, os.environ.get(_PRINT_PATCH_ENV, "0"))
-    # Ray starts workers at nice 15: the trainer is the work itself, and would lose time to any other process.
-    env["RAY_worker_niceness"] = "0"
-    if not cfg.use_gpu:
-        # Ray starts each worker with OMP_NUM_THREADS=1 (its CPU request) and Ray Train runs the loop in a thread
-        # of its own; the worker's torch.set_num_threads then leaves matrix products slower than in a process
-        # started with the count (scripts/bench/dpo.py on SmolLM2, 2 cores: Ray/bare 0.76 → 0.92). The count is
-        # this node's: a cluster whose nodes differ sets train.threads.
-        from rsi.train.speed import cpu_threads  # imports torch, which the driver needs for nothing else
-
-        threads = str(cpu_threads(cfg.threads, cfg.num_workers))
-        env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+    env = worker_env(cfg)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"train": cfg, "base_model": str(base_model), "table": table,

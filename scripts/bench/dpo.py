@@ -160,11 +160,11 @@ def run_r(cfg, model_dir: str, table, work: Path) -> dict:
 
 
 def run_t(cfg, model_dir: str, table, work: Path) -> dict:
-    """As (r), with the trainer in a thread of the task's process started with the trainer's OpenMP count, as
-    Ray Train runs its loop: what the thread alone costs."""
+    """As (r), with the trainer in a thread of a task started with `train_dpo`'s worker environment, as Ray Train
+    runs its loop: what the thread alone costs."""
     import ray
 
-    from rsi.train.speed import cpu_threads
+    from rsi.train.dpo import worker_env
 
     def in_thread(cfg, model_dir: str, table, work: Path) -> dict:
         import threading
@@ -175,9 +175,7 @@ def run_t(cfg, model_dir: str, table, work: Path) -> dict:
         thread.join()
         return out
 
-    threads = str(cpu_threads(cfg.threads, 1))
-    env = {"RAY_worker_niceness": "0", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    task = ray.remote(num_cpus=1, runtime_env={"env_vars": env})(in_thread)
+    task = ray.remote(num_cpus=1, runtime_env={"env_vars": worker_env(cfg)})(in_thread)
     return ray.get(task.remote(cfg, model_dir, table, work))
 
 
@@ -192,7 +190,7 @@ def main() -> None:
                     help=f"comma-separated of {','.join(VARIANTS)}; NAME:b runs that one on side b only")
     ap.add_argument("--modes", default="a,b",
                     help="a: bare in-process, b: under Ray Train, r: the bare trainer in a plain Ray task, "
-                         "t: the same in a thread of that task, with the trainer's OpenMP count")
+                         "t: the same in a thread of a task with train_dpo's worker environment")
     args = ap.parse_args()
 
     import ray
@@ -258,7 +256,7 @@ def main() -> None:
                   f"{100 * flops / s / peak:6.1f}% {ratio} {statistics.median(r['prep'] for r in rs):7.1f} "
                   f"{'on' if rs[0]['ckpt'] else 'off':>5} {statistics.median(r['loss'] for r in rs):9.5f} "
                   f"{s / first[mode]:8.2f}")
-    print("b/a: (a) s/step over (b) or (r) s/step, the throughput under Ray Train relative to bare (1.0: no cost); "
+    print("b/a: (a) s/step over (b), (r) or (t) s/step, the throughput relative to bare (1.0: no cost); "
           "vs first: s/step over the first variant's on the same side.")
 
 
