@@ -1,7 +1,7 @@
 """DPO step cost: a bare in-process DPOTrainer (a) against `train_dpo` under Ray Train (b), per speed setting.
 
     python scripts/bench/dpo.py [--model smollm2|tiny|PATH] [--pairs DIR] [--steps 12] [--repeats 3]
-                                [--variants before,after] [--modes a,b,r,t] [--batch 2]
+                                [--variants before,after] [--modes a,b,r,t,q] [--batch 2]
 
 Both sides build the trainer the same way (`rsi.train.worker.build_trainer`: DPOConfig from the TrainConfig, the
 trainer class, the speed settings), on the same pairs (weights dropped, so TRL's own shuffling orders them the
@@ -150,6 +150,28 @@ def run_b(cfg, model_dir: str, pairs: Path, work: Path) -> dict:
             "loss": r.loss, "ckpt": r.metrics["decided/gradient_checkpointing"]}
 
 
+# Ray Train's periodic work while a run is in flight: the controller polls the workers (every 2 s), watches for
+# preemption (5 s), reconciles its state actor (30 s) and pushes metrics. Side (q) runs (b) with all of it
+# slowed or off, to measure what it costs a CPU trainer whose OpenMP team holds every core.
+QUIET_RAY_TRAIN = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "10", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+                   "RAY_TRAIN_ENABLE_STATE_ACTOR_RECONCILIATION": "0", "RAY_TRAIN_METRICS_ENABLED": "0"}
+
+
+def run_q(cfg, model_dir: str, pairs: Path, work: Path) -> dict:
+    """(b) with Ray Train's background polling quieted (QUIET_RAY_TRAIN; Ray Train hands these variables from
+    the driver to its controller and workers at each run's start)."""
+    saved = {k: os.environ.get(k) for k in QUIET_RAY_TRAIN}
+    os.environ.update(QUIET_RAY_TRAIN)
+    try:
+        return run_b(cfg, model_dir, pairs, work)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def run_r(cfg, model_dir: str, table, work: Path) -> dict:
     """The bare trainer of (a) in a plain Ray task, started as Ray Train starts its workers (one CPU, normal
     priority), without Ray Train: separates what a Ray worker process costs from what Ray Train adds."""
@@ -190,7 +212,8 @@ def main() -> None:
                     help=f"comma-separated of {','.join(VARIANTS)}; NAME:b runs that one on side b only")
     ap.add_argument("--modes", default="a,b",
                     help="a: bare in-process, b: under Ray Train, r: the bare trainer in a plain Ray task, "
-                         "t: the same in a thread of a task with train_dpo's worker environment")
+                         "t: the same in a thread of a task with train_dpo's worker environment, "
+                         "q: b with Ray Train's background polling slowed or off")
     args = ap.parse_args()
 
     import ray
@@ -220,7 +243,7 @@ def main() -> None:
         modes = args.modes.split(",")
         plan = [(spec.split(":")[0], spec.split(":")[1].split("+") if ":" in spec else modes)
                 for spec in args.variants.split(",")]
-        if any(set(m) & {"b", "r", "t"} for _, m in plan):
+        if any(set(m) & {"b", "r", "t", "q"} for _, m in plan):
             ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False)
         runs: dict[tuple[str, str], list[dict]] = {}
         tokens, flops = measure_work(TrainConfig(per_device_batch_size=args.batch), model_dir, table, root / "work")
@@ -230,8 +253,8 @@ def main() -> None:
                                   **VARIANTS[name])
                 for mode in sides:
                     out = root / f"{name}-{mode}-{repeat}"
-                    if mode == "b":
-                        r = run_b(cfg, model_dir, pairs, out)
+                    if mode in ("b", "q"):
+                        r = {"b": run_b, "q": run_q}[mode](cfg, model_dir, pairs, out)
                     else:
                         r = {"a": run_a, "r": run_r, "t": run_t}[mode](cfg, model_dir, table, out)
                     runs.setdefault((name, mode), []).append(r)
