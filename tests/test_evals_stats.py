@@ -181,3 +181,31 @@ def test_compare_dirs_pairs_the_judges_same_pick_in_both_orders(tmp_path) -> Non
     assert rows["judge_accuracy"]["delta"] == 0.0
     same = rows["judge_accuracy.same_pick_both_orders"]
     assert same["n"] == 12 and same["delta"] == pytest.approx(10 / 12) and same["p"] < 0.01
+
+
+def test_compare_dirs_breaks_format_following_down_by_step_and_keeps_one_half(tmp_path) -> None:  # noqa: ANN001
+    """A format the loop trains can rise while another falls and the mean hides both: each family and step gets
+    its own paired row, and `half` keeps the items of one half alone (the gate's items are not the claim)."""
+    from rsi.evals.task import half_of
+
+    def ff(rates: dict[str, list[int]]) -> TaskResult:
+        items = [{"id": f"{step}-{k}", "family": step.split(".")[0], "step": step.split(".")[1], "correct": c}
+                 for step, cs in rates.items() for k, c in enumerate(cs)]
+        return TaskResult(task="format_following", metric="parse_rate", value=0.0, ci95=(0.0, 0.0),
+                          n=len(items), items=items)
+
+    compare.write_eval_dir(str(tmp_path / "a"), [ff({"code_review.write_program": [0] * 30 + [1] * 30,
+                                                     "python_output.write_program": [1] * 30})])
+    compare.write_eval_dir(str(tmp_path / "b"), [ff({"code_review.write_program": [1] * 60,
+                                                     "python_output.write_program": [0] * 30})])
+    rows = compare.compare_dirs(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert rows["format_following"]["delta"] == pytest.approx(0.0)
+    up, down = rows["format_following.code_review.write_program"], rows["format_following.python_output.write_program"]
+    assert up["n"] == 60 and up["delta"] == pytest.approx(0.5) and up["p"] < 1e-6
+    assert down["n"] == 30 and down["delta"] == pytest.approx(-1.0) and down["p"] < 1e-6
+    claim = compare.compare_dirs(str(tmp_path / "a"), str(tmp_path / "b"), half="claim")
+    ids = [f"code_review.write_program-{k}" for k in range(60)]
+    assert claim["format_following.code_review.write_program"]["n"] == sum(half_of(i) == "claim" for i in ids)
+    assert 0 < claim["format_following"]["n"] < rows["format_following"]["n"]
+    with pytest.raises(ValueError, match="half"):
+        compare.compare_dirs(str(tmp_path / "a"), str(tmp_path / "b"), half="other")

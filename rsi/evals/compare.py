@@ -4,7 +4,7 @@ An evaluation directory holds `metrics.json` (`{task: {"metric", "value", "ci95"
 metric>: {"value", "ci95", "n"}, ...}}`) and one `TASK.jsonl` per task (one scored item per line, at least
 `id` and `correct`). Two versions evaluated on the same items are compared item by item (rsi.evals.stats).
 
-    rsi eval compare DIR_A DIR_B [--json]
+    rsi eval compare DIR_A DIR_B [--half gate|claim] [--json]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rsi.evals.stats import compare_items
-from rsi.evals.task import TaskResult, read_jsonl
+from rsi.evals.task import TaskResult, half_of, read_jsonl
 
 METRICS = "metrics.json"
 
@@ -90,19 +90,36 @@ SECONDARY: dict[str, dict[str, Callable[[dict[str, Any]], int]]] = {
 }
 
 
-def compare_dirs(dir_a: str, dir_b: str) -> dict[str, dict[str, Any]]:
+# Groups of a task's items also compared on their own, as `task.group` rows: format following's parse rate per
+# family and step, since training one family's format can lift it while another's falls and the mean hides both.
+GROUPS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "format_following": lambda item: f"{item.get('family')}.{item.get('step')}",
+}
+
+
+def compare_dirs(dir_a: str, dir_b: str, half: str | None = None) -> dict[str, dict[str, Any]]:
     """{task: {"delta", "ci95", "p", "n"}} for each task both directories hold, B relative to A, plus a
-    `task.property` row for each of the task's SECONDARY properties."""
+    `task.property` row for each of the task's SECONDARY properties and a `task.group` row for each of its
+    GROUPS. `half` ("gate" or "claim") keeps that half of every set alone (rsi.evals.task.half_of): the loop's
+    gate decides on the gate half, so improvement is claimed on the other."""
+    if half not in (None, "gate", "claim"):
+        raise ValueError(f"half must be 'gate' or 'claim' (got {half!r})")
     _, items_a = load_eval_dir(dir_a)
     _, items_b = load_eval_dir(dir_b)
     out = {}
     for task in sorted(items_a.keys() & items_b.keys()):
-        c = compare_items(items_a[task], items_b[task])
+        a, b = ([it for it in items[task] if half is None or half_of(str(it["id"])) == half]
+                for items in (items_a, items_b))
+        c = compare_items(a, b)
         out[task] = {**c, "ci95": list(c["ci95"])}
         for name, prop in SECONDARY.get(task, {}).items():
-            c = compare_items(*([{"id": it["id"], "correct": prop(it)} for it in items]
-                                for items in (items_a[task], items_b[task])))
+            c = compare_items(*([{"id": it["id"], "correct": prop(it)} for it in items] for items in (a, b)))
             out[f"{task}.{name}"] = {**c, "ci95": list(c["ci95"])}
+        if task in GROUPS:
+            group_of = GROUPS[task]
+            for group in sorted({group_of(it) for it in a}):
+                c = compare_items(*([it for it in items if group_of(it) == group] for items in (a, b)))
+                out[f"{task}.{group}"] = {**c, "ci95": list(c["ci95"])}
     return out
 
 
@@ -112,21 +129,25 @@ def _table(dir_a: str, dir_b: str, rows: dict[str, dict[str, Any]]) -> None:
 
     table = Table(title=f"{dir_b} vs {dir_a} (paired, B - A)")
     for col in ("task", "delta", "95% CI", "p (McNemar)", "n"):
-        table.add_column(col, justify="left" if col == "task" else "right")
+        table.add_column(col, justify="left" if col == "task" else "right", no_wrap=True)
     for task, r in rows.items():
         lo, hi = r["ci95"]
         table.add_row(task, f"{r['delta']:+.3f}", f"[{lo:+.3f}, {hi:+.3f}]", f"{r['p']:.3g}", str(r["n"]))
-    Console().print(table)
+    # wide enough for `format_following.code_review.write_program` and its figures uncut, also in a pipe (80)
+    name_width = max((len(task) for task in rows), default=4)
+    Console(width=max(Console().width, name_width + 65)).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="rsi eval compare", description="Paired comparison of two evaluations.")
     p.add_argument("dir_a", help="evaluation directory of the baseline (A)")
     p.add_argument("dir_b", help="evaluation directory of the candidate (B)")
+    p.add_argument("--half", choices=("gate", "claim"), default=None,
+                   help="compare one half of every set only (the loop's gate decides on 'gate')")
     p.add_argument("--json", action="store_true", help="print {task: {delta, ci95, p, n}} as JSON")
     args = p.parse_args(argv)
     try:
-        rows = compare_dirs(args.dir_a, args.dir_b)
+        rows = compare_dirs(args.dir_a, args.dir_b, args.half)
     except (EvalDirError, OSError) as exc:
         print(f"rsi eval compare: {exc}", file=sys.stderr)
         return 2
