@@ -151,6 +151,8 @@ def _typed(kind: type, node: Any, prefix: str) -> Any:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(kind), node))
     except OmegaConfBaseException as e:
         raise ConfigError(f"{prefix}{e.full_key}: {str(e.msg).splitlines()[0]}") from e
+    except ValueError as e:  # the dataclass' own check of a value (its __post_init__), which names the key
+        raise ConfigError(f"{prefix}{e}") from e
 
 
 def _family_config(name: str, node: Any) -> FamilyConfig:

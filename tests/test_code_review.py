@@ -153,6 +153,36 @@ def test_review_sets_hold_the_program_against_mutants_that_break_it(sandbox) -> 
         assert '"""The even numbers below 10, largest first."""' in original["completion"]
 
 
+@pytest.mark.ray
+def test_a_program_that_copies_the_prompts_example_scores_nothing(sandbox) -> None:
+    """The writer's reward cannot be won by repeating the example its prompt shows (SmolLM2's pairs taught just
+    that): above `max_example_share` a working program scores 0, and its review sets are still made."""
+    from rsi.tasks.code_review import _program_variables
+
+    example = _program_variables("lists", None)["example"]
+
+    def run(cfg: CodeReviewConfig) -> dict:
+        chain = {"seed": "lists", "judgments": [], "items": [_program("p_copy", example), _program("p_own", PROGRAM)]}
+        make_review_sets(chain, lambda jobs: [v.to_dict() for v in sandbox.run(jobs)], cfg)
+        return chain
+
+    limited = run(CodeReviewConfig(reviews=1, max_example_share=0.5))
+    programs = {i["id"]: i for i in limited["items"] if i["step"] == "write_program"}
+    assert programs["p_copy"]["procedural_detail"]["example_share"] == 1.0
+    assert programs["p_copy"]["procedural_score"] == 0.0 and programs["p_own"]["procedural_score"] == 1.0
+    assert {i["parent_id"] for i in limited["items"] if i["step"] == "review"} == {"p_copy", "p_own"}
+    unlimited = run(CodeReviewConfig(reviews=1))
+    assert [i["procedural_score"] for i in unlimited["items"] if i["step"] == "write_program"] == [1.0, 1.0]
+
+
+@pytest.mark.unit
+def test_example_share_outside_zero_to_one_fails_naming_the_key() -> None:
+    from rsi.config import ConfigError, _family_config
+
+    with pytest.raises(ConfigError, match=r"^tasks\.code_review\.max_example_share: must be within \[0, 1\]"):
+        _family_config("code_review", {"seeds": ["lists"], "max_example_share": 1.5})
+
+
 @pytest.mark.e2e
 def test_improve_preset_runs_one_iteration_on_the_tiny_model(tiny_model: Path, tmp_path: Path) -> None:
     """`rsi run +preset=improve` as a user runs it, sized down to the tiny model. Its random text never holds a
