@@ -323,7 +323,8 @@ def test_eval_run_on_tiny_model_then_compare(tiny_model: Path, ray_local: None, 
     capsys.readouterr()
     assert cli.main(["compare", str(out), str(out), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert set(rows) == set(tasks) | {"judge_accuracy.same_pick_both_orders"}
+    steps = {f"format_following.{it['family']}.{it['step']}" for it in items["format_following"]}
+    assert set(rows) == set(tasks) | {"judge_accuracy.same_pick_both_orders"} | steps
     assert all(r["delta"] == 0.0 and r["p"] == 1.0 for r in rows.values())
 
 
