@@ -32,7 +32,7 @@ def _runner(pool):
 @pytest.mark.unit
 def test_mutants_compile_and_differ() -> None:
     code = ("def f(xs, k):\n    out = []\n    for x in xs:\n        if x > k and x != 0:\n"
-            "            out.append(x + 1)\n    return out\n")
+            "            out.append(x + 1)\n        else:\n            out.append(x)\n    return out\n")
     mutants = make_mutants(code)
     assert {kind for kind, _ in mutants} >= {"flip", "off_by_one", "drop_branch", "swap_boolop"}
     for _, m in mutants:
