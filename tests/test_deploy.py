@@ -1,9 +1,10 @@
-"""The deployment files as a user runs them: every `rsi run` in k8s/, cluster/ and the README composes; the KubeRay
-manifests validate against the vendored CRD schemas of KubeRay v1.7.0 with unknown fields rejected; every pod meets
-Pod Security `restricted` (the per-slot-uid variant's sandbox pods `baseline`); the sandbox NetworkPolicy denies all
-but Ray's traffic; the images, the Dockerfiles' install steps and the manifests' commands are the ones the README
-shows; the cluster launcher configs validate against the schema of the installed Ray. No cluster, no image build
-(no daemon here)."""
+"""The deployment files as a user runs them: every `rsi run` in k8s/ and cluster/ composes (tests/test_docs.py
+composes the README's and docs/'s with `compose_argv`); the KubeRay manifests validate against the vendored CRD
+schemas of KubeRay v1.7.0 with unknown fields rejected; every pod meets Pod Security `restricted` (the
+per-slot-uid variant's sandbox pods `baseline`); the sandbox NetworkPolicy denies all but Ray's traffic; the
+images, the Dockerfiles' install steps and the manifests' commands are the ones the README and docs/ show; the
+cluster launcher configs validate against the schema of the installed Ray. No cluster, no image build (no daemon
+here)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CRDS = Path(__file__).parent / "data" / "kuberay"
 MANIFESTS = sorted(ROOT.glob("k8s/**/*.yaml"))
 LAUNCHER = sorted(ROOT.glob("cluster/*.yaml"))
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]  # what a user reads: the README and its pages
 VERSION = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
 
 pytestmark = pytest.mark.unit
@@ -55,14 +57,9 @@ def _after_rsi_run(line: str) -> list[str] | None:
 
 
 def rsi_runs() -> list[tuple[str, list[str]]]:
-    """(where, argv after `rsi run`) for every command in the README's code blocks and in k8s/, cluster/ files
-    (their YAML strings, e.g. a RayJob's folded entrypoint, and their comments)."""
+    """(where, argv after `rsi run`) for every command in k8s/, cluster/ files (their YAML strings, e.g. a RayJob's
+    folded entrypoint, and their comments)."""
     found: list[tuple[str, list[str]]] = []
-    readme = (ROOT / "README.md").read_text()
-    for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", readme, flags=re.S):
-        for line in _logical_lines(block):
-            if (argv := _after_rsi_run(line)) is not None:
-                found.append(("README.md", argv))
     for path in [*MANIFESTS, *LAUNCHER]:
         text = path.read_text()
         strings: list[str] = []
@@ -87,12 +84,17 @@ def _strings(node: Any, out: list[str]) -> None:
 
 def test_found_the_documented_commands() -> None:
     where = {w for w, _ in rsi_runs()}
-    assert {"README.md", "k8s/job/rayjob.yaml", "k8s/raycluster.yaml", "cluster/aws.yaml"} <= where
+    assert {"k8s/job/rayjob.yaml", "k8s/raycluster.yaml", "cluster/aws.yaml"} <= where
 
 
 @pytest.mark.parametrize("where,argv", rsi_runs(), ids=lambda v: v if isinstance(v, str) else " ".join(v)[:60])
 def test_every_documented_rsi_run_composes(where: str, argv: list[str]) -> None:
-    """Each override list composes through Hydra into the typed config; a sweep (`-m a=1,2`) composes per value."""
+    compose_argv(argv)
+
+
+def compose_argv(argv: list[str]) -> list[Any]:
+    """Each override list composes through Hydra into the typed config; a sweep (`-m a=1,2`) composes per value.
+    Returns the RsiConfig of each variant."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -115,8 +117,7 @@ def test_every_documented_rsi_run_composes(where: str, argv: list[str]) -> None:
         variants = [v + [t] for v in variants for t in text]
     register_schema()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for variant in variants:
-            to_dataclass(compose(config_name="config", overrides=variant))
+        return [to_dataclass(compose(config_name="config", overrides=variant)) for variant in variants]
 
 
 # ---- KubeRay CRD schemas -------------------------------------------------------------------------------------
@@ -443,9 +444,9 @@ def test_manifests_name_the_configurable_image() -> None:
 
 
 def test_readme_shows_the_build_and_deploy_commands() -> None:
-    """The README's commands are the ones the files hold: the image builds, kustomize's image setting, the
-    RayJob's entrypoint and each `ray job submit` quoted in k8s/ and cluster/."""
-    readme = " ".join(" ".join(_logical_lines((ROOT / "README.md").read_text())).split())
+    """The commands of the README and docs/ are the ones the files hold: the image builds, kustomize's image
+    setting, the RayJob's entrypoint and each `ray job submit` quoted in k8s/ and cluster/."""
+    readme = " ".join(" ".join(_logical_lines("\n".join(p.read_text() for p in DOCS))).split())
     for path in ("Dockerfile", "Dockerfile.gpu"):
         [build] = re.findall(r"`(docker build[^`]*)`", (ROOT / path).read_text())
         assert build in readme, build
