@@ -38,10 +38,9 @@ def run_main(overrides: list[str]) -> int:
 
     from rsi.cluster_env import ClusterError
     from rsi.config import ConfigError, register_schema, to_dataclass
+    from rsi.run_dir import RunDirError
 
     if "--help" in overrides or "-h" in overrides:  # Hydra's own: --hydra-help
-        from rsi.console import run_help
-
         print(run_help())
         return 0
     register_schema()
@@ -49,15 +48,15 @@ def run_main(overrides: list[str]) -> int:
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
     def _app(dcfg: DictConfig) -> str:
-        from rsi.loop import run_loop, teardown
+        from rsi.loop import run_loop
         from rsi.sweep import job_run_dir
 
         sweep_job_dir = job_run_dir()
         if sweep_job_dir:  # a multirun job: its own folder under the sweep dir
             dcfg.run.dir = sweep_job_dir
         try:
-            teardown(run_loop(to_dataclass(dcfg)))  # a sweep's next job starts its own pools
-        except (ConfigError, ClusterError) as e:
+            run_loop(to_dataclass(dcfg))  # its pools end with it: a sweep's next job starts its own
+        except (ConfigError, ClusterError, RunDirError) as e:
             print(f"rsi: config error: {e}", file=sys.stderr)
             status["code"] = 2
             return f"config error: {e}"
@@ -100,6 +99,84 @@ def model_main(args: list[str]) -> int:
     else:
         print(ensure_smollm2(ns.out))
     return 0
+
+
+# ---- rsi run --help: every key, its default and the comment of the class that defines it ---------------------
+def field_comments(cls: type) -> dict[str, str]:
+    """A dataclass's comment per field, read from its source (the comments are the docs): the trailing
+    `# comment`, else the comment lines right above the field."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    out: dict[str, str] = {}
+    above: list[str] = []
+    for line in source.splitlines():
+        m = re.match(r"^\s+(\w+):[^=]*=([^#]*)(?:#\s*(.+))?$", line)
+        if m and not line.lstrip().startswith("#"):
+            text = m.group(3) or " ".join(above)
+            if text:
+                out[m.group(1)] = text.strip() if len(text) <= 110 else text[:107].rstrip() + "…"
+            above = []
+        elif line.strip().startswith("#"):
+            above.append(line.strip().lstrip("#").strip())
+        else:
+            above = []
+    return out
+
+
+def run_help() -> str:
+    """Every key of RsiConfig's sections, in the order the class declares them, with its default and its
+    comment; a nested dataclass (sandbox.limits) is listed key by key too."""
+    from dataclasses import fields, is_dataclass
+
+    from rsi.config import RsiConfig
+    from rsi.tasks import BUILTIN
+
+    cfg = RsiConfig()
+    lines = ["usage: rsi run [KEY=VALUE …] [GROUP=OPTION …] [-m KEY=V1,V2 …] [--cfg job]", "",
+             "The self-improvement loop as a Hydra app. Groups: model=tiny|smollm2-135m|hf, backend=vllm|hf,",
+             f"tasks=[{','.join(BUILTIN)}] (any subset). `--cfg job` prints the composed config; `-m` sweeps",
+             "(each job in run.dir/sweep-<time>/N, a summary row per job). Keys, defaults and what they do:", ""]
+    top = field_comments(RsiConfig)
+
+    def section(prefix: str, value: object) -> None:
+        comments = field_comments(type(value))
+        for f in fields(value):  # type: ignore[arg-type]
+            default = getattr(value, f.name)
+            if is_dataclass(default):
+                section(f"{prefix}.{f.name}", default)
+                continue
+            text = f"  {prefix}.{f.name}={_show_default(default)}"
+            lines.append(f"{text:<44} {comments.get(f.name, '')}".rstrip())
+
+    for f in fields(RsiConfig):
+        value = getattr(cfg, f.name)
+        if f.name in top:
+            lines.append(f"{f.name}: {top[f.name]}")
+        if is_dataclass(value):
+            section(f.name, value)
+        elif f.name == "tasks":
+            lines.append("  tasks.<family>.{seeds,candidates,max_tokens,temperature,…}  each family's sizes "
+                         "(rsi/conf/tasks/*.yaml)")
+        else:
+            lines.append(f"  {f.name}={_show_default(value)}")
+    return "\n".join(lines)
+
+
+def _show_default(value: object) -> str:
+    from rsi.choice import Choice
+
+    if isinstance(value, Choice):
+        return f"{value} ({'|'.join(m.value for m in type(value))})"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

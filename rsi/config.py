@@ -16,10 +16,9 @@ from hydra.core.config_store import ConfigStore
 
 from rsi.choice import Choice, check_choices
 from rsi.cluster_env import ClusterConfig
-from rsi.console import LogConfig
 from rsi.evals.config import EvalsConfig, GateConfig
 from rsi.judging.config import JudgingConfig
-from rsi.sandbox.config import Launcher, Limits, SandboxConfig
+from rsi.sandbox.config import SandboxConfig
 from rsi.tasks.family import FamilyConfig
 from rsi.tracking import TrackerKind
 from rsi.train.config import TrainConfig
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 __all__ = ["BackendConfig", "ClusterConfig", "ConfigError", "FamilyConfig", "LoopConfig", "ModelConfig",
-           "RsiConfig", "RunConfig", "SandboxRunConfig", "register_schema", "to_dataclass", "validate"]
+           "LogConfig", "RsiConfig", "RunConfig", "plain_config", "register_schema", "to_dataclass", "validate"]
 
 
 class ConfigError(ValueError):
@@ -80,7 +79,8 @@ class BackendConfig:
 class RunConfig:
     dir: str = "runs/default"  # corpus, checkpoints and summaries land here
     seed: int = 0
-    resume: bool = False
+    resume: bool = False  # continue the run in run.dir where it stopped (its config must match)
+    overwrite: bool = False  # move a run already in run.dir aside to run.dir.old-<time> (never deleted) first
     commit_chains: int = 64  # finished chains per committed corpus part: at most this much work is redone after a crash
 
 
@@ -91,22 +91,8 @@ class LoopConfig:
 
 
 @dataclass
-class SandboxRunConfig:
-    """The sandbox pool that executes model-written code (evaluation suites, solutions, programs); rsi.loop turns
-    it into rsi.sandbox.config.SandboxConfig, whose defaults these are."""
-
-    launcher: Launcher = SandboxConfig.launcher
-    workers: int = 1  # sandbox actors
-    slots: int = SandboxConfig.slots  # concurrent runs per actor, each under its own uid when run as root
-    timeout_s: float = Limits.timeout_s
-    memory_mb: int = Limits.memory_mb
-    canary: bool = SandboxConfig.canary  # hostile self-test at start: refuse to judge if isolation is broken
-    # jobs a warm sandbox serves before a new one replaces it; 1: a pid namespace per job under bwrap, so no job
-    # learns from its pid that earlier jobs ran (8x the per-job cost of a warm sandbox)
-    jobs_per_sandbox: int = SandboxConfig.jobs_per_sandbox
-    # a Ray custom resource each sandbox actor requests one unit of, so the actors run only on the nodes that
-    # offer it (k8s/raycluster.yaml: the hardened `sandbox` worker group); None: anywhere
-    resource: str | None = None
+class LogConfig:
+    verbose: bool = False  # true: vLLM/Ray/transformers logs on the console too; false: only in run.dir/logs/
 
 
 @dataclass
@@ -120,12 +106,27 @@ class RsiConfig:
     # that type as its schema, see `register_schema`; `to_dataclass` builds each as its family's type)
     tasks: dict[str, FamilyConfig] = field(default_factory=dict)
     judging: JudgingConfig = field(default_factory=JudgingConfig)
-    sandbox: SandboxRunConfig = field(default_factory=SandboxRunConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # executes model-written code (rsi.sandbox)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     evals: EvalsConfig = field(default_factory=EvalsConfig)  # held-out evaluation of v0 and every candidate
     gate: GateConfig = field(default_factory=GateConfig)  # which candidates are kept
     tracker: TrackerKind = TrackerKind.tensorboard  # where metrics and DPO curves go besides summary.json
     log: LogConfig = field(default_factory=LogConfig)  # what reaches the console; the rest is in run.dir/logs/
+
+
+def plain_config(cfg: RsiConfig) -> dict[str, Any]:
+    """The whole config as plain YAML-able values (choices as their strings): what a run folder records."""
+    import enum
+    from dataclasses import asdict
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value.value if isinstance(value, enum.Enum) else value
+
+    return plain(asdict(cfg))
 
 
 def register_schema() -> None:
@@ -254,8 +255,7 @@ def validate(cfg: RsiConfig) -> None:
     _require(cfg.judging.rankings_per_set >= 1, "judging.rankings_per_set", "must be >= 1")
     _require(cfg.judging.meta_depth <= 2 or cfg.judging.meta_rankings_per_set >= 2,
              "judging.meta_rankings_per_set", "judging.meta_depth > 2 ranks meta-rankings: needs >= 2")
-    _require(cfg.sandbox.workers >= 1 and cfg.sandbox.slots >= 1, "sandbox.workers", "workers and slots >= 1")
-    _require(cfg.sandbox.jobs_per_sandbox >= 1, "sandbox.jobs_per_sandbox", "must be >= 1")
+    _require(cfg.sandbox.workers >= 1, "sandbox.workers", "must be >= 1")
     _validate_evals(cfg.evals, cfg.gate)
     if cfg.model.path is not None and (cfg.model.path.startswith(("/", ".", "~")) or Path(cfg.model.path).exists()):
         _require(Path(cfg.model.path).expanduser().is_dir(), "model.path",

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rsi.run_dir import RunDir
+
 
 @dataclass
 class IterationSummary:
@@ -38,25 +40,14 @@ class IterationSummary:
     overlap_dropped: int = 0  # preference rows left out for sharing text with an evaluation item
     dpo_loss: float | None = None
     dpo_curve: list[list[float]] = field(default_factory=list)  # [step, loss]
-    seconds: dict[str, float] = field(default_factory=dict)  # startup, corpus_pass, eval, dpo, swap, rollback
+    # startup, eval_kept, corpus_pass, dpo, swap, eval, rollback
+    seconds: dict[str, float] = field(default_factory=dict)
     gen_tokens_per_s: float = 0.0  # tokens the corpus pass generated per second of the pass
     engine_busy: float | None = None  # share of the pass with requests in flight, mean over replicas (vLLM)
     engine_pid: int | None = None  # the same process every iteration: weights change under a live engine
     # kept / candidate: {task: {metric, value, ci95, n}}; gate / claim / vs_v0: {task: {delta, ci95, p, n}}
     evals: dict[str, Any] = field(default_factory=dict)
     gate_reasons: list[str] = field(default_factory=list)
-
-
-def checkpoint_dir(run_dir: Path | str, version: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"v{version}"
-
-
-def eval_dir(run_dir: Path | str, version: int) -> Path:
-    return Path(run_dir) / "evals" / f"v{version}"
-
-
-def _record_path(run_dir: Path, iteration: int) -> Path:
-    return run_dir / "iterations" / f"iter_{iteration:03d}.json"
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -68,8 +59,9 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def load_history(run_dir: Path | str) -> list[IterationSummary]:
     """The records of the finished iterations, in order, up to the first gap."""
+    run = RunDir(Path(run_dir))
     out = []
-    while (path := _record_path(Path(run_dir), len(out))).is_file():
+    while (path := run.record(len(out))).is_file():
         out.append(IterationSummary(**json.loads(path.read_text())))
     return out
 
@@ -77,6 +69,7 @@ def load_history(run_dir: Path | str) -> list[IterationSummary]:
 def record_iteration(run_dir: Path | str, history: list[IterationSummary], summary: IterationSummary) -> None:
     """Append `summary` to the history: its record first (the iteration is finished from then on), then
     summary.json, the whole list."""
+    run = RunDir(Path(run_dir))
     history.append(summary)
-    _write_json(_record_path(Path(run_dir), summary.iteration), asdict(summary))
-    _write_json(Path(run_dir) / "summary.json", [asdict(s) for s in history])
+    _write_json(run.record(summary.iteration), asdict(summary))
+    _write_json(run.summary, [asdict(s) for s in history])

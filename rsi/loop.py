@@ -3,46 +3,33 @@ hot-swap → evaluate the candidate → keep it, or swap back to the kept weight
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from rsi.cluster_env import check_shared_storage, init_ray
-from rsi.config import RsiConfig
-from rsi.console import (
-    ChainProgress,
-    quiet_ray_data,
-    ray_logs_link,
-    start_board,
-    third_party_logs,
-    watch_dpo,
-)
+from rsi.config import RsiConfig, plain_config
+from rsi.console import quiet_ray_data, ray_logs_link, third_party_logs
 from rsi.corpus.stream import mark_manifest
-from rsi.evals.gate import decide, paired
-from rsi.history import IterationSummary, checkpoint_dir, eval_dir, load_history, record_iteration
-from rsi.inference import EngineSpec, PoolConfig, start_pool
+from rsi.evals.gate import Items, decide, paired
+from rsi.history import IterationSummary, load_history, record_iteration
 from rsi.pipeline.corpus_pass import needs_sandbox, run_corpus_pass
 from rsi.preflight import preflight
+from rsi.progress import ChainProgress, start_board, watch_dpo
+from rsi.run_dir import RunDir, claim
+from rsi.serving import Pools, serving
 from rsi.tables import step_table, summary_table
 from rsi.tracking import Tracker
 from rsi.train import train_dpo
 
-Items = dict[str, list[dict[str, Any]]]
-
-
-@dataclass
-class RunResult:
-    summaries: list[IterationSummary]
-    engine: Any  # the live policy pool (router actor, engine API), serving the kept weights
-    judge: Any = None  # the judge pool: the policy pool itself unless backend.judge_replicas > 0
-    sandbox: Any = None  # the sandbox pool, when the run used one
+if TYPE_CHECKING:
+    from rsi.inference.api import PoolHandle
 
 
 @dataclass
@@ -55,65 +42,45 @@ class Kept:
     metrics: dict[str, Any] | None = None
 
 
-def run_loop(cfg: RsiConfig, console: Console | None = None) -> RunResult:
-    running: list[RunResult] = []  # the pools, once up: a run that fails ends them, since no caller holds them
-    # vLLM/Ray/transformers INFO and WARNING lines go to run.dir/logs/ unless log.verbose
-    with third_party_logs(Path(cfg.run.dir), cfg.log.verbose):
-        try:
-            return _run_loop(cfg, console, running)
-        except BaseException:
-            for result in running:
-                with suppress(Exception):  # the run's own error is what the caller must see
-                    teardown(result)
-            raise
-
-
-def teardown(result: RunResult) -> None:
-    """End a run's pools and sandbox, so that the next run (a sweep's next job) starts its own on a free
-    cluster."""
-    import ray
-
-    pools = [result.engine] if result.judge is None or result.judge is result.engine else [result.engine,
-                                                                                           result.judge]
-    for pool in pools:
-        for replica in ray.get(pool.replica_handles.remote()):
-            ray.kill(replica, no_restart=True)
-        ray.kill(pool, no_restart=True)
-    if result.sandbox is not None:
-        result.sandbox.close()
-
-
-def _run_loop(cfg: RsiConfig, console: Console | None, running: list[RunResult]) -> RunResult:
-    import ray
-
+def run_loop(cfg: RsiConfig, console: Console | None = None, pools: Pools | None = None) -> list[IterationSummary]:
+    """The whole run: setup (preflight, the run folder, Ray, the pools) → iterations → cleanup (the pools end
+    with the run, whether it finishes or fails). With `pools`, the run serves from pools its caller started
+    with `serving` and still owns."""
     started = time.perf_counter()
     # Piped into a log, rich would wrap tables at 80 columns; a fixed width keeps them readable there.
     console = console or (Console() if sys.stdout.isatty() else Console(width=130))
     model_path = preflight(cfg)  # before Ray: bad keys, paths and models fail here
-    run_dir = Path(cfg.run.dir)
-    history = load_history(run_dir) if cfg.run.resume else fresh_run_dir(run_dir)
-    init_ray(cfg.cluster, verbose=cfg.log.verbose)
-    if not cfg.log.verbose:
-        quiet_ray_data()
-        ray_logs_link(run_dir / "logs")
-    check_shared_storage(cfg.run.dir, cfg.cluster.storage_path)  # a multi-node run needs storage every node sees
-    with console.status(f"starting {cfg.backend.name} pools on {model_path}"):
-        # Long-lived replica pools with the engine's API; the stages call them as they would one engine.
-        engine = start_pool(engine_spec(cfg, model_path), pool_config(cfg, "policy"))
-        judge = start_pool(engine_spec(cfg, model_path), pool_config(cfg, "judge")) \
-            if cfg.backend.judge_replicas else engine
-    pools = [engine] if judge is engine else [engine, judge]
+    with claim(Path(cfg.run.dir), plain_config(cfg), resume=cfg.run.resume, overwrite=cfg.run.overwrite) as run, \
+            third_party_logs(run.root, cfg.log.verbose):  # vLLM/Ray/transformers lines go to run.dir/logs/
+        history = load_history(run.root) if cfg.run.resume else []
+        init_ray(cfg.cluster, verbose=cfg.log.verbose)
+        if not cfg.log.verbose:
+            quiet_ray_data()
+            ray_logs_link(run.logs)
+        check_shared_storage(cfg.run.dir, cfg.cluster.storage_path)  # a multi-node run needs storage all nodes see
+        if pools is not None:
+            return iterate(cfg, pools, run, history, model_path, console, started)
+        console.print(f"starting {cfg.backend.name} pools on {model_path}")
+        with serving(cfg, model_path, sandbox=needs_sandbox(cfg) or cfg.evals.enabled) as live:
+            return iterate(cfg, live, run, history, model_path, console, started)
+
+
+def iterate(cfg: RsiConfig, pools: Pools, run: RunDir, history: list[IterationSummary], model_path: str,
+            console: Console, started: float) -> list[IterationSummary]:
+    """Evaluate v0, then per iteration: corpus pass → DPO → swap → evaluate → keep or roll back. A resumed
+    `history` keeps every decision: the pools go back to the kept weights under their version."""
+    import ray
+
+    engine, judge, sandbox = pools.policy, pools.judge, pools.sandbox
+    engines = pools.engines
     board = start_board()  # where DPO's workers report their steps
-    running.append(RunResult([], engine, judge))
-    sandbox = start_sandbox(cfg) if needs_sandbox(cfg) or cfg.evals.enabled else None
-    running[0].sandbox = sandbox
-    tracker = Tracker(cfg.tracker, run_dir)
+    tracker = Tracker(cfg.tracker, run.root)
     overlap = held_out_filter(cfg)
 
     kept = Kept(0, model_path)
-    if history:  # resumed: every decision stands; the pools go back to the kept weights under their version
+    if history:
         kept = Kept(history[-1].kept_version, history[-1].kept_checkpoint)
-        ray.get([p.update_weights.remote(kept.checkpoint, kept.version) for p in pools])
+        ray.get([p.update_weights.remote(kept.checkpoint, kept.version) for p in engines])
     startup = time.perf_counter() - started
 
     first = len(history)
@@ -124,47 +91,47 @@ def _run_loop(cfg: RsiConfig, console: Console | None, running: list[RunResult])
         gated = cfg.evals.enabled and iteration % cfg.evals.every == 0
         if gated and kept.items is None:  # v0, or a version kept ungated, or a resumed run's
             with timed(seconds, "eval_kept"), console.status(f"evaluating v{kept.version}"):
-                kept.metrics, kept.items = evaluate_version(cfg, engine, judge, sandbox, run_dir, kept.version,
+                kept.metrics, kept.items = evaluate_version(cfg, pools, run.evals(kept.version),
                                                             reuse=True)
 
-        corpus_dir = run_dir / "corpus" / f"iter_{iteration:03d}"
-        loads_before = engine_loads(pools)
+        corpus_dir = run.corpus(iteration)
+        loads_before = engine_loads(engines)
         with timed(seconds, "corpus_pass"), console.status("corpus pass") as status:
             stats = run_corpus_pass(cfg, engine, iteration, corpus_dir, model_version=served,
                                     sandbox=sandbox, judge=judge, overlap=overlap,
                                     progress=ChainProgress(console, status))
-        busy = busy_share(loads_before, engine_loads(pools), seconds["corpus_pass"])
+        busy = busy_share(loads_before, engine_loads(engines), seconds["corpus_pass"])
         console.print(step_table(stats))
 
         candidate = iteration + 1  # versions never repeat, so a rejected checkpoint is never overwritten
         trained_from = kept.checkpoint
         if cfg.backend.colocate:  # free the GPUs for the trainer (a no-op where vLLM cannot sleep)
-            ray.get([p.sleep.remote() for p in pools])
+            ray.get([p.sleep.remote() for p in engines])
         with timed(seconds, "dpo"), console.status("DPO under Ray Train") as status, \
                 watch_dpo(console, status, board):
             result = train_dpo(str(corpus_dir / "preferences"), trained_from,
-                               str(checkpoint_dir(run_dir, candidate)), cfg.train, overwrite=True,
+                               str(run.checkpoint(candidate)), cfg.train, overwrite=True,
                                storage_path=cfg.cluster.storage_path,
                                logging_dir=dpo_logging_dir(tracker, candidate))
         if cfg.backend.colocate:
-            ray.get([p.wake_up.remote() for p in pools])
+            ray.get([p.wake_up.remote() for p in engines])
         with timed(seconds, "swap"):
             # Every pool drains, swaps its replicas in place and resumes; self-judging keeps one version.
-            ray.get([p.update_weights.remote(result.checkpoint, candidate) for p in pools])
+            ray.get([p.update_weights.remote(result.checkpoint, candidate) for p in engines])
 
         evals: dict[str, Any] = {}
         decision, reasons, cand_items, cand_metrics = "ungated", [], None, None
         if gated:
             with timed(seconds, "eval"), console.status(f"evaluating v{candidate}"):
-                cand_metrics, cand_items = evaluate_version(cfg, engine, judge, sandbox, run_dir, candidate,
+                cand_metrics, cand_items = evaluate_version(cfg, pools, run.evals(candidate),
                                                             reuse=False)
             verdict = decide(kept.items or {}, cand_items, cfg.gate)
             decision, reasons = ("kept" if verdict.keep else "rejected"), verdict.reasons
             evals = {"kept": kept.metrics, "candidate": cand_metrics, "gate": verdict.gate,
-                     "claim": verdict.claim, "vs_v0": vs_v0(run_dir, cand_items)}
+                     "claim": verdict.claim, "vs_v0": vs_v0(run, cand_items)}
         if decision == "rejected":
             with timed(seconds, "rollback"):  # the same hot-swap, back to the kept weights and version
-                ray.get([p.update_weights.remote(kept.checkpoint, kept.version) for p in pools])
+                ray.get([p.update_weights.remote(kept.checkpoint, kept.version) for p in engines])
         else:
             kept = Kept(candidate, result.checkpoint, cand_items, cand_metrics)
         mark_manifest(corpus_dir, gate={"candidate": candidate, "decision": decision, "reasons": reasons})
@@ -182,49 +149,14 @@ def _run_loop(cfg: RsiConfig, console: Console | None, running: list[RunResult])
             gen_tokens_per_s=stats.tokens / seconds["corpus_pass"] if seconds["corpus_pass"] else 0.0,
             engine_busy=busy,
             engine_pid=ray.get(engine.health.remote())["pids"][0], evals=evals, gate_reasons=reasons)
-        record_iteration(run_dir, history, summary)
+        record_iteration(run.root, history, summary)
         tracker.log(tracked_scalars(summary), step=iteration)
         console.print(summary_table(history))
     tracker.close()
-    return RunResult(history, engine, judge, sandbox)
+    return history
 
 
 # ---- the steps ---------------------------------------------------------------------------------------------
-def fresh_run_dir(run_dir: Path) -> list[IterationSummary]:
-    """A run that does not resume starts from an empty history: records, evaluations and summaries of an
-    earlier run in the same folder go (the corpus writer clears its own iteration folders)."""
-    for name in ("iterations", "evals"):
-        shutil.rmtree(run_dir / name, ignore_errors=True)
-    (run_dir / "summary.json").unlink(missing_ok=True)
-    return []
-
-
-def engine_spec(cfg: RsiConfig, model_path: str) -> EngineSpec:
-    b = cfg.backend
-    return EngineSpec(model_path=model_path, backend=b.name, dtype=cfg.model.dtype,
-                      max_model_len=cfg.model.max_model_len, threads=b.threads, kv_cache_gb=b.kv_cache_gb,
-                      tensor_parallel_size=b.tensor_parallel_size, enforce_eager=b.enforce_eager,
-                      seed=cfg.run.seed, engine_kwargs=dict(b.engine_kwargs), sleep_mode=b.colocate)
-
-
-def pool_config(cfg: RsiConfig, name: str) -> PoolConfig:
-    b = cfg.backend
-    return PoolConfig(replicas=b.judge_replicas if name == "judge" else b.replicas, max_in_flight=b.max_in_flight,
-                      max_restarts=b.max_restarts, num_cpus=b.num_cpus, num_gpus=b.num_gpus, name=name)
-
-
-def start_sandbox(cfg: RsiConfig) -> Any:
-    from rsi.sandbox.config import Limits, SandboxConfig
-    from rsi.sandbox.pool import SandboxPool
-
-    s = cfg.sandbox
-    limits = Limits(timeout_s=s.timeout_s, memory_mb=s.memory_mb)
-    return SandboxPool(SandboxConfig(launcher=s.launcher, slots=s.slots, canary=s.canary, limits=limits,
-                                     jobs_per_sandbox=s.jobs_per_sandbox),
-                       num_workers=s.workers, num_cpus_per_worker=0,
-                       resources={s.resource: 1} if s.resource else None)
-
-
 def held_out_filter(cfg: RsiConfig) -> Any:
     """What keeps evaluation items out of the preferences (None when evaluation or the filter is off)."""
     from rsi.evals.overlap import OverlapFilter, held_out_texts
@@ -234,9 +166,8 @@ def held_out_filter(cfg: RsiConfig) -> Any:
     return OverlapFilter(held_out_texts(cfg.evals.tasks, cfg.evals.data), cfg.evals.overlap_ngram)
 
 
-def evaluate_version(cfg: RsiConfig, engine: Any, judge: Any, sandbox: Any, run_dir: Path, version: int, *,
-                     reuse: bool) -> tuple[dict[str, Any], Items]:
-    """Score the version the pools serve now on the held-out tasks; `evals/v{version}/` holds the result.
+def evaluate_version(cfg: RsiConfig, pools: Pools, out: Path, *, reuse: bool) -> tuple[dict[str, Any], Items]:
+    """Score the version the pools serve now on the held-out tasks; `out` (evals/vN/) holds the result.
     With `reuse`, an evaluation on disk (a kept version's, from before a resume) is read back instead of redone;
     a candidate is always scored anew, since its weights are retrained after a crash."""
     import ray
@@ -245,7 +176,7 @@ def evaluate_version(cfg: RsiConfig, engine: Any, judge: Any, sandbox: Any, run_
     from rsi.evals.suite import evaluate
     from rsi.evals.task import EvalContext
 
-    out = eval_dir(run_dir, version)
+    engine, judge, sandbox = pools.policy, pools.judge, pools.sandbox
     if not (reuse and (out / "metrics.json").is_file()):
         ctx = EvalContext(generate=lambda reqs: ray.get(engine.generate.remote(reqs)),
                           judge=lambda reqs: ray.get(judge.generate.remote(reqs)),
@@ -257,12 +188,12 @@ def evaluate_version(cfg: RsiConfig, engine: Any, judge: Any, sandbox: Any, run_
     return load_eval_dir(str(out))
 
 
-def vs_v0(run_dir: Path, items: Items) -> dict[str, Any]:
+def vs_v0(run: RunDir, items: Items) -> dict[str, Any]:
     """The candidate against v0 on the claim half, once v0 was evaluated: the gate chose versions on the other
     half, so only this one can show that the loop improved."""
     from rsi.evals.compare import load_eval_dir
 
-    v0 = eval_dir(run_dir, 0)
+    v0 = run.evals(0)
     return paired(load_eval_dir(str(v0))[1], items, "claim") if (v0 / "metrics.json").is_file() else {}
 
 
@@ -271,12 +202,12 @@ def dpo_logging_dir(tracker: Tracker, version: int) -> str | None:
     return str(base / f"dpo_v{version}") if base else None
 
 
-def engine_loads(pools: list[Any]) -> list[dict[str, float]]:
+def engine_loads(engines: list[PoolHandle]) -> list[dict[str, float]]:
     """Each pool's summed replica load figures and its replica count (rsi.inference.vllm_backend.EngineLoad)."""
     import ray
 
-    loads = ray.get([p.engine_load.remote() for p in pools])
-    counts = [len(h["replicas"]) for h in ray.get([p.health.remote() for p in pools])]
+    loads = ray.get([p.engine_load.remote() for p in engines])
+    counts = [len(h["replicas"]) for h in ray.get([p.health.remote() for p in engines])]
     return [{**load, "replicas": n} for load, n in zip(loads, counts)]
 
 

@@ -121,7 +121,7 @@ def test_actors_run_in_the_configured_python(tmp_path: Path) -> None:
 PLACED = """
 import ray
 from rsi.config import RsiConfig
-from rsi.loop import start_sandbox
+from rsi.serving import start_sandbox
 from rsi.sandbox.executor import humaneval_job
 ray.init(num_cpus=2, resources={"sandbox": 3})
 cfg = RsiConfig()

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from rsi.cli import field_comments, run_help
 from rsi.config import RunConfig
-from rsi.console import ChainProgress, field_comments, run_help, third_party_logs
+from rsi.console import third_party_logs
+from rsi.progress import ChainProgress
 
 
 @pytest.mark.unit
@@ -28,6 +30,36 @@ def test_help_explains_the_main_keys() -> None:
                          timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == text.strip()
     assert "Powered by Hydra" not in out.stdout
+
+
+@pytest.mark.unit
+def test_help_prints_each_key_with_the_comment_of_the_class_that_defines_it() -> None:
+    """The help is built from the dataclasses themselves, so it cannot say what a copy of a class once said:
+    every field of every section (nested ones too, sandbox.limits.*) is listed with its own class's comment."""
+    from dataclasses import fields, is_dataclass
+
+    from rsi.config import RsiConfig
+
+    text = run_help()
+    lines = text.splitlines()
+
+    def check(prefix: str, value: object) -> int:
+        comments, seen = field_comments(type(value)), 0
+        for f in fields(value):  # type: ignore[arg-type]
+            default = getattr(value, f.name)
+            if is_dataclass(default):
+                seen += check(f"{prefix}.{f.name}", default)
+                continue
+            [line] = [x for x in lines if x.strip().startswith(f"{prefix}.{f.name}=")]
+            assert line.rstrip().endswith(comments.get(f.name, "")), (line, comments.get(f.name))
+            seen += 1
+        return seen
+
+    cfg = RsiConfig()
+    counted = sum(check(f.name, getattr(cfg, f.name)) for f in fields(RsiConfig) if is_dataclass(getattr(cfg, f.name)))
+    assert counted > 60
+    assert "sandbox.limits.memory_mb=1024" in text and "sandbox.jobs_per_sandbox=2000" in text
+    assert "tasks=[programming,python_output,open_ended,code_review]" in text
 
 
 @pytest.mark.unit
@@ -116,7 +148,7 @@ def test_dpo_steps_reach_the_console(ray_local) -> None:
 
     from transformers import TrainerState
 
-    from rsi.console import start_board, watch_dpo
+    from rsi.progress import start_board, watch_dpo
     from rsi.train.progress import ProgressCallback
 
     board = start_board()

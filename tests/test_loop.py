@@ -11,6 +11,7 @@ from rsi.config import FamilyConfig, RsiConfig
 from rsi.corpus.stream import read_table
 from rsi.inference import EngineSpec, start_engine
 from rsi.loop import run_loop
+from rsi.serving import serving
 
 pytestmark = pytest.mark.e2e
 
@@ -34,18 +35,23 @@ def _config(tiny_model: Path, backend: str, run_dir: Path) -> RsiConfig:
 
 @pytest.mark.parametrize("backend", ["vllm", "hf"])
 def test_two_iterations_end_to_end(backend: str, tiny_model: Path, tmp_path: Path, ray_local) -> None:
-    import datasets
-    import ray
 
     cfg = _config(tiny_model, backend, tmp_path / "run")
-    result = run_loop(cfg)
-    summaries = result.summaries
+    with serving(cfg, str(tiny_model)) as pools:  # held past the run, to compare its live engine below
+        summaries = run_loop(cfg, pools=pools)
+        _check_two_iterations(cfg, backend, summaries, pools.policy, tiny_model, tmp_path)
+
+
+def _check_two_iterations(cfg: RsiConfig, backend: str, summaries: list, engine, tiny_model: Path,
+                          tmp_path: Path) -> None:
+    import datasets
+    import ray
 
     # the engine's version went 0 → 1 → 2 in one process: swapped, never restarted
     assert [s.model_version for s in summaries] == [0, 1]
     assert [s.new_version for s in summaries] == [1, 2]
     assert len({s.engine_pid for s in summaries}) == 1
-    assert ray.get(result.engine.health.remote())["pid"] == summaries[0].engine_pid
+    assert ray.get(engine.health.remote())["pid"] == summaries[0].engine_pid
 
     for it, s in enumerate(summaries):
         corpus = tmp_path / "run" / "corpus" / f"iter_{it:03d}"
@@ -66,13 +72,12 @@ def test_two_iterations_end_to_end(backend: str, tiny_model: Path, tmp_path: Pat
     # greedy outputs of the swapped engine equal a fresh engine on the saved checkpoint
     prompts = [{"messages": [{"role": "user", "content": f"Create a task about {d}."}], "max_tokens": 24}
                for d in ("queues", "dates", "csv files")]
-    live = [c["token_ids"] for c in ray.get(result.engine.generate.remote(prompts))]
+    live = [c["token_ids"] for c in ray.get(engine.generate.remote(prompts))]
     fresh_engine = start_engine(EngineSpec(model_path=summaries[-1].checkpoint, backend=backend,
                                            kv_cache_gb=0.25, max_model_len=4096), num_cpus=0)
     fresh = [c["token_ids"] for c in ray.get(fresh_engine.generate.remote(prompts))]
     assert live == fresh
-    for actor in (result.engine, fresh_engine):
-        ray.kill(actor)
+    ray.kill(fresh_engine)
 
     # every part of an iteration is timed; start-up belongs to the first iteration alone
     assert summaries[0].seconds["startup"] > 0 and summaries[1].seconds["startup"] == 0
@@ -117,20 +122,26 @@ def test_rejected_candidate_is_rolled_back(tiny_model: Path, tmp_path: Path, ray
     """gate.min_gain=1.0 rejects every candidate: the pools serve the kept (base) weights again, greedy tokens
     equal a fresh engine on them, the next iteration trains from them, and the rejected checkpoints and
     corpora stay on disk, marked."""
-    import json
 
-    import ray
 
     cfg = _config(tiny_model, "vllm", tmp_path / "run")
     cfg.evals.tasks = cfg.gate.metrics = ["output_prediction", "format_following"]
     cfg.gate.enabled, cfg.gate.min_gain = True, 1.0
-    result = run_loop(cfg)
-    s = result.summaries
+    with serving(cfg, str(tiny_model)) as pools:
+        s = run_loop(cfg, pools=pools)
+        _check_rolled_back(s, pools.policy, tiny_model, tmp_path)
+
+
+def _check_rolled_back(s: list, engine, tiny_model: Path, tmp_path: Path) -> None:
+    import json
+
+    import ray
+
     assert [x.decision for x in s] == ["rejected", "rejected"] and all("min_gain" in x.gate_reasons[0] for x in s)
     assert [x.model_version for x in s] == [0, 0] and [x.kept_version for x in s] == [0, 0]
     assert [x.new_version for x in s] == [1, 2]  # versions never repeat: v1 is not overwritten by v2
     assert s[1].trained_from == s[0].trained_from == str(tiny_model)
-    assert ray.get(result.engine.version.remote()) == 0
+    assert ray.get(engine.version.remote()) == 0
     for it, x in enumerate(s):
         assert (Path(x.checkpoint) / "config.json").is_file()
         manifest = json.loads((tmp_path / "run" / "corpus" / f"iter_{it:03d}" / "manifest.json").read_text())
@@ -141,13 +152,12 @@ def test_rejected_candidate_is_rolled_back(tiny_model: Path, tmp_path: Path, ray
 
     prompts = [{"messages": [{"role": "user", "content": f"Create a task about {d}."}], "max_tokens": 24}
                for d in ("queues", "dates", "csv files")]
-    live = [c["token_ids"] for c in ray.get(result.engine.generate.remote(prompts))]
+    live = [c["token_ids"] for c in ray.get(engine.generate.remote(prompts))]
     fresh_engine = start_engine(EngineSpec(model_path=str(tiny_model), backend="vllm", kv_cache_gb=0.25,
                                            max_model_len=4096), num_cpus=0)
     fresh = [c["token_ids"] for c in ray.get(fresh_engine.generate.remote(prompts))]
     assert live == fresh
-    for actor in (result.engine, fresh_engine):
-        ray.kill(actor)
+    ray.kill(fresh_engine)
 
 
 def test_a_failed_run_ends_its_pools(tiny_model: Path, tmp_path: Path, ray_local,
@@ -159,7 +169,7 @@ def test_a_failed_run_ends_its_pools(tiny_model: Path, tmp_path: Path, ray_local
     from ray.util.state import list_actors
 
     import rsi.loop
-    from rsi.console import BOARD
+    from rsi.progress import BOARD
 
     def alive() -> set[str]:  # the progress board is one per cluster, reused by every run
         return {a.actor_id for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000) if a.name != BOARD}

@@ -150,11 +150,11 @@ def test_open_ended_family_on_tiny(engine, tmp_path: Path) -> None:
 
 @pytest.mark.ray
 def test_readme_family_example_runs(engine, tmp_path: Path) -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parent.parent / "docs" / "task-families.md").read_text()
     code = re.search(r"<!-- family-example -->\s*```python\n(.*?)```", readme, re.S).group(1)
     assert len(code.splitlines()) <= 35
     module = types.ModuleType("readme_family")  # not importable by workers: cloudpickle ships it by value
-    exec(compile(code, "README.md", "exec"), module.__dict__)
+    exec(compile(code, "docs/task-families.md", "exec"), module.__dict__)
     assert get_family("explain") is module.EXPLAIN
     out = _pass(engine, None, tmp_path, {"explain": FamilyConfig(seeds=["recursion"], candidates=3, max_tokens=32)})
     assert _steps(out, "performances") == {"explain"}

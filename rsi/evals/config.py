@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rsi.evals.suite import TASKS
+
 
 @dataclass
 class EvalsConfig:
     enabled: bool = True
-    # held-out tasks scored on v0 and on every candidate (rsi.evals.suite.TASKS)
-    tasks: list[str] = field(default_factory=lambda: ["humaneval", "output_prediction", "judge_accuracy",
-                                                      "format_following"])
-    # items per task (a deterministic subset, rsi.evals.task.subset); null: every item (+preset=gpu). The
-    # candidate's evaluation took 39% of a default SmolLM2 iteration on 2 CPU cores at 40 items (273 of 696 s),
-    # 32% at 24 (174 of 546 s), 28% at 20 (155 of 558 s).
+    # held-out tasks scored on v0 and on every candidate; default: every task of rsi.evals.suite.TASKS
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    # items per task (a deterministic subset, rsi.evals.task.subset); null: every item (+preset=gpu). 20 keeps
+    # the candidate's evaluation under a third of a SmolLM2 iteration on 2 cores (docs/evaluation.md)
     limit: int | None = 20
     # task -> its own item count, replacing `limit` for that task (e.g. more judge pairs for a paired test's power
     # where the other tasks sit at the model's floor)
@@ -31,8 +31,7 @@ class EvalsConfig:
 @dataclass
 class GateConfig:
     enabled: bool = True  # off: every candidate is kept, the metrics are still reported
-    metrics: list[str] = field(default_factory=lambda: ["humaneval", "output_prediction", "judge_accuracy",
-                                                        "format_following"])
+    metrics: list[str] = field(default_factory=lambda: list(TASKS))  # gated tasks; default: every task
     tolerance: float = 0.0  # largest acceptable drop, in points of the metric (0.05 = 5 points)
     # the mean of the gated metrics' point-estimate deltas must reach this (0: no worse on average)
     min_gain: float = 0.0

@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rsi.config import FamilyConfig, RsiConfig
 from rsi.corpus import counters
@@ -19,6 +19,10 @@ from rsi.pipeline.assemble import assemble_chain
 from rsi.pipeline.steps import run_op
 from rsi.tasks import get_family
 from rsi.tasks.family import Check, Derive
+
+if TYPE_CHECKING:
+    from rsi.inference.api import PoolHandle
+    from rsi.sandbox.pool import SandboxPool
 
 
 @dataclass
@@ -47,8 +51,8 @@ def needs_sandbox(cfg: RsiConfig) -> bool:
                for name in cfg.tasks for op in get_family(name).ops)
 
 
-def family_dataset(cfg: RsiConfig, family: str, engine: Any, judge: Any, sandbox: Any, iteration: int,
-                   chains: list[dict[str, Any]] | None = None) -> Any:
+def family_dataset(cfg: RsiConfig, family: str, engine: PoolHandle, judge: PoolHandle, sandbox: SandboxPool | None,
+                   iteration: int, chains: list[dict[str, Any]] | None = None) -> Any:
     """The family's chains (default: all its seed chains) as a lazy Ray Data dataset: one map_batches stage
     per operation, streaming."""
     import ray.data
@@ -68,13 +72,13 @@ def family_dataset(cfg: RsiConfig, family: str, engine: Any, judge: Any, sandbox
     return ds
 
 
-def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, *, model_version: int,
-                    judge: Any, sandbox: Any = None, overlap: OverlapFilter | None = None,
+def run_corpus_pass(cfg: RsiConfig, engine: PoolHandle, iteration: int, out_dir: Path, *, model_version: int,
+                    judge: PoolHandle, sandbox: SandboxPool | None = None, overlap: OverlapFilter | None = None,
                     progress: Any = None) -> PassStats:
     """Stream every family's chains into the corpus writer, a part per few finished chains. With `overlap`,
     preference rows sharing text with a held-out evaluation item are left out (and counted).
 
-    With `progress` (rsi.console.ChainProgress), every finished chain is reported to it.
+    With `progress` (rsi.progress.ChainProgress), every finished chain is reported to it.
     With run.resume, chains committed before a crash are skipped and a finished iteration is not redone; the
     writer never writes a chain twice (rsi.corpus.stream)."""
     writer = CorpusWriter(out_dir, resume=cfg.run.resume, max_chains=cfg.run.commit_chains)
@@ -94,7 +98,7 @@ def run_corpus_pass(cfg: RsiConfig, engine: Any, iteration: int, out_dir: Path, 
         pending += len(todo)
         if todo:
             streams.append(family_dataset(cfg, family, engine, judge, sandbox, iteration, todo))
-    if progress is not None:  # rsi.console.ChainProgress: chains done of pending, rows per step
+    if progress is not None:  # rsi.progress.ChainProgress: chains done of pending, rows per step
         progress.start(pending)
     if streams:
         # All families stream at once, so the engines batch requests across them.

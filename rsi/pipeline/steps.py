@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rsi.config import FamilyConfig
 from rsi.corpus.ids import content_id, derived_seed
 from rsi.judging.config import JudgingConfig
 from rsi.judging.pairwise import pairwise_requests, pairwise_schedule, parse_pairwise
@@ -23,14 +22,15 @@ from rsi.pipeline.decisions import (
     judgments_by_set,
     meta_set_id,
 )
-from rsi.tasks.family import Chain, Check, Derive, Family, Generate, Item, MetaRank, Rank, Select
-from rsi.tasks.templates import render, split_rubric
+from rsi.tasks.family import Chain, Check, Derive, Family, FamilyConfig, Generate, Item, MetaRank, Rank, Select
+from rsi.tasks.templates import JUDGE_SYSTEM, SYSTEM, render, split_rubric
 
-SYSTEM = "You are a skilled, careful assistant."
-JUDGE_SYSTEM = "You are a careful, impartial judge."
+if TYPE_CHECKING:
+    from rsi.inference.api import PoolHandle
+    from rsi.sandbox.pool import SandboxPool
 
 
-def _generate(engine: Any, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _generate(engine: PoolHandle, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import ray
 
     wire = [{k: r[k] for k in ("messages", "max_tokens", "temperature", "seed", "json_schema")} for r in requests]
@@ -47,7 +47,8 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 def run_op(batch: dict[str, np.ndarray], *, family: Family, op_index: int, fam_cfg: FamilyConfig,
-           judging: JudgingConfig, engine: Any, judge: Any, sandbox: Any = None) -> dict[str, list[Any]]:
+           judging: JudgingConfig, engine: PoolHandle, judge: PoolHandle,
+           sandbox: SandboxPool | None = None) -> dict[str, list[Any]]:
     """The map_batches entry: decode chains, apply the family's op `op_index`, encode them again.
     `engine` serves the policy's steps, `judge` the rankings (the same pool when the policy judges itself)."""
     op = family.ops[op_index]
@@ -83,7 +84,7 @@ def _no_sandbox(jobs: list[dict]) -> list[dict]:
 
 
 def generate_step(chains: list[Chain], rows: list[dict[str, Any]], op: Generate, fam: Family,
-                  fam_cfg: FamilyConfig, engine: Any) -> None:
+                  fam_cfg: FamilyConfig, engine: PoolHandle) -> None:
     requests: list[dict[str, Any]] = []
     for chain, row in zip(chains, rows):
         parents: list[Item | None] = [None] if op.parent is None else [
@@ -136,7 +137,7 @@ def _ranking_requests(set_key: str, level: int, texts: list[str], labels: list[s
     return out
 
 
-def _record_judgments(engine: Any, requests: list[dict[str, Any]]) -> None:
+def _record_judgments(engine: PoolHandle, requests: list[dict[str, Any]]) -> None:
     for req, out in zip(requests, _generate(engine, requests)):
         parsed = parse_pairwise(out["text"], req["items"], len(req["candidate_ids"])) if "items" in req \
             else parse_ranking(out["text"], req["labels"])
@@ -169,7 +170,7 @@ def _pairwise_requests(set_key: str, texts: list[str], instruction: str, rubric:
 
 
 def rank_step(chains: list[Chain], op: Rank, fam: Family, judging: JudgingConfig,
-              engine: Any) -> None:
+              engine: PoolHandle) -> None:
     gen = fam.op(op.of)
     instruction, rubric, digest = split_rubric(fam, op.template)
     requests = []
@@ -196,7 +197,7 @@ def describe_judgment(j: dict[str, Any], candidate_labels: list[str]) -> str:
 
 
 def meta_rank_step(chains: list[Chain], op: MetaRank, fam: Family,
-                   judging: JudgingConfig, engine: Any) -> None:
+                   judging: JudgingConfig, engine: PoolHandle) -> None:
     """Levels 2 … `judging.meta_depth`: each ranks the judgments of the level below, on the same set. One level
     at a time, since a level's items are the answers of the one below."""
     rank_op = fam.op(op.of)

@@ -1,5 +1,5 @@
-"""Typed sandbox configuration and per-run limits: the library's own settings. A run's `sandbox:` keys
-(rsi.config.SandboxRunConfig) take their defaults from here; rsi.loop builds a SandboxConfig from them."""
+"""Typed sandbox configuration and per-run limits: the one type behind a run's `sandbox:` keys (rsi.config),
+`rsi sandbox run`'s flags and the sandbox pool's actors."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ class Launcher(Choice):
 LAUNCHERS = tuple(m.value for m in Launcher)  # for argparse choices
 
 
-@dataclass(frozen=True)
+# Not frozen: OmegaConf makes a frozen dataclass read-only, and a run's overrides (sandbox.limits.memory_mb=…)
+# must reach it. Nothing changes one after it is built; `with_` returns a copy.
+@dataclass
 class Limits:
     """Per-run resource limits. `timeout_s` is wall time for a HumanEval check (load + check) or per JSON
     case; the CPU rlimit follows it so a busy loop dies even if every clock is ignored."""
@@ -39,9 +41,13 @@ class Limits:
         return replace(self, **changes)
 
 
-@dataclass(frozen=True)
+@dataclass
 class SandboxConfig:
     launcher: Launcher = Launcher.bwrap
+    workers: int = 1  # sandbox actors of a run's pool
+    # a Ray custom resource each sandbox actor requests one unit of, so the actors run only on the nodes that
+    # offer it (k8s/raycluster.yaml: the hardened `sandbox` worker group); None: anywhere
+    resource: str | None = None
     slots: int = 2  # concurrent runs per worker; as root each slot also runs under its own uid
     uid_base: int = 61000  # slot uids (numbers of the slot locks without root): [uid_base, +uid_count)
     uid_count: int = 256  # size of the range; workers on one node lock distinct uids inside it

@@ -11,6 +11,10 @@ from string import Template
 from rsi.tasks.family import Family
 
 PROMPTS = Path(__file__).parent / "prompts"
+# The system turns of every generation and every judgement, in the corpus pass and in the held-out evaluation
+# alike: an evaluation must ask as the pipeline asks.
+SYSTEM = "You are a skilled, careful assistant."
+JUDGE_SYSTEM = "You are a careful, impartial judge."
 RUBRIC_MARK = "## rubric"
 
 

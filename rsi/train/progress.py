@@ -12,6 +12,6 @@ class ProgressCallback(TrainerCallback):
                **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
-        from rsi.console import report
+        from rsi.progress import report
 
         report("dpo", {"step": int(state.global_step), "of": int(state.max_steps), "loss": float(logs["loss"])})
