@@ -209,3 +209,25 @@ def test_compare_dirs_breaks_format_following_down_by_step_and_keeps_one_half(tm
     assert 0 < claim["format_following"]["n"] < rows["format_following"]["n"]
     with pytest.raises(ValueError, match="half"):
         compare.compare_dirs(str(tmp_path / "a"), str(tmp_path / "b"), half="other")
+
+
+def test_compare_dirs_pairs_judge_accuracy_per_mutation_kind(tmp_path) -> None:  # noqa: ANN001
+    """A judge that learns to see dropped branches while it loses flipped comparisons shows both, each kind on its
+    own paired row; an evaluation from before items named their mutation has no such rows."""
+    def judge(correct: dict[str, list[int]], with_kind: bool = True) -> TaskResult:
+        items = [{"id": f"{kind}-{k}", "correct": c, **({"mutation": kind} if with_kind else {})}
+                 for kind, cs in correct.items() for k, c in enumerate(cs)]
+        return TaskResult(task="judge_accuracy", metric="accuracy", value=0.0, ci95=(0.0, 0.0), n=len(items),
+                          items=items)
+
+    compare.write_eval_dir(str(tmp_path / "a"), [judge({"drop_branch": [0] * 20, "flip": [1] * 20})])
+    compare.write_eval_dir(str(tmp_path / "b"), [judge({"drop_branch": [1] * 20, "flip": [0] * 20})])
+    rows = compare.compare_dirs(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert rows["judge_accuracy"]["delta"] == 0.0 and rows["judge_accuracy"]["p"] == 1.0
+    up, down = rows["judge_accuracy.drop_branch"], rows["judge_accuracy.flip"]
+    assert up["n"] == down["n"] == 20 and up["delta"] == 1.0 and down["delta"] == -1.0
+    assert up["p"] == down["p"] == pytest.approx(stats.mcnemar_exact(0, 20))
+    assert up["better"] == down["better"] == "higher"
+    compare.write_eval_dir(str(tmp_path / "old"), [judge({"drop_branch": [0] * 20}, with_kind=False)])
+    rows = compare.compare_dirs(str(tmp_path / "old"), str(tmp_path / "old"))
+    assert set(rows) == {"judge_accuracy", "judge_accuracy.same_pick_both_orders"}

@@ -131,6 +131,34 @@ def test_invalid_answers_count_as_wrong() -> None:
 
 
 @pytest.mark.unit
+def test_judge_accuracy_is_broken_down_by_mutation_kind() -> None:
+    """A judge that sees only one kind of bug shows it per kind, while the task's own accuracy stays the share of
+    all pairs right in both orders."""
+    pairs = {p["id"]: p for p in load_pairs(judge_accuracy.DATA)}
+    by_bad = {p["bad"]: p for p in pairs.values()}
+
+    def sees_dropped_branches(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        answers = oracle_judge(requests)
+        for r, a in zip(requests, answers):
+            blocks = BLOCK.findall(r["messages"][1]["content"])
+            pair = next(by_bad[text] for _, text in blocks if text in by_bad)
+            if pair["mutation"] != "drop_branch":  # any other kind: the first shown, as a biased judge does
+                a.update(first_shown_judge([r])[0])
+        return answers
+
+    r = run_judge_accuracy(_ctx(judge=sees_dropped_branches))
+    kinds = Counter(p["mutation"] for p in pairs.values())
+    assert set(kinds) == {"drop_branch", "flip", "off_by_one", "swap_boolop"}
+    assert {k for k in r.extra if k.startswith("accuracy.")} == {f"accuracy.{k}" for k in kinds}
+    for kind, n in kinds.items():
+        want = 1.0 if kind == "drop_branch" else 0.0
+        assert r.extra[f"accuracy.{kind}"] == {"value": want, "ci95": r.extra[f"accuracy.{kind}"]["ci95"], "n": n}
+    assert r.value == pytest.approx(kinds["drop_branch"] / len(pairs)) and r.n == len(pairs)
+    assert all(it["mutation"] == pairs[it["id"]]["mutation"] for it in r.items)
+    assert all(it["correct"] == (it["mutation"] == "drop_branch") for it in r.items)
+
+
+@pytest.mark.unit
 def test_judge_data_file_replaces_the_shipped_pairs(tmp_path: Path) -> None:
     mine = load_pairs(judge_accuracy.DATA)[:3]
     path = tmp_path / "pairs.jsonl"
@@ -174,10 +202,10 @@ def _good_output(case: dict[str, Any]) -> str:
     return "Talk to them honestly."
 
 
-def _fake_policy(answer: Any) -> Any:
+def _fake_policy(answer: Any, families: list[str] = ALL_FAMILIES) -> Any:
     """A policy answering each pipeline prompt with `answer(case)`, found from the prompt it was sent."""
     by_prompt = {format_following.request(c)["messages"][1]["content"]: c
-                 for c in format_following.cases(ALL_FAMILIES)}
+                 for c in format_following.cases(families)}
     seen: list[dict[str, Any]] = []
 
     def generate(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -213,6 +241,63 @@ def test_format_following_garbage_fails_where_a_format_is_required() -> None:
         assert it["correct"] == (it["family"] == "open_ended")
         assert it["correct"] or (it["parse_status"] != "ok" and it["error"])
     assert r.value == pytest.approx(sum(it["family"] == "open_ended" for it in r.items) / 30)
+
+
+def _copying_policy(copy_share: float) -> Any:
+    """Answers code_review's write_program prompts with the example they show for the first `copy_share` of the
+    topics (in HELDOUT_SEEDS order) and a program of its own for the rest; every other prompt with good output."""
+    topics = format_following.HELDOUT_SEEDS["code_review"]
+    copied = set(topics[:round(copy_share * len(topics))])
+
+    def answer(case: dict[str, Any]) -> str:
+        if case["family"].name != "code_review":
+            return _good_output(case)
+        if case["seed"] in copied:
+            return "```python\n" + case["op"].variables(case["seed"], None)["example"] + "\n```"
+        return "```python\ndef solution():\n    total = 0\n    for k in range(4):\n        total += k * k\n" \
+               "    return total\n```"
+
+    return _fake_policy(answer, ALL_FAMILIES + ["code_review"])[0]
+
+
+@pytest.mark.unit
+def test_format_following_counts_programs_that_copy_the_prompts_example() -> None:
+    """A copy of the example parses, so the parse rate counts it a success; `copies_example` says which programs
+    repeat the example, from the same generations (each prompt asked once)."""
+    generate = _copying_policy(0.3)
+    asked: list[dict[str, Any]] = []
+    r = format_following.run_format_following(_ctx(generate=lambda reqs: asked.extend(reqs) or generate(reqs),
+                                                   families=ALL_FAMILIES + ["code_review"]))
+    programs = [it for it in r.items if it["family"] == "code_review"]
+    assert len(programs) == 100 and len(asked) == r.n == 148  # one request per item, none for the copy metric
+    assert r.value == 1.0 and all(it["correct"] == 1 for it in programs)
+    assert sum(it["copies_example"] for it in programs) == 30
+    assert all(it["example_share"] == (1.0 if it["copies_example"] else 0.0) for it in programs)
+    assert not [it for it in r.items if it["family"] != "code_review" and "copies_example" in it]
+    assert r.extra["copies_example"] == {"value": 0.3, "ci95": r.extra["copies_example"]["ci95"], "n": 100}
+    assert r.extra["parse_rate.code_review.write_program"]["value"] == 1.0
+
+
+@pytest.mark.unit
+def test_copying_is_compared_between_versions_lower_being_better(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Two versions' format-following evaluations pair the copying program by program, with a McNemar p, on a
+    row that says lower is better; neither version answers any prompt twice."""
+    from rsi.evals.compare import compare_dirs
+    from rsi.evals.compare import main as compare_main
+    from rsi.evals.suite import evaluate
+
+    for name, share in (("v0", 0.6), ("v1", 0.1)):
+        ctx = _ctx(generate=_copying_policy(share), families=["code_review"])
+        evaluate(["format_following"], ctx, str(tmp_path / name))
+    rows = compare_dirs(str(tmp_path / "v0"), str(tmp_path / "v1"))
+    copies = rows["format_following.copies_example"]
+    assert copies["n"] == 100 and copies["delta"] == pytest.approx(-0.5) and copies["p"] < 1e-10
+    assert copies["better"] == "lower" and rows["format_following"]["better"] == "higher"
+    assert rows["format_following"]["delta"] == 0.0  # every program parses in both
+    assert compare_main([str(tmp_path / "v0"), str(tmp_path / "v1")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"format_following\.copies_example \(lower is better\)[\s│]+-0\.500", out), out
 
 
 @pytest.mark.unit
@@ -324,7 +409,9 @@ def test_eval_run_on_tiny_model_then_compare(tiny_model: Path, ray_local: None, 
     assert cli.main(["compare", str(out), str(out), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     steps = {f"format_following.{it['family']}.{it['step']}" for it in items["format_following"]}
-    assert set(rows) == set(tasks) | {"judge_accuracy.same_pick_both_orders"} | steps
+    kinds = {f"judge_accuracy.{it['mutation']}" for it in items["judge_accuracy"]}
+    assert kinds and {f"accuracy.{k.split('.')[1]}" for k in kinds} <= set(metrics["judge_accuracy"])
+    assert set(rows) == set(tasks) | {"judge_accuracy.same_pick_both_orders"} | steps | kinds
     assert all(r["delta"] == 0.0 and r["p"] == 1.0 for r in rows.values())
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -141,6 +142,55 @@ def test_empty_and_missing_summary(tmp_path: Path, capsys: pytest.CaptureFixture
         build_report(tmp_path / "nowhere")
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "summary.json" in capsys.readouterr().err
+
+
+def _version_evals(run: Path, version: int, drop_branch: list[int], copies: list[int]) -> dict[str, Any]:
+    """evals/vN of a version as the loop writes it (judge accuracy with its kinds of mutation, format following
+    with its copying), and the metrics the loop puts in summary.json for it."""
+    from rsi.evals.compare import load_eval_dir, write_eval_dir
+    from rsi.evals.judge_accuracy import good_index
+    from rsi.evals.judge_accuracy import score as judge_score
+    from rsi.evals.stats import wilson
+    from rsi.evals.task import TaskResult
+
+    pairs = [{"id": f"{kind}-{k}", "task_id": "t", "mutation": kind}
+             for kind, n in (("drop_branch", len(drop_branch)), ("flip", 20)) for k in range(n)]
+    texts = []
+    for pair, right in zip(pairs, drop_branch + [0] * 20):  # flips: wrong in both versions
+        best = "AB"[good_index(pair) if right else 1 - good_index(pair)]
+        texts += [json.dumps({"rationale": "r", "ranking": [best, "B" if best == "A" else "A"]})] * 2
+    items = [{"id": f"ff-{k}", "family": "code_review", "step": "write_program", "correct": 1, "copies_example": c}
+             for k, c in enumerate(copies)]
+    ff = TaskResult("format_following", "parse_rate", 1.0, (0.9, 1.0), len(items), items,
+                    {"copies_example": {"value": sum(copies) / len(copies), "ci95": wilson(sum(copies), len(copies)),
+                                        "n": len(copies)}})
+    write_eval_dir(str(run / "evals" / f"v{version}"), [judge_score(pairs, texts), ff])
+    return load_eval_dir(str(run / "evals" / f"v{version}"))[0]
+
+
+@pytest.mark.unit
+def test_task_parts_are_rows_of_their_own_paired_from_the_evaluation_folders(tmp_path: Path) -> None:
+    """Judge accuracy per kind of mutation and format following's copying show under their task, with values per
+    version and the paired Δ that the evaluation folders give; copying says lower is better."""
+    run = tmp_path / "run"
+    kept = _version_evals(run, 0, [0] * 40, [1] * 40)
+    cand = _version_evals(run, 1, [1] * 40, [0] * 40)
+    _run(run, [{"iteration": 0, "model_version": 0, "new_version": 1, "kept_version": 1, "decision": "kept",
+                "evals": {"kept": kept, "candidate": cand}}])
+    html = build_report(run).read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r'<tr class="sub"><td>([^<]+)</td>.*?</tr>', html)}
+    assert {"drop_branch", "flip", "copies_example", "same_pick_both_orders"} <= set(rows)
+    assert re.search(r"<td>drop_branch</td><td></td><td class=\"num\">0\.000.*?1\.000", rows["drop_branch"])
+    assert "lower is better" in rows["copies_example"] and "lower is better" not in rows["drop_branch"]
+    # the claim half and vs v0 pair the same versions here; each kind moved on every item of its half
+    assert rows["drop_branch"].count('<span class="sig">+1.000') == 3
+    assert rows["copies_example"].count('<span class="sig">-1.000') == 3
+    assert '<span class="sig">' not in rows["flip"] and "+0.000" in rows["flip"]
+    assert html.count('<tr class="sub">') == len(rows)
+    # without the folders the parts still show their values, with no Δ
+    shutil.rmtree(run / "evals")
+    rows = dict(re.findall(r'<tr class="sub"><td>([^<]+)</td>(.*?)</tr>', build_report(run).read_text()))
+    assert "1.000" in rows["drop_branch"] and "+1.000" not in rows["drop_branch"]
 
 
 def _mangle(value: Any, rng: np.random.Generator) -> Any:

@@ -82,26 +82,47 @@ def _same_pick(item: dict[str, Any]) -> int:
     return int(item.get("pick_AB") is not None and item.get("pick_AB") == item.get("pick_BA"))
 
 
-# Item-level properties compared like a task's own metric, as `task.name` rows: the judge's position
-# consistency (the same candidate picked in both shown orders; an invalid answer counts as not) moves before its
-# accuracy does, and is what a position-biased judge gets wrong.
-SECONDARY: dict[str, dict[str, Callable[[dict[str, Any]], int]]] = {
+def _copies_example(item: dict[str, Any]) -> int | None:
+    copies = item.get("copies_example")
+    return None if copies is None else int(copies)
+
+
+# Item-level properties compared like a task's own metric, as `task.name` rows, over the items that have the
+# property (None: not applicable): the judge's position consistency (the same candidate picked in both shown
+# orders; an invalid answer counts as not) moves before its accuracy does, and is what a position-biased judge
+# gets wrong; a program that repeats its prompt's example parses, so only this row shows the copying.
+SECONDARY: dict[str, dict[str, Callable[[dict[str, Any]], int | None]]] = {
     "judge_accuracy": {"same_pick_both_orders": _same_pick},
+    "format_following": {"copies_example": _copies_example},
 }
+# Rows where a fall is the improvement; every other row is better higher.
+LOWER_IS_BETTER = {"format_following.copies_example"}
 
 
-# Groups of a task's items also compared on their own, as `task.group` rows: format following's parse rate per
-# family and step, since training one family's format can lift it while another's falls and the mean hides both.
-GROUPS: dict[str, Callable[[dict[str, Any]], str]] = {
+# Groups of a task's items also compared on their own, as `task.group` rows (an item in no group, None, is in no
+# row): format following's parse rate per family and step, since training one family's format can lift it while
+# another's falls and the mean hides both; judge accuracy per kind of mutation, since a judge may learn to see one
+# kind of bug long before another.
+GROUPS: dict[str, Callable[[dict[str, Any]], str | None]] = {
     "format_following": lambda item: f"{item.get('family')}.{item.get('step')}",
+    "judge_accuracy": lambda item: item.get("mutation") or None,
 }
+
+
+def _row(name: str, c: dict[str, Any]) -> dict[str, Any]:
+    return {**c, "ci95": list(c["ci95"]), "better": "lower" if name in LOWER_IS_BETTER else "higher"}
+
+
+def _property(items: list[dict[str, Any]], prop: Callable[[dict[str, Any]], int | None]) -> list[dict[str, Any]]:
+    return [{"id": it["id"], "correct": v} for it in items if (v := prop(it)) is not None]
 
 
 def compare_dirs(dir_a: str, dir_b: str, half: str | None = None) -> dict[str, dict[str, Any]]:
-    """{task: {"delta", "ci95", "p", "n"}} for each task both directories hold, B relative to A, plus a
+    """{task: {"delta", "ci95", "p", "n", "better"}} for each task both directories hold, B relative to A, plus a
     `task.property` row for each of the task's SECONDARY properties and a `task.group` row for each of its
-    GROUPS. `half` ("gate" or "claim") keeps that half of every set alone (rsi.evals.task.half_of): the loop's
-    gate decides on the gate half, so improvement is claimed on the other."""
+    GROUPS; "better" says which way is an improvement ("higher", or "lower" for LOWER_IS_BETTER rows). `half`
+    ("gate" or "claim") keeps that half of every set alone (rsi.evals.task.half_of): the loop's gate decides on
+    the gate half, so improvement is claimed on the other."""
     if half not in (None, "gate", "claim"):
         raise ValueError(f"half must be 'gate' or 'claim' (got {half!r})")
     _, items_a = load_eval_dir(dir_a)
@@ -110,16 +131,16 @@ def compare_dirs(dir_a: str, dir_b: str, half: str | None = None) -> dict[str, d
     for task in sorted(items_a.keys() & items_b.keys()):
         a, b = ([it for it in items[task] if half is None or half_of(str(it["id"])) == half]
                 for items in (items_a, items_b))
-        c = compare_items(a, b)
-        out[task] = {**c, "ci95": list(c["ci95"])}
+        out[task] = _row(task, compare_items(a, b))
         for name, prop in SECONDARY.get(task, {}).items():
-            c = compare_items(*([{"id": it["id"], "correct": prop(it)} for it in items] for items in (a, b)))
-            out[f"{task}.{name}"] = {**c, "ci95": list(c["ci95"])}
+            # evaluations from before a property existed have no row for it
+            if any(prop(it) is not None for it in items_a[task] + items_b[task]):
+                out[f"{task}.{name}"] = _row(f"{task}.{name}", compare_items(_property(a, prop), _property(b, prop)))
         if task in GROUPS:
             group_of = GROUPS[task]
-            for group in sorted({group_of(it) for it in a}):
-                c = compare_items(*([it for it in items if group_of(it) == group] for items in (a, b)))
-                out[f"{task}.{group}"] = {**c, "ci95": list(c["ci95"])}
+            for group in sorted({g for it in a if (g := group_of(it)) is not None}):
+                rows = compare_items(*([it for it in items if group_of(it) == group] for items in (a, b)))
+                out[f"{task}.{group}"] = _row(f"{task}.{group}", rows)
     return out
 
 
@@ -130,11 +151,12 @@ def _table(dir_a: str, dir_b: str, rows: dict[str, dict[str, Any]]) -> None:
     table = Table(title=f"{dir_b} vs {dir_a} (paired, B - A)")
     for col in ("task", "delta", "95% CI", "p (McNemar)", "n"):
         table.add_column(col, justify="left" if col == "task" else "right", no_wrap=True)
+    names = {task: task + (" (lower is better)" if r.get("better") == "lower" else "") for task, r in rows.items()}
     for task, r in rows.items():
         lo, hi = r["ci95"]
-        table.add_row(task, f"{r['delta']:+.3f}", f"[{lo:+.3f}, {hi:+.3f}]", f"{r['p']:.3g}", str(r["n"]))
+        table.add_row(names[task], f"{r['delta']:+.3f}", f"[{lo:+.3f}, {hi:+.3f}]", f"{r['p']:.3g}", str(r["n"]))
     # wide enough for `format_following.code_review.write_program` and its figures uncut, also in a pipe (80)
-    name_width = max((len(task) for task in rows), default=4)
+    name_width = max((len(name) for name in names.values()), default=4)
     Console(width=max(Console().width, name_width + 65)).print(table)
 
 
@@ -144,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dir_b", help="evaluation directory of the candidate (B)")
     p.add_argument("--half", choices=("gate", "claim"), default=None,
                    help="compare one half of every set only (the loop's gate decides on 'gate')")
-    p.add_argument("--json", action="store_true", help="print {task: {delta, ci95, p, n}} as JSON")
+    p.add_argument("--json", action="store_true", help="print {task: {delta, ci95, p, n, better}} as JSON")
     args = p.parse_args(argv)
     try:
         rows = compare_dirs(args.dir_a, args.dir_b, args.half)

@@ -6,6 +6,10 @@ conf/tasks/*.yaml lists, so training never saw these prompts. Ops that need a pa
 a task built from a HumanEval problem (programming), a small fixed program (python_output). Greedy decoding; an
 item is correct when the op's own `parse(text, parent)` accepts the answer. A drop here means training taught
 the model to break the formats the loop depends on.
+
+Where the prompt shows an example program (code_review's `write_program`), each answer also says whether it
+copies the example (`copies_example`, reported as the `copies_example` metric, lower is better): a copy parses,
+so the parse rate alone would count it as a success. The same generations serve both; nothing is asked twice.
 """
 
 from __future__ import annotations
@@ -20,12 +24,17 @@ from typing import Any
 from rsi.corpus.ids import content_id, derived_seed
 from rsi.evals.stats import wilson
 from rsi.evals.task import EvalContext, TaskResult, item_hash, subset
-from rsi.pipeline.steps import SYSTEM
 from rsi.tasks import get_family
+from rsi.tasks.code_review import example_share
 from rsi.tasks.family import Family, Generate, Item
-from rsi.tasks.templates import render
+from rsi.tasks.parsing import UNPARSEABLE, Parsed
+from rsi.tasks.templates import SYSTEM, render
 
 TASK = "format_following"
+# An answer at least this share of whose body lines its prompt's example holds too is a copy: the copies
+# SmolLM2-135M wrote repeat the example whole or cut short, far above half, and a short program of its own can
+# still share a line such as `return count`.
+COPY_SHARE = 0.5
 
 # Seeds training never sees: disjoint from every seed in conf/tasks/*.yaml (a unit test checks).
 HELDOUT_SEEDS: dict[str, list[str]] = {
@@ -155,18 +164,41 @@ def request(case: dict[str, Any]) -> dict[str, Any]:
             "max_tokens": max_tokens, "temperature": 0.0, "seed": derived_seed(case["id"]), "json_schema": op.schema}
 
 
+def copy_fields(case: dict[str, Any], parsed: Parsed) -> dict[str, Any]:
+    """For a prompt that shows an example program: the share of the answer's lines that repeat it, and whether
+    that makes a copy; an answer that does not parse copies nothing, so every such prompt counts, the same in
+    both versions compared. Nothing for a prompt without an example."""
+    example = case["op"].variables(case["seed"], case["parent"]).get("example")
+    if example is None:
+        return {}
+    share = None
+    if parsed.ok:
+        try:
+            share = example_share(parsed.value, example)
+        except (SyntaxError, *UNPARSEABLE):
+            pass
+    return {"example_share": None if share is None else round(share, 3),
+            "copies_example": int(share is not None and share >= COPY_SHARE)}
+
+
+def _rate(values: list[int]) -> dict[str, Any]:
+    return {"value": sum(values) / len(values), "ci95": wilson(sum(values), len(values)), "n": len(values)}
+
+
 def score(chosen: list[dict[str, Any]], texts: list[str]) -> TaskResult:
     items = []
     for case, text in zip(chosen, texts):
         parsed = case["op"].parse(text, case["parent"])
         items.append({"id": case["id"], "family": case["family"].name, "step": case["op"].step,
                       "seed": case["seed"], "parse_status": parsed.status, "error": parsed.error, "text": text,
-                      "correct": int(parsed.ok)})
+                      "correct": int(parsed.ok), **copy_fields(case, parsed)})
     by_step: dict[str, list[int]] = defaultdict(list)
     for it in items:
         by_step[f"parse_rate.{it['family']}.{it['step']}"].append(it["correct"])
-    extra = {key: {"value": sum(v) / len(v), "ci95": wilson(sum(v), len(v)), "n": len(v)}
-             for key, v in sorted(by_step.items())}
+    extra = {key: _rate(v) for key, v in sorted(by_step.items())}
+    copies = [it["copies_example"] for it in items if "copies_example" in it]
+    if copies:
+        extra["copies_example"] = _rate(copies)
     k = sum(it["correct"] for it in items)
     return TaskResult(task=TASK, metric="parse_rate", value=k / len(items) if items else 0.0,
                       ci95=wilson(k, len(items)), n=len(items), items=items, extra=extra)

@@ -25,10 +25,9 @@ from rsi.evals.stats import wilson
 from rsi.evals.task import EvalContext, TaskResult, item_hash, read_jsonl, subset
 from rsi.judging.config import JudgingConfig
 from rsi.judging.ranking import labels_for, parse_ranking, ranking_messages, ranking_schema
-from rsi.pipeline.steps import JUDGE_SYSTEM
 from rsi.tasks import get_family
 from rsi.tasks.family import Generate
-from rsi.tasks.templates import split_rubric
+from rsi.tasks.templates import JUDGE_SYSTEM, split_rubric
 
 TASK = "judge_accuracy"
 DATA = Path(__file__).parent / "data" / "judge_pairs.jsonl"
@@ -118,7 +117,9 @@ def score(pairs: list[dict[str, Any]], answers: list[str]) -> TaskResult:
     items = []
     for k, pair in enumerate(pairs):
         g = good_index(pair)
-        item: dict[str, Any] = {"id": pair["id"], "task_id": pair["task_id"], "good": labels[g]}
+        # a pairs file of one's own may leave the mutation out
+        mutation = str(pair["mutation"]) if pair.get("mutation") else None
+        item: dict[str, Any] = {"id": pair["id"], "task_id": pair["task_id"], "mutation": mutation, "good": labels[g]}
         for j, name in enumerate(ORDERS):
             parsed = parse_ranking(answers[2 * k + j], labels)
             item[f"pick_{name}"] = parsed.ranking[0] if parsed.ranking else None  # index of the first ranked
@@ -137,6 +138,10 @@ def score(pairs: list[dict[str, Any]], answers: list[str]) -> TaskResult:
     for name in ORDERS:  # every answer of the order counts, an invalid one as wrong
         extra[f"order_accuracy_{name}"] = _metric(
             sum(it[f"pick_{name}"] == labels.index(it["good"]) for it in items), len(items))
+    # Per kind of mutation: a judge may learn to see a dropped branch long before an off-by-one constant.
+    for kind in sorted({it["mutation"] for it in items if it["mutation"]}):
+        of_kind = [it["correct"] for it in items if it["mutation"] == kind]
+        extra[f"accuracy.{kind}"] = _metric(sum(of_kind), len(of_kind))
     correct = sum(it["correct"] for it in items)
     return TaskResult(task=TASK, metric="accuracy", value=correct / len(items) if items else 0.0,
                       ci95=wilson(correct, len(items)), n=len(items), items=items, extra=extra)

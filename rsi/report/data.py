@@ -13,7 +13,7 @@ from typing import Any
 Row = dict[str, Any]
 
 # Gate decisions as the loop writes them; "base" marks v0, which no gate decided.
-DECISIONS = ("kept", "rejected", "ungated")
+DECISIONS = ("kept", "rejected", "ungated", "no_pairs")
 
 
 class SummaryError(ValueError):
@@ -135,3 +135,47 @@ def version_scores(rows: list[Row]) -> list[VersionScore]:
         kept_v = num(row.get("kept_version"))
         previous_kept = int(kept_v) if kept_v is not None else (new if decision_of(row) == "kept" else base)
     return [seen[v] for v in sorted(seen)]
+
+
+# What a task's entry in an evals block holds besides its extra metrics (rsi.evals.compare.write_eval_dir).
+RESERVED = ("metric", "value", "ci95", "n")
+
+
+def sub_metrics(entry: Any) -> dict[str, Estimate]:
+    """A task's extra metrics (per kind of mutation, per step, copying, …), each named as `rsi eval compare` names
+    its row after the task: `accuracy.flip` of metric `accuracy` is `flip`."""
+    entry = as_dict(entry)
+    prefix = f"{entry.get('metric')}."
+    out = {}
+    for name, extra in entry.items():
+        value = num(as_dict(extra).get("value"))
+        if name in RESERVED or value is None:
+            continue
+        n = num(as_dict(extra).get("n"))
+        sub = name[len(prefix):] if name.startswith(prefix) and len(name) > len(prefix) else name
+        out[sub] = Estimate("", value, ci95(as_dict(extra).get("ci95")), int(n) if n is not None else None)
+    return out
+
+
+def paired_sub_rows(run_dir: Path, row: Row) -> dict[str, dict[str, Any]]:
+    """{"gate" | "claim" | "vs_v0": {"task.sub": paired row}} for the iteration's two versions, from their
+    evaluation folders (run.dir/evals/vN): the summary pairs each task as a whole only, and a task's parts (judge
+    accuracy per kind of mutation, format following per step, its copying) can move apart. Empty where a folder
+    is missing or unreadable."""
+    from rsi.evals.compare import EvalDirError, compare_dirs
+
+    base, new = num(row.get("model_version")), num(row.get("new_version"))
+    if base is None or new is None:
+        return {}
+
+    def folder(version: float) -> str:
+        return str(run_dir / "evals" / f"v{int(version)}")
+
+    out: dict[str, dict[str, Any]] = {}
+    for block, (a, half) in {"gate": (base, "gate"), "claim": (base, "claim"), "vs_v0": (0, "claim")}.items():
+        try:
+            rows = compare_dirs(folder(a), folder(new), half)
+        except (EvalDirError, OSError, ValueError):
+            continue
+        out[block] = {name: r for name, r in rows.items() if "." in name}
+    return out

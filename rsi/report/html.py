@@ -6,7 +6,19 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from rsi.report.data import Row, as_dict, ci95, decision_of, estimates, iteration_of, num
+from rsi.evals.compare import LOWER_IS_BETTER
+from rsi.report.data import (
+    Estimate,
+    Row,
+    as_dict,
+    ci95,
+    decision_of,
+    estimates,
+    iteration_of,
+    num,
+    paired_sub_rows,
+    sub_metrics,
+)
 from rsi.report.plots import STATUS_COLOURS, PlotSpec
 
 CSS = """
@@ -20,6 +32,7 @@ table { border-collapse: collapse; margin: 6px 0 10px; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f4f4f4; } small { color: #555; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.sub td { font-size: 12px; color: #444; } tr.sub td:first-child { padding-left: 22px; }
 .decision { font-weight: 700; padding: 1px 6px; border-radius: 3px; color: #fff; }
 .sig { font-weight: 700; } ul.reasons { margin: 4px 0; }
 #images-ok { color: #666; font-size: 12px; margin-top: 28px; }
@@ -104,10 +117,38 @@ def _detail(ci: str, n: float | None) -> str:
     return f"<br><small>{text}</small>" if text else ""
 
 
-def _metrics_table(row: Row) -> str:
+PAIRED = ("gate", "claim", "vs_v0")
+
+
+def _estimate(e: Estimate | None) -> str:
+    return _fmt(e.value) + _detail(_ci(list(e.ci) if e.ci else None), e.n) if e else "–"
+
+
+def _table_row(cells: list[str], sub: bool = False) -> str:
+    return ('<tr class="sub">' if sub else "<tr>") + "".join(
+        f'<td class="num">{c}</td>' if i > 1 else f"<td>{c}</td>" for i, c in enumerate(cells)) + "</tr>"
+
+
+def _sub_rows(bench: str, evals: dict, breakdown: dict[str, dict]) -> list[str]:
+    """A task's parts under it: its extra metrics' values, and their paired Δ where the evaluation folders allow."""
+    kept, cand = (sub_metrics(as_dict(evals.get(side)).get(bench)) for side in ("kept", "candidate"))
+    prefix = bench + "."
+    paired = {k: {name[len(prefix):]: r for name, r in as_dict(breakdown.get(k)).items() if name.startswith(prefix)}
+              for k in PAIRED}
+    names = sorted(set(kept) | set(cand) | {name for block in paired.values() for name in block})
+    out = []
+    for name in names:
+        note = "lower is better" if prefix + name in LOWER_IS_BETTER else ""
+        cells = [escape(name), note, _estimate(kept.get(name)), _estimate(cand.get(name))]
+        out.append(_table_row(cells + [_delta(paired[k].get(name)) for k in PAIRED], sub=True))
+    return out
+
+
+def _metrics_table(row: Row, breakdown: dict[str, dict] | None = None) -> str:
+    """Each benchmark's metric, then its parts; `breakdown` holds the parts' paired rows (paired_sub_rows)."""
     evals = as_dict(row.get("evals"))
     kept, cand = estimates(evals.get("kept")), estimates(evals.get("candidate"))
-    paired = {k: as_dict(evals.get(k)) for k in ("gate", "claim", "vs_v0")}
+    paired = {k: as_dict(evals.get(k)) for k in PAIRED}
     benches = sorted(set(kept) | set(cand) | {b for block in paired.values() for b in block})
     if not benches:
         return '<p class="note">No evaluations this iteration.</p>'
@@ -117,13 +158,9 @@ def _metrics_table(row: Row) -> str:
     body = []
     for b in benches:
         est = kept.get(b) or cand.get(b)
-        cells = [escape(b), escape(est.metric) if est else "–"]
-        for side in (kept, cand):
-            e = side.get(b)
-            cells.append(_fmt(e.value) + _detail(_ci(list(e.ci) if e.ci else None), e.n) if e else "–")
-        cells += [_delta(paired[k].get(b)) for k in ("gate", "claim", "vs_v0")]
-        body.append("<tr>" + "".join(f'<td class="num">{c}</td>' if i > 1 else f"<td>{c}</td>"
-                                     for i, c in enumerate(cells)) + "</tr>")
+        cells = [escape(b), escape(est.metric) if est else "–", _estimate(kept.get(b)), _estimate(cand.get(b))]
+        body.append(_table_row(cells + [_delta(paired[k].get(b)) for k in PAIRED]))
+        body += _sub_rows(b, evals, breakdown or {})
     return f"<table>{head}{''.join(body)}</table>"
 
 
@@ -136,11 +173,12 @@ def _seconds_table(row: Row) -> str:
     return f"<table><tr>{head}</tr><tr>{cells}<td class=\"num\">{sum(secs.values()):.1f}</td></tr></table>"
 
 
-def _iteration_section(row: Row, index: int) -> str:
+def _iteration_section(run_dir: Path, row: Row, index: int) -> str:
     it = iteration_of(row, index)
     decision = decision_of(row)
     parts = [f"<h3>Iteration {it}: {_version(row.get('model_version'))} → candidate "
-             f"{_version(row.get('new_version'))} {_decision(decision)}</h3>", _metrics_table(row)]
+             f"{_version(row.get('new_version'))} {_decision(decision)}</h3>",
+             _metrics_table(row, paired_sub_rows(run_dir, row))]
     raw = row.get("gate_reasons")
     reasons = [str(r) for r in raw if r] if isinstance(raw, list) else []
     if reasons:
@@ -162,7 +200,7 @@ def render_page(run_dir: Path, rows: list[Row], plots: list[tuple[PlotSpec, Path
         else:
             # No caption: the PNG carries its title, so it reads the same opened on its own.
             figures.append(f'<figure><img src="{escape(path.name)}" alt="{escape(spec.title)}"></figure>')
-    iterations = [_iteration_section(row, i) for i, row in enumerate(rows)]
+    iterations = [_iteration_section(run_dir, row, i) for i, row in enumerate(rows)]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -177,7 +215,9 @@ def render_page(run_dir: Path, rows: list[Row], plots: list[tuple[PlotSpec, Path
 {''.join(figures)}
 <h2>Per iteration</h2>
 <p class="muted">Values with 95% CI; Δ is candidate minus compared-with version, paired on the gate half (what the
-gate decided on), the claim half (held out from the gate) and against v0 on the claim half; bold where p &lt; 0.05.</p>
+gate decided on), the claim half (held out from the gate) and against v0 on the claim half; bold where p &lt; 0.05.
+A benchmark's parts (per kind of mutation, per step, …) follow it, paired where the run's evaluation folders
+are on disk; a part marked "lower is better" improves when it falls.</p>
 {''.join(iterations)}
 <div id="images-ok">images not checked (scripts off)</div>
 <script>{CHECK_SCRIPT}</script>

@@ -61,7 +61,7 @@ def make_review_sets(chain: Chain, run_jobs: Callable[[list[dict]], list[dict]],
     from rsi.sandbox.executor import json_job
 
     programs = [i for i in chain["items"] if i["step"] == "write_program"]
-    example = _body_lines(_program_variables(chain["seed"], None)["example"])
+    example = _program_variables(chain["seed"], None)["example"]
     plans, jobs = [], []
     for p in programs:
         p["procedural_score"], p["kept"] = 0.0, False
@@ -83,17 +83,24 @@ def make_review_sets(chain: Chain, run_jobs: Callable[[list[dict]], list[dict]],
             continue
         broken = [(kind, code) for k, (kind, code) in enumerate(mutants)
                   if _outcome(verdicts[start + 2 + k]) != first][:cfg.reviews]
-        body = _body_lines(original)
-        example_share = len(body & example) / len(body) if body else 1.0
-        copied = example_share > cfg.max_example_share
+        share = example_share(original, example)
+        copied = share > cfg.max_example_share
         p["procedural_score"] = 1.0 if broken and not copied else 0.0
         p["procedural_detail"] = {"deterministic": True, "output": first[1], "mutants": len(mutants),
-                                  "broken": len(broken), "example_share": round(example_share, 3)}
+                                  "broken": len(broken), "example_share": round(share, 3)}
         for kind, code in broken:
             set_id = content_id("set", chain=p["set_id"], step=REVIEW, parent=p["id"], mutant=code)
             pair = [_review_item(p, original, True, set_id, None), _review_item(p, code, False, set_id, kind)]
             # the original's label (A or B) is drawn from the set's content: no favourite label to learn
             chain["items"] += pair if int(set_id[:8], 16) % 2 == 0 else pair[::-1]
+
+
+def example_share(code: str, example: str) -> float:
+    """The share of a program's distinct body lines that its prompt's example holds too (1.0 for a program with
+    no body). The held-out evaluation counts copies with it (rsi.evals.format_following), so what it reports is
+    what `max_example_share` takes the reward from. Raises SyntaxError for code that does not parse."""
+    body = _body_lines(code)
+    return len(body & _body_lines(example)) / len(body) if body else 1.0
 
 
 def _body_lines(code: str) -> set[str]:
