@@ -230,3 +230,98 @@ def test_gradient_checkpointing_where_it_works() -> None:
         assert not dpo_config_kwargs(TrainConfig(gradient_checkpointing=mode), "/tmp/x")["gradient_checkpointing"]
     with pytest.raises(ValueError, match="threads=-1"):
         TrainConfig(threads=-1).validate()
+
+
+# -- label noise (no Ray) --------------------------------------------------------------------------------
+
+def _swapped(rows: list[dict], noise: float, seed: int) -> set[str]:
+    """The ids of the pairs `add_label_noise` swaps, read back from the table the trainer would get."""
+    from rsi.train.data import add_label_noise, pair_keys
+
+    dataset = datasets.Dataset.from_list(rows)
+    table, count = add_label_noise(prepare_preferences(dataset, "weight")[0], pair_keys(dataset), noise, seed)
+    out = table_to_dataset(table).to_list()
+    swapped = {r["id"] for r, t in zip(rows, out) if t["chosen"] == r["rejected"] and t["rejected"] == r["chosen"]}
+    assert all(t["chosen"] == r["chosen"] for r, t in zip(rows, out) if r["id"] not in swapped)
+    assert [t["prompt"] for t in out] == [r["prompt"] for r in rows] and count == len(swapped)
+    return swapped
+
+
+@pytest.mark.unit
+def test_label_noise_of_one_swaps_every_pair_and_zero_none() -> None:
+    rows = _pairs(40)
+    assert _swapped(rows, 1.0, seed=0) == {r["id"] for r in rows}
+    assert _swapped(rows, 0.0, seed=0) == set()
+
+
+@pytest.mark.unit
+def test_the_same_seed_swaps_the_same_pairs_in_any_order() -> None:
+    import random
+
+    rows = _pairs(200)
+    first = _swapped(rows, 0.3, seed=7)
+    shuffled = rows[:]
+    random.Random(1).shuffle(shuffled)
+    assert _swapped(shuffled, 0.3, seed=7) == first
+    assert _swapped(shuffled[:120], 0.3, seed=7) == first & {r["id"] for r in shuffled[:120]}  # a subset too
+    other = _swapped(rows, 0.3, seed=8)
+    assert other != first and 0.15 < len(other) / len(rows) < 0.45
+    assert first <= _swapped(rows, 0.6, seed=7)  # a larger share swaps every pair a smaller one did
+
+
+@pytest.mark.unit
+def test_label_noise_of_one_half_swaps_about_half() -> None:
+    rows = _pairs(2000)
+    share = len(_swapped(rows, 0.5, seed=3)) / len(rows)
+    assert 0.46 < share < 0.54  # 4 standard deviations of Binomial(2000, 0.5)
+
+
+@pytest.mark.unit
+def test_pairs_without_ids_are_keyed_by_their_content() -> None:
+    from rsi.train.data import pair_keys
+
+    rows = [{k: v for k, v in r.items() if k != "id"} for r in _pairs(30)]
+    keys = pair_keys(datasets.Dataset.from_list(rows))
+    assert len(set(keys)) == 30 and keys[::-1] == pair_keys(datasets.Dataset.from_list(rows[::-1]))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("noise", [-0.1, 1.5, float("nan")])
+def test_label_noise_outside_zero_to_one_fails_naming_the_key(noise: float) -> None:
+    with pytest.raises(ValueError, match=r"^train\.label_noise: must be within \[0, 1\]"):
+        TrainConfig(label_noise=noise).validate()
+    TrainConfig(label_noise=1.0).validate()
+
+
+@pytest.mark.unit
+def test_train_dpo_hands_the_workers_the_swapped_pairs(preferences: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """What train_dpo ships to the Ray Train workers carries the noise, and its result says how many pairs
+    swapped (the trainer itself is a stand-in: nothing starts Ray)."""
+    import types
+
+    import pyarrow.fs
+    import ray.train.torch
+
+    shipped = {}
+
+    class Trainer:
+        def __init__(self, loop, train_loop_config, **kwargs) -> None:  # noqa: ANN001, ANN003
+            shipped.update(train_loop_config)
+
+        def fit(self) -> types.SimpleNamespace:
+            folder = tmp_path / "ckpt"
+            folder.mkdir()
+            (folder / "config.json").write_text("{}")
+            checkpoint = types.SimpleNamespace(filesystem=pyarrow.fs.LocalFileSystem(), path=str(folder))
+            return types.SimpleNamespace(error=None, checkpoint=checkpoint, metrics={"steps": 1, "curve": []})
+
+    monkeypatch.setattr(ray.train.torch, "TorchTrainer", Trainer)
+    rows = load_preferences(preferences).to_list()
+    result = train_dpo(str(preferences), "unused", str(tmp_path / "out"), TrainConfig(label_noise=1.0, seed=3))
+    got = table_to_dataset(shipped["table"]).to_list()
+    assert [t["chosen"] for t in got] == [r["rejected"] for r in rows]
+    assert [t["rejected"] for t in got] == [r["chosen"] for r in rows]
+    assert result.metrics["label_noise_swapped"] == N_PAIRS
+    result = train_dpo(str(preferences), "unused", str(tmp_path / "out2"), TrainConfig())
+    assert result.metrics["label_noise_swapped"] == 0

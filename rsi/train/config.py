@@ -75,6 +75,10 @@ class TrainConfig:
     # Truncation in tokens; None: the corpus' longest pair, capped at rsi.train.speed.MAX_LENGTH_CAP (1024).
     max_length: int | None = None
     seed: int = 0
+    # The share of preference pairs trained with chosen and rejected swapped, a control for how much the labels
+    # matter: 0.5 makes them random, 1.0 swaps every pair. Which pairs swap follows from `seed` and each pair's id
+    # alone, so the same seed swaps the same pairs whatever order the corpus is read in.
+    label_noise: float = 0.0
     loss_type: LossType = LossType.sigmoid
     # Weight of the chosen completion's mean token NLL added to the preference loss (RPO, "Iterative Reasoning
     # Preference Optimization", Pang et al. 2024; TRL's "sft" loss term); 0: off. DPO alone lowers the rejected
@@ -104,6 +108,9 @@ class TrainConfig:
         for key in ("learning_rate", "beta"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"train.{key}: must be > 0 (got {getattr(self, key)})")
+        if not 0.0 <= self.label_noise <= 1.0:
+            raise ValueError(f"train.label_noise: must be within [0, 1], 0 for the labels as written "
+                             f"(got {self.label_noise})")
         if self.sft_weight < 0:
             raise ValueError(f"train.sft_weight: must be >= 0, 0 for the preference loss alone (got {self.sft_weight})")
         if self.save_steps < 0:

@@ -6,7 +6,10 @@ the reduced table then travels to the workers through the object store, so no wo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +19,7 @@ if TYPE_CHECKING:
 
 REQUIRED_COLUMNS = ("prompt", "chosen", "rejected")
 WEIGHT_COLUMN = "weight"  # the name the worker reads; the corpus column is renamed to it
+ID_COLUMN = "id"  # the corpus' content-hash id of a pair
 
 
 def load_preferences(path: str | Path) -> datasets.Dataset:
@@ -70,6 +74,42 @@ def prepare_preferences(dataset: datasets.Dataset, weight_column: str | None) ->
     if weighted and weight_column != WEIGHT_COLUMN:
         reduced = reduced.rename_column(weight_column, WEIGHT_COLUMN)
     return reduced.data.table, weighted
+
+
+def pair_keys(dataset: datasets.Dataset) -> list[str]:
+    """What identifies each pair whatever the row order: the corpus' id, else (a dataset of one's own without
+    ids) a hash of the pair's prompt, chosen and rejected messages."""
+    if ID_COLUMN in dataset.column_names:
+        return [str(i) for i in dataset[ID_COLUMN]]
+    return [hashlib.sha256(json.dumps([row[c] for c in REQUIRED_COLUMNS], sort_keys=True).encode()).hexdigest()
+            for row in dataset.select_columns(list(REQUIRED_COLUMNS))]
+
+
+def _draw(seed: int, key: str) -> float:
+    digest = hashlib.sha256(f"label_noise:{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def add_label_noise(table: pa.Table, keys: Sequence[str], noise: float, seed: int) -> tuple[pa.Table, int]:
+    """`table` (prepare_preferences') with chosen and rejected swapped in the pairs whose draw from (seed, key)
+    falls below `noise` (`train.label_noise`), and how many that was; `keys` (pair_keys) are in row order.
+    Each pair's draw depends on its own key and the seed alone, so the same seed swaps the same pairs in any row
+    order or subset, and a larger share swaps every pair a smaller one did."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(keys) != table.num_rows:
+        raise ValueError(f"{len(keys)} pair keys for {table.num_rows} pairs")
+    if noise <= 0:
+        return table, 0
+    swap = pa.array([_draw(seed, key) < noise for key in keys], pa.bool_())
+    swapped = int(pc.sum(swap).as_py() or 0)
+    if not swapped:
+        return table, 0
+    chosen, rejected = table.column("chosen"), table.column("rejected")
+    table = table.set_column(table.column_names.index("chosen"), "chosen", pc.if_else(swap, rejected, chosen))
+    table = table.set_column(table.column_names.index("rejected"), "rejected", pc.if_else(swap, chosen, rejected))
+    return table, swapped
 
 
 def table_to_dataset(table: pa.Table) -> datasets.Dataset:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -10,12 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rsi.train.config import TrainConfig, TrainResult
-from rsi.train.data import load_preferences, prepare_preferences
+from rsi.train.data import add_label_noise, load_preferences, pair_keys, prepare_preferences
 from rsi.train.resume import FAIL_ENV
 from rsi.train.worker import train_loop
 
 if TYPE_CHECKING:
     import datasets
+
+logger = logging.getLogger(__name__)
 
 # Set on the driver, these must reach the workers too: offline hub use, caches, DeepSpeed's accelerator pick.
 _PROPAGATED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME",
@@ -55,7 +58,9 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
     after success; on a multi-node cluster pass shared storage); the checkpoint then moves (or downloads) to
     `out_dir`. With `cfg.save_steps`, mid-run checkpoints land there too, and a worker that dies (up to
     `cfg.max_failures` times) resumes from the newest. With `logging_dir`, TRL writes its training curves there
-    as TensorBoard events. Raises ValueError for a bad config or corpus before any worker starts.
+    as TensorBoard events. With `cfg.label_noise`, that share of the pairs trains with chosen and rejected
+    swapped (`add_label_noise`); `metrics["label_noise_swapped"]` counts them. Raises ValueError for a bad
+    config or corpus before any worker starts.
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -66,6 +71,11 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
         raise FileExistsError(f"{out} is not empty; pass overwrite=True to replace it")
     dataset = preferences if not isinstance(preferences, (str, Path)) else load_preferences(preferences)
     table, weighted = prepare_preferences(dataset, weight_column)
+    swapped = 0
+    if cfg.label_noise > 0:
+        table, swapped = add_label_noise(table, pair_keys(dataset), cfg.label_noise, cfg.seed)
+        logger.info("train.label_noise=%g: chosen and rejected swapped in %d of %d pairs", cfg.label_noise,
+                    swapped, table.num_rows)
 
     # A URI (s3://, gs://) goes to Ray Train as is: pyarrow opens it.
     storage = (storage_path if "://" in storage_path else Path(storage_path).resolve()) if storage_path \
@@ -101,6 +111,7 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
         shutil.rmtree(storage, ignore_errors=True)
     metrics = dict(result.metrics or {})
     metrics["weighted_sampling"] = weighted
+    metrics["label_noise_swapped"] = swapped
     loss = metrics.pop("train_loss", None)
     steps = int(metrics.pop("steps", 0))
     curve = [(int(step), float(value)) for step, value in metrics.pop("curve", [])]
