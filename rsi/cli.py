@@ -86,18 +86,26 @@ def model_main(args: list[str]) -> int:
     import argparse
 
     from rsi.models import build_tiny_model, ensure_smollm2
+    from rsi.models.folders import ModelFolderError
 
     parser = argparse.ArgumentParser(prog="rsi model")
     parser.add_argument("action", choices=["build"])
     parser.add_argument("name", choices=["tiny", "smollm2-135m"])
     parser.add_argument("--out", default=None)
     ns = parser.parse_args(args)
-    if ns.name == "tiny":
-        from rsi.models.smollm2 import cache_root
+    try:
+        if ns.name == "tiny":
+            from rsi.models.smollm2 import cache_root
 
-        print(build_tiny_model(ns.out or cache_root() / "models" / "tiny"))
-    else:
-        print(ensure_smollm2(ns.out))
+            print(build_tiny_model(ns.out or cache_root() / "models" / "tiny"))
+        else:
+            print(ensure_smollm2(ns.out))
+    except ModelFolderError as e:
+        print(f"rsi model build: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"rsi model build: cannot write {e.filename or ns.out}: {e.strerror}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -8,7 +8,9 @@ with the key's name; `validate` then checks what types cannot (ranges, paths, ea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,7 @@ from rsi.choice import Choice, check_choices
 from rsi.cluster_env import ClusterConfig
 from rsi.evals.config import EvalsConfig, GateConfig
 from rsi.judging.config import JudgingConfig
-from rsi.sandbox.config import SandboxConfig
+from rsi.sandbox.config import LIMIT_BOUNDS, SandboxConfig
 from rsi.tasks.family import FamilyConfig
 from rsi.tracking import TrackerKind
 from rsi.train.config import TrainConfig
@@ -179,6 +181,53 @@ def to_dataclass(cfg: DictConfig) -> RsiConfig:
     return obj
 
 
+# Every number of a run must be finite and >= 0; these keys have narrower (inclusive) bounds. `*` stands for any
+# family's name. A value beyond them would fail minutes later inside Ray, or worse, run on: a negative memory
+# limit switches the sandbox's limit off.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "model.max_model_len": (16, 1 << 20),
+    "backend.num_cpus": (0, 4096), "backend.num_gpus": (0, 64), "backend.threads": (1, 1024),
+    "backend.kv_cache_gb": (0, 4096), "backend.tensor_parallel_size": (1, 64), "backend.replicas": (1, 1024),
+    "backend.judge_replicas": (0, 1024), "backend.max_in_flight": (1, 1 << 16), "backend.max_restarts": (0, 1000),
+    "train.learning_rate": (1e-12, 1.0), "train.beta": (1e-6, 1000), "train.max_steps": (-1, 1 << 31),
+    "train.max_failures": (-1, 1000), "train.sft_weight": (0, 1000), "train.label_noise": (0, 1),
+    "train.num_workers": (1, 4096), "train.threads": (0, 1024),
+    "run.commit_chains": (1, 1 << 31), "loop.iterations": (1, 100_000),
+    "judging.max_tokens": (1, 1 << 20), "judging.temperature": (0, 10), "judging.min_margin": (0, 1),
+    "judging.position_balance": (0, 1), "judging.rankings_per_set": (1, 64), "judging.meta_depth": (1, 16),
+    "judging.rationale_chars": (0, 1 << 20), "judging.bt_iterations": (1, 100_000),
+    "sandbox.workers": (1, 4096), "sandbox.slots": (1, 4096), "sandbox.jobs_per_sandbox": (1, 1 << 31),
+    **{f"sandbox.limits.{key}": bounds for key, bounds in LIMIT_BOUNDS.items()},
+    "evals.limit": (2, 1 << 31), "evals.every": (1, 100_000), "gate.tolerance": (0, 1),
+    "gate.min_gain": (-1, 1),
+    "tasks.*.candidates": (2, 64), "tasks.*.max_tokens": (1, 1 << 20), "tasks.*.temperature": (0, 10),
+    "tasks.*.max_example_share": (0, 1),
+}
+
+
+def numbers(value: Any, prefix: str) -> Iterator[tuple[str, float]]:
+    """Every int or float leaf of a config (dataclasses and dicts), by its dotted key."""
+    if is_dataclass(value):
+        for f in fields(value):
+            yield from numbers(getattr(value, f.name), f"{prefix}{f.name}.")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from numbers(v, f"{prefix}{k}.")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield prefix.rstrip("."), value
+
+
+def check_numbers(cfg: RsiConfig) -> None:
+    """Each number finite and within its key's bounds (BOUNDS, else >= 0), naming the key and the range."""
+    for key, value in numbers(cfg, ""):
+        pattern = key if key in BOUNDS else ".".join(["tasks", "*", *key.split(".")[2:]]) \
+            if key.startswith("tasks.") else key
+        low, high = BOUNDS.get(pattern, (0, float("inf")))
+        if not math.isfinite(value) or not low <= value <= high:
+            where = f"between {low:g} and {high:g}" if math.isfinite(high) else f">= {low:g}"
+            raise ConfigError(f"{key}: must be a number {where}, got {value!r}")
+
+
 def _require(cond: bool, key: str, why: str) -> None:
     if not cond:
         raise ConfigError(f"{key}: {why}")
@@ -239,6 +288,7 @@ def validate(cfg: RsiConfig) -> None:
         cfg.train.validate()
     except ValueError as e:
         raise ConfigError(str(e)) from e
+    check_numbers(cfg)
     _require(cfg.backend.threads >= 1, "backend.threads", "must be >= 1")
     _require(cfg.backend.replicas >= 1, "backend.replicas", "must be >= 1")
     _require(cfg.backend.judge_replicas >= 0, "backend.judge_replicas", "must be >= 0")
@@ -256,6 +306,10 @@ def validate(cfg: RsiConfig) -> None:
     _require(cfg.judging.meta_depth <= 2 or cfg.judging.meta_rankings_per_set >= 2,
              "judging.meta_rankings_per_set", "judging.meta_depth > 2 ranks meta-rankings: needs >= 2")
     _require(cfg.sandbox.workers >= 1, "sandbox.workers", "must be >= 1")
+    longest = max([cfg.judging.max_tokens, *(f.max_tokens for f in cfg.tasks.values())])
+    _require(longest < cfg.model.max_model_len, "judging.max_tokens" if longest == cfg.judging.max_tokens else
+             "tasks.<family>.max_tokens", f"{longest} tokens leave no room for a prompt within "
+             f"model.max_model_len={cfg.model.max_model_len}")
     _validate_evals(cfg.evals, cfg.gate)
     if cfg.model.path is not None and (cfg.model.path.startswith(("/", ".", "~")) or Path(cfg.model.path).exists()):
         _require(Path(cfg.model.path).expanduser().is_dir(), "model.path",

@@ -18,6 +18,8 @@ from typing import Any
 
 from rsi.run_dir import RunDir
 
+NO_PAIRS = "no_pairs"  # the decision of an iteration whose corpus held no usable pair: nothing was trained
+
 
 @dataclass
 class IterationSummary:
@@ -26,7 +28,7 @@ class IterationSummary:
     new_version: int  # the candidate DPO trained
     kept_version: int  # the version served after this iteration: the candidate, or the one it came from
     kept_checkpoint: str  # its weights (the base model's folder for v0)
-    decision: str  # kept | rejected | ungated (no evaluation this iteration)
+    decision: str  # kept | rejected | ungated (no evaluation this iteration) | no_pairs (nothing to train on)
     checkpoint: str  # the candidate's folder; a rejected one stays on disk and is never trained from again
     trained_from: str = ""  # the weights DPO started from: the kept version's
     performances: int = 0

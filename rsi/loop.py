@@ -18,7 +18,7 @@ from rsi.config import RsiConfig, plain_config
 from rsi.console import quiet_ray_data, ray_logs_link, third_party_logs
 from rsi.corpus.stream import mark_manifest
 from rsi.evals.gate import Items, decide, paired
-from rsi.history import IterationSummary, load_history, record_iteration
+from rsi.history import NO_PAIRS, IterationSummary, load_history, record_iteration
 from rsi.pipeline.corpus_pass import needs_sandbox, run_corpus_pass
 from rsi.preflight import preflight
 from rsi.progress import ChainProgress, start_board, watch_dpo
@@ -50,7 +50,8 @@ def run_loop(cfg: RsiConfig, console: Console | None = None, pools: Pools | None
     # Piped into a log, rich would wrap tables at 80 columns; a fixed width keeps them readable there.
     console = console or (Console() if sys.stdout.isatty() else Console(width=130))
     model_path = preflight(cfg)  # before Ray: bad keys, paths and models fail here
-    with claim(Path(cfg.run.dir), plain_config(cfg), resume=cfg.run.resume, overwrite=cfg.run.overwrite) as run, \
+    with claim(Path(cfg.run.dir), plain_config(cfg), resume=cfg.run.resume, overwrite=cfg.run.overwrite,
+               defaults=plain_config(RsiConfig())) as run, \
             third_party_logs(run.root, cfg.log.verbose):  # vLLM/Ray/transformers lines go to run.dir/logs/
         history = load_history(run.root) if cfg.run.resume else []
         init_ray(cfg.cluster, verbose=cfg.log.verbose)
@@ -102,6 +103,18 @@ def iterate(cfg: RsiConfig, pools: Pools, run: RunDir, history: list[IterationSu
                                     progress=ChainProgress(console, status))
         busy = busy_share(loads_before, engine_loads(engines), seconds["corpus_pass"])
         console.print(step_table(stats))
+
+        if not stats.rows.get("preferences"):  # every answer unusable, or no margin big enough: nothing to learn
+            console.print(f"iteration {iteration}: the corpus pass gave no usable pair; v{served} stays, unchanged")
+            mark_manifest(corpus_dir, gate={"candidate": None, "decision": NO_PAIRS, "reasons": ["no pairs"]})
+            record_iteration(run.root, history, IterationSummary(
+                iteration=iteration, model_version=served, new_version=served, kept_version=served,
+                kept_checkpoint=kept.checkpoint, decision=NO_PAIRS, checkpoint=kept.checkpoint,
+                trained_from=kept.checkpoint, performances=stats.rows.get("performances", 0),
+                judgments=stats.rows.get("judgments", 0), parse_rate_per_step=stats.parse_rate,
+                parse_rate=sum(stats.parse_rate.values()) / max(len(stats.parse_rate), 1), seconds=seconds,
+                gate_reasons=["no usable preference pair"]))
+            continue
 
         candidate = iteration + 1  # versions never repeat, so a rejected checkpoint is never overwritten
         trained_from = kept.checkpoint

@@ -80,17 +80,18 @@ class RunDir:
 
 
 def held_entries(root: Path) -> list[str]:
-    """What the folder holds besides its lock and the files Hydra makes as it starts a job (its log)."""
+    """What the folder holds besides its lock."""
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.name != LOCK and not (p.suffix == ".log" and p.is_file()
-                                                                             and p.stat().st_size == 0))
+    return sorted(p.name for p in root.iterdir() if p.name != LOCK)
 
 
 @contextmanager
-def claim(root: Path, config: dict[str, Any], *, resume: bool, overwrite: bool) -> Iterator[RunDir]:
+def claim(root: Path, config: dict[str, Any], *, resume: bool, overwrite: bool,
+          defaults: dict[str, Any] | None = None) -> Iterator[RunDir]:
     """Hold `root` for one run: lock it, then refuse or move aside what another run left there, or check that a
-    resume keeps the corpus' config; `config` (the run's whole config, plain) is written as the run's own."""
+    resume keeps the corpus' config (`defaults`: the value of a key the saved config lacks); `config` (the run's
+    whole config, plain) is written as the run's own."""
     if resume and overwrite:
         raise RunDirError("run.resume=true and run.overwrite=true contradict each other: pick one")
     if root.exists() and not root.is_dir():
@@ -101,10 +102,8 @@ def claim(root: Path, config: dict[str, Any], *, resume: bool, overwrite: bool) 
         if held and overwrite:
             aside = root.with_name(f"{root.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
             _move_aside(root, aside)
-            root.mkdir()
-            (root / LOCK).touch()  # the lock stays with the open descriptor; its name marks the new folder
         elif held and resume:
-            _check_resume(root, config)
+            _check_resume(root, config, defaults)
         elif held:
             raise RunDirError(
                 f"run.dir: {root} already holds a run ({', '.join(held[:4])}{', …' if len(held) > 4 else ''}); "
@@ -152,14 +151,16 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): tree}
 
 
-def changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """Keys whose value differs between two configs and that change what the corpus holds."""
-    a, b = flatten(saved), flatten(now)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)
+def changed_keys(saved: dict[str, Any], now: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[str]:
+    """Keys whose value differs between two configs and that change what the corpus holds. A key the saved
+    config lacks (a run of an older rsi) counts as its default from `defaults`."""
+    a, b, d = flatten(saved), flatten(now), flatten(defaults or {})
+    missing = object()
+    return sorted(k for k in set(a) | set(b) if a.get(k, d.get(k, missing)) != b.get(k, missing)
                   and not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE))
 
 
-def _check_resume(root: Path, config: dict[str, Any]) -> None:
+def _check_resume(root: Path, config: dict[str, Any], defaults: dict[str, Any] | None) -> None:
     import yaml
 
     path = root / CONFIG
@@ -173,7 +174,7 @@ def _check_resume(root: Path, config: dict[str, Any]) -> None:
     if not isinstance(saved, dict):
         raise RunDirError(f"run.dir: {path} holds no config mapping; the resume cannot tell whether its config "
                           "matches")
-    keys = changed_keys(saved, config)
+    keys = changed_keys(saved, config, defaults)
     if keys:
         shown = ", ".join(f"{k} ({flatten(saved).get(k)!r} -> {flatten(config).get(k)!r})" for k in keys[:6])
         raise RunDirError(f"run.resume: the config differs from the one {root} was run with in keys that change "

