@@ -22,7 +22,8 @@ class TrackerKind(Choice):
 
 
 class Tracker:
-    """Scalars by name and step; a name is `group/metric` (e.g. `eval/humaneval`, `corpus/pairs`)."""
+    """Scalars by name and step; a name is `group/metric` (rsi.loop.tracked_scalars: e.g. `eval_candidate/humaneval`,
+    `corpus/preferences`, `seconds/dpo`)."""
 
     def __init__(self, kind: TrackerKind, run_dir: Path) -> None:
         self.kind, self.run_dir = TrackerKind(kind), Path(run_dir)

@@ -17,6 +17,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+stamp=.venv/.rsi-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+# `--current`: only say (exit 0 or 1) whether the venv was set up from these very files; the quick test loop
+# asks this instead of importing the whole stack.
+if [ "${1:-}" = "--current" ]; then
+  [ -x .venv/bin/python ] && [ -f "$stamp" ] && command -v bwrap >/dev/null
+  exit
+fi
+
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 
@@ -24,7 +32,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 VPY=.venv/bin/python
-stamp=.venv/.rsi-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && $VPY -c "import vllm, rsi" 2>/dev/null; then
   echo "setup: .venv up to date"
   exit 0
