@@ -118,5 +118,7 @@ def test_operators_skip_sites_that_only_a_tell_could_mutate() -> None:
     assert _kinds("def f(a, b):\n    return a and b")["swap_boolop"] == ["def f(a, b):\n    return a or b"]
     assert "flip" not in _kinds("def f(x):\n    return 0 <= x < 9")  # it would read `0 > x < 9`
     assert _kinds("def f(x):\n    return x < 9")["flip"] == ["def f(x):\n    return x >= 9"]
-    offs = _kinds("def f(x):\n    return x % 100 + 7")["off_by_one"]
-    assert offs == ["def f(x):\n    return x % 100 + 8"]  # 100 would become 101
+    # an off-by-one changes the constant where it stands, never writing `x - 0` or `x + 1 + 1`
+    offs = _kinds("def f(x):\n    return x[0] + x[-1] - 1")["off_by_one"]
+    assert sorted(offs) == ["def f(x):\n    return x[0] + x[-1] - 2", "def f(x):\n    return x[0] + x[-2] - 1",
+                            "def f(x):\n    return x[1] + x[-1] - 1"]

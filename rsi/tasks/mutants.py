@@ -62,11 +62,6 @@ def _swappable(node: ast.BoolOp, parent: ast.AST | None) -> bool:
     return not any(isinstance(n.op, new) for n in nested)
 
 
-def _round(value: int) -> bool:
-    """10, 100, 400: one more gives 11, 101, 401, numbers that stand out against the round one a writer chose."""
-    return value >= 10 and value % 10 == 0
-
-
 def _sites(tree: ast.AST) -> list[tuple[str, int]]:
     parents = {id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     sites = []
@@ -75,8 +70,8 @@ def _sites(tree: ast.AST) -> list[tuple[str, int]]:
             if _flippable(node):
                 sites.append(("flip", i))
         elif isinstance(node, ast.Constant) and type(node.value) is int:
-            if not _round(node.value):
-                sites.append(("off_by_one", i))
+            # the constant itself changes: no `n + 1 + 1` or `n - 0` is ever written
+            sites.append(("off_by_one", i))
         elif isinstance(node, ast.If):
             if _droppable(tree, node):
                 sites.append(("drop_branch", i))
