@@ -61,7 +61,7 @@ def run_loop(cfg: RsiConfig, console: Console | None = None, pools: Pools | None
         check_shared_storage(cfg.run.dir, cfg.cluster.storage_path)  # a multi-node run needs storage all nodes see
         if pools is not None:
             return iterate(cfg, pools, run, history, model_path, console, started)
-        console.print(f"starting {cfg.backend.name} pools on {model_path}")
+        console.print(f"starting {cfg.backend.name} pools on {model_path}", markup=False)
         with serving(cfg, model_path, sandbox=needs_sandbox(cfg) or cfg.evals.enabled) as live:
             return iterate(cfg, live, run, history, model_path, console, started)
 

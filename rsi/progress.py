@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 
 class ChainProgress:
@@ -45,12 +46,12 @@ class ChainProgress:
 
     def _show(self, force: bool = False) -> None:
         if self.status is not None and self.console.is_terminal:
-            self.status.update(self.line())
+            self.status.update(Text(self.line()))
             return
         quarter = (4 * self.done) // max(self.total, 1)
         if force or quarter > self._printed or self.done == self.total:
             self._printed = quarter
-            self.console.print(self.line())
+            self.console.print(self.line(), markup=False, highlight=False)  # step names come from families
 
 
 def _steps(table: Any) -> list[str]:

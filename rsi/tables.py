@@ -7,6 +7,13 @@ from typing import Any
 
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
+
+
+def add_text_row(table: Table, *cells: object) -> None:
+    """A row shown as written: names that come from data (a family, a task, a step, a path) may hold `[…]`,
+    which rich would read as markup, and a closing tag it never opened crashes the print."""
+    table.add_row(*(Text(str(cell)) for cell in cells))
 
 
 def step_table(stats: Any) -> Table:
@@ -15,7 +22,7 @@ def step_table(stats: Any) -> Table:
     for col in ("step", "rows", "parse rate", "pairs"):
         table.add_column(col, justify="right")
     for step, rows in stats.steps.items():
-        table.add_row(step, str(rows), f"{stats.parse_rate.get(step, 0.0):.0%}",
+        add_text_row(table, step, str(rows), f"{stats.parse_rate.get(step, 0.0):.0%}",
                       str(stats.pairs_per_step.get(step, 0)))
     return table
 
@@ -44,14 +51,14 @@ def summary_table(summaries: list[Any]) -> Group:
         metrics.add_column(col, justify="right")
     for s in summaries:
         sec = s.seconds
-        runs.add_row(str(s.iteration), f"v{s.model_version} → v{s.new_version}", s.decision, str(s.preferences),
+        add_text_row(runs, str(s.iteration), f"v{s.model_version} → v{s.new_version}", s.decision, str(s.preferences),
                      f"{s.parse_rate:.0%}", "-" if s.dpo_loss is None else f"{s.dpo_loss:.4f}",
                      *(f"{sec.get(k, 0.0):.0f}" for k in ("corpus_pass", "eval", "dpo")),
                      f"{sec.get('swap', 0.0):.2f}", f"{s.gen_tokens_per_s:.0f}",
                      "-" if s.engine_busy is None else f"{s.engine_busy:.0%}")
         ev = s.evals
         for task in sorted((ev.get("candidate") or {}).keys()):
-            metrics.add_row(str(s.iteration), task, _metric((ev.get("kept") or {}).get(task)),
+            add_text_row(metrics, str(s.iteration), task, _metric((ev.get("kept") or {}).get(task)),
                             _metric((ev.get("candidate") or {}).get(task)), _delta((ev.get("gate") or {}).get(task)),
                             _delta((ev.get("claim") or {}).get(task)), _delta((ev.get("vs_v0") or {}).get(task)))
     return Group(runs, metrics) if metrics.row_count else Group(runs)

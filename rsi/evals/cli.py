@@ -178,13 +178,15 @@ def print_table(results: dict[str, TaskResult]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from rsi.tables import add_text_row
+
     table = Table(title="held-out evaluation")
     for col in ("task", "metric", "value", "95% CI", "n"):
         table.add_column(col, justify="left" if col in ("task", "metric") else "right")
     for name, r in results.items():
-        table.add_row(name, r.metric, f"{r.value:.3f}", _fmt_ci(r.ci95), str(r.n))
+        add_text_row(table, name, r.metric, f"{r.value:.3f}", _fmt_ci(r.ci95), str(r.n))
         for key, m in r.extra.items():
-            table.add_row("", f"  {key}", f"{m['value']:.3f}", _fmt_ci(m["ci95"]), str(m["n"]))
+            add_text_row(table, "", f"  {key}", f"{m['value']:.3f}", _fmt_ci(m["ci95"]), str(m["n"]))
     Console(width=None if sys.stdout.isatty() else 130).print(table)
 
 

@@ -147,14 +147,17 @@ def compare_dirs(dir_a: str, dir_b: str, half: str | None = None) -> dict[str, d
 def _table(dir_a: str, dir_b: str, rows: dict[str, dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{dir_b} vs {dir_a} (paired, B - A)")
+    from rsi.tables import add_text_row
+
+    table = Table(title=Text(f"{dir_b} vs {dir_a} (paired, B - A)"))
     for col in ("task", "delta", "95% CI", "p (McNemar)", "n"):
         table.add_column(col, justify="left" if col == "task" else "right", no_wrap=True)
     names = {task: task + (" (lower is better)" if r.get("better") == "lower" else "") for task, r in rows.items()}
     for task, r in rows.items():
         lo, hi = r["ci95"]
-        table.add_row(names[task], f"{r['delta']:+.3f}", f"[{lo:+.3f}, {hi:+.3f}]", f"{r['p']:.3g}", str(r["n"]))
+        add_text_row(table, names[task], f"{r['delta']:+.3f}", f"[{lo:+.3f}, {hi:+.3f}]", f"{r['p']:.3g}", str(r["n"]))
     # wide enough for `format_following.code_review.write_program` and its figures uncut, also in a pipe (80)
     name_width = max((len(name) for name in names.values()), default=4)
     Console(width=max(Console().width, name_width + 65)).print(table)
