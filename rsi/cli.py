@@ -43,6 +43,10 @@ def run_main(overrides: list[str]) -> int:
     if "--help" in overrides or "-h" in overrides:  # Hydra's own: --hydra-help
         print(run_help())
         return 0
+    bad = unparsable_override(overrides)
+    if bad:
+        print(f"rsi: {bad}", file=sys.stderr)
+        return 2
     register_schema()
     status = {"code": 0}
 
@@ -80,6 +84,29 @@ def run_main(overrides: list[str]) -> int:
     finally:
         sys.argv = argv
     return status["code"]
+
+
+def unparsable_override(args: list[str]) -> str | None:
+    """The first override Hydra's grammar cannot read, as one line saying how to write it; None if all parse.
+    Hydra itself answers with a lexer trace (an unquoted non-ASCII path is the common case)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    takes_value = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                   "--config-dir", "-cd", "--info", "-i", "--experimental-rerun"}
+    skip = False
+    for arg in args:
+        if skip or arg.startswith("-"):
+            skip = not skip and arg in takes_value
+            continue
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException:
+            key, _, value = arg.partition("=")
+            return (f"cannot read the override {arg!r}: quote a value with spaces, non-ASCII or special "
+                    f"characters, as {key}='{value}' (in a shell: \"{key}='{value}'\")")
+    return None
 
 
 def model_main(args: list[str]) -> int:

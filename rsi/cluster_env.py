@@ -85,6 +85,9 @@ def ray_init_kwargs(cluster: ClusterConfig, environ: Mapping[str, str] = os.envi
     if address:
         kwargs["address"] = address
     else:
+        # "local": a Ray of this run's own, even where `ray start --head` left its address behind, which a plain
+        # ray.init() would join (and then refuse num_cpus).
+        kwargs["address"] = "local"
         # Logical CPUs: the engine idles while the trainer works, so a small box may oversubscribe safely.
         kwargs["num_cpus"] = cluster.num_cpus or max(4, os.cpu_count() or 1)
     env = runtime_env(cluster)
@@ -95,11 +98,24 @@ def ray_init_kwargs(cluster: ClusterConfig, environ: Mapping[str, str] = os.envi
     return kwargs
 
 
-def init_ray(cluster: ClusterConfig, *, verbose: bool = True) -> None:
+def init_ray(cluster: ClusterConfig, *, verbose: bool = True) -> str:
+    """Start or join Ray as `ray_init_kwargs` says; returns one line saying which, for the console."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(**ray_init_kwargs(cluster, verbose=verbose))
+    if ray.is_initialized():
+        return "Ray: the one this process already runs"
+    kwargs = ray_init_kwargs(cluster, verbose=verbose)
+    ray.init(**kwargs)
+    if kwargs["address"] != "local":
+        return f"Ray: joined the cluster at {kwargs['address']}"
+    try:  # the address `ray start --head` records; a plain ray.init() would have joined it
+        from ray._private.services import find_bootstrap_address
+
+        left = find_bootstrap_address(None)
+    except Exception:  # noqa: BLE001 - private API: the line below is only a hint
+        left = None
+    left = f" (not the one `ray start` left at {left}: cluster.address=auto joins that)" if left else ""
+    return f"Ray: a private instance of {kwargs['num_cpus']} CPUs on this machine{left}"
 
 
 # ---- shared storage ------------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def run_loop(cfg: RsiConfig, console: Console | None = None, pools: Pools | None
                defaults=plain_config(RsiConfig())) as run, \
             third_party_logs(run.root, cfg.log.verbose):  # vLLM/Ray/transformers lines go to run.dir/logs/
         history = load_history(run.root) if cfg.run.resume else []
-        init_ray(cfg.cluster, verbose=cfg.log.verbose)
+        console.print(init_ray(cfg.cluster, verbose=cfg.log.verbose), markup=False)
         if not cfg.log.verbose:
             quiet_ray_data()
             ray_logs_link(run.logs)

@@ -47,7 +47,7 @@ def test_ray_address_joins_without_sizes() -> None:
     joined = ray_init_kwargs(ClusterConfig(), {"RAY_ADDRESS": "10.0.0.1:6379"})
     assert joined == {"address": "10.0.0.1:6379"}
     embedded = ray_init_kwargs(ClusterConfig(num_cpus=6), {})
-    assert embedded == {"num_cpus": 6}
+    assert embedded == {"address": "local", "num_cpus": 6}  # its own Ray, whatever `ray start` left behind
     explicit = ray_init_kwargs(ClusterConfig(address="auto"), {"RAY_ADDRESS": "10.0.0.1:6379"})
     assert explicit["address"] == "auto" and "num_cpus" not in explicit
 
@@ -213,3 +213,34 @@ def test_ray_job_submit_runs_rsi(tmp_path: Path) -> None:
     assert_iteration_written(run_dir)
     assert "rsi · iterations" in logs and "v0 → v1" in logs
     assert not head.own_processes()  # its own head, and only that, is gone
+
+
+LEFT_BEHIND = """
+from rsi.cluster_env import ClusterConfig, init_ray
+print(init_ray(ClusterConfig(num_cpus=1), verbose=False))
+import ray
+print("NODES", len(ray.nodes()))
+"""
+
+
+@pytest.mark.ray
+def test_an_address_left_by_ray_start_is_not_joined() -> None:
+    """`ray start --head` leaves its address in RAY_TMPDIR/ray/ray_current_cluster, and a plain ray.init()
+    would join it (then refuse num_cpus, or join a dead head). rsi run starts a Ray of its own and says so,
+    naming the address it left alone."""
+    import shutil
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="rl", dir="/tmp")  # short: Ray's socket paths live under it
+    try:
+        (Path(tmp) / "ray").mkdir()
+        (Path(tmp) / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")  # a head that is gone
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env["RAY_TMPDIR"] = tmp
+        out = subprocess.run([sys.executable, "-c", LEFT_BEHIND], capture_output=True, text=True, env=env,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "Ray: a private instance of 1 CPUs on this machine (not the one `ray start` left at 127.0.0.1:1" \
+            in out.stdout and "NODES 1" in out.stdout
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
