@@ -325,3 +325,35 @@ def test_train_dpo_hands_the_workers_the_swapped_pairs(preferences: Path, tmp_pa
     assert result.metrics["label_noise_swapped"] == N_PAIRS
     result = train_dpo(str(preferences), "unused", str(tmp_path / "out2"), TrainConfig())
     assert result.metrics["label_noise_swapped"] == 0
+
+
+@pytest.mark.ray
+def test_a_full_disk_while_dpo_saves_is_one_oserror_naming_the_checkpoint(tiny_model: Path, preferences: Path,
+                                                                            tmp_path: Path, ray_local) -> None:
+    """The checkpoint's disk fills up inside a Ray Train worker: the caller gets the same ENOSPC OSError, naming
+    the checkpoint folder, that a full disk gives the corpus pass (rsi run prints it as one line), not Ray
+    Train's wrapped worker error."""
+    import errno
+
+    from test_disk_full import small_disk
+
+    with small_disk(tmp_path / "disk", "256k") as disk:
+        out = disk / "checkpoints" / "v1"
+        with pytest.raises(OSError) as raised:
+            train_dpo(str(preferences), str(tiny_model), str(out), TrainConfig(max_steps=1, max_length=128))
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(out)
+
+
+@pytest.mark.unit
+def test_out_of_space_is_found_under_any_wrapping() -> None:
+    from rsi.train.dpo import _out_of_space
+
+    def wrapped(inner: BaseException) -> RuntimeError:
+        try:
+            raise RuntimeError("worker group failed") from inner
+        except RuntimeError as e:
+            return e
+
+    assert _out_of_space(wrapped(OSError(28, "No space left on device", "/x")))
+    assert _out_of_space(RuntimeError("Training worker 0 failed: OSError: [Errno 28] No space left on device"))
+    assert not _out_of_space(wrapped(OSError(13, "Permission denied")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -101,6 +102,8 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
     result = trainer.fit()
     seconds = time.monotonic() - started
     if result.error is not None:
+        if _out_of_space(result.error):  # a worker's ENOSPC arrives wrapped (WorkerGroupError): say it as the pass does
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out)) from result.error
         raise RuntimeError(f"DPO training failed: {result.error}") from result.error
     if result.checkpoint is None:
         raise RuntimeError("DPO training finished without a checkpoint")
@@ -116,6 +119,23 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
     steps = int(metrics.pop("steps", 0))
     curve = [(int(step), float(value)) for step, value in metrics.pop("curve", [])]
     return TrainResult(checkpoint=str(out), steps=steps, loss=loss, metrics=metrics, seconds=seconds, curve=curve)
+
+
+def _out_of_space(error: BaseException) -> bool:
+    """Whether a disk filled up somewhere under `error`: its causes, or a worker's error that Ray Train carries
+    as text only."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left on device" in str(e):
+            return True
+        todo += [e.__cause__, e.__context__, *getattr(e, "worker_failures", {}).values()] \
+            if isinstance(getattr(e, "worker_failures", None), dict) else [e.__cause__, e.__context__]
+    return False
 
 
 def _place_checkpoint(checkpoint, out: Path) -> None:
