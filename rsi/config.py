@@ -254,7 +254,7 @@ def _validate_family(name: str, fam: Any) -> None:
 
 
 def _validate_evals(evals: EvalsConfig, gate: GateConfig) -> None:
-    from rsi.evals.suite import TASKS
+    from rsi.evals.suite import TASKS, parse_data_args
     from rsi.tasks import get_family
 
     unknown = [t for t in evals.tasks if t not in TASKS]
@@ -273,6 +273,10 @@ def _validate_evals(evals: EvalsConfig, gate: GateConfig) -> None:
     for task, path in evals.data.items():
         _require(task in TASKS, f"evals.data.{task}", f"unknown task (known: {', '.join(TASKS)})")
         _require(Path(path).expanduser().is_file(), f"evals.data.{task}", f"no such file: {path}")
+        try:  # read whole now: a bad line must not wait for the pools to start
+            parse_data_args([f"{task}={Path(path).expanduser()}"])
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"evals.data.{task}: {str(e).removeprefix('--data ')}") from e
     if gate.enabled and evals.enabled:
         missing = [t for t in gate.metrics if t not in evals.tasks]
         _require(not missing, "gate.metrics", f"{missing} are not evaluated (evals.tasks)")

@@ -127,3 +127,17 @@ def test_the_documented_dangerous_values_are_refused_at_start(tmp_path: Path) ->
         _set(cfg, name, float(value))
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             validate(cfg)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("text,where", [("{\"a\": 1}\n{bad\n", ":2: not JSON"), (b"\xff\xfe\n", "evals.data"),
+                                        ("[1, 2]\n", ":1:"), ("{\"code\": 3}\n", ":1:")])
+def test_evals_data_files_are_read_whole_at_start(tmp_path: Path, text: str | bytes, where: str) -> None:
+    """A bad `evals.data` file fails validation, naming the key and the line, before the pools start."""
+    path = tmp_path / "items.jsonl"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    cfg = _full_config()
+    cfg.evals.data = {"output_prediction": str(path)}
+    with pytest.raises(ConfigError, match=r"^evals\.data\.output_prediction: ") as raised:
+        validate(cfg)
+    assert where in str(raised.value)
