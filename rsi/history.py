@@ -42,6 +42,7 @@ class IterationSummary:
     overlap_dropped: int = 0  # preference rows left out for sharing text with an evaluation item
     dpo_loss: float | None = None
     dpo_curve: list[list[float]] = field(default_factory=list)  # [step, loss]
+    label_noise_swapped: int = 0  # pairs DPO trained with chosen and rejected swapped (train.label_noise)
     # startup, eval_kept, corpus_pass, dpo, swap, eval, rollback
     seconds: dict[str, float] = field(default_factory=dict)
     gen_tokens_per_s: float = 0.0  # tokens the corpus pass generated per second of the pass

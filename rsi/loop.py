@@ -159,6 +159,7 @@ def iterate(cfg: RsiConfig, pools: Pools, run: RunDir, history: list[IterationSu
             position_bias=stats.position_bias, mean_length=stats.mean_length,
             overlap_dropped=stats.overlap_dropped, dpo_loss=result.loss,
             dpo_curve=[[s, v] for s, v in result.curve], seconds=seconds,
+            label_noise_swapped=int(result.metrics.get("label_noise_swapped", 0)),
             gen_tokens_per_s=stats.tokens / seconds["corpus_pass"] if seconds["corpus_pass"] else 0.0,
             engine_busy=busy,
             engine_pid=ray.get(engine.health.remote())["pids"][0], evals=evals, gate_reasons=reasons)

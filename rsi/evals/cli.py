@@ -66,11 +66,12 @@ def check_out_dir(out: str) -> None:
         raise UsageError(f"--out {out}: is a file; give a new folder")
     if path.is_dir() and any(path.iterdir()):
         raise UsageError(f"--out {out}: already holds files (an earlier evaluation?); give a new or empty folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".rsi-write-probe"
-        probe.write_text("")
-        probe.unlink()
+    import tempfile
+
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    try:  # a file made and removed where the folder will be made: nothing is left behind on a refusal
+        with tempfile.TemporaryFile(dir=existing):
+            pass
     except OSError as e:
         raise UsageError(f"--out {out}: cannot write there ({e.strerror})") from e
 
