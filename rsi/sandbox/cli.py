@@ -1,5 +1,5 @@
-"""`rsi sandbox run --program P.py --tests T.py [--format humaneval|json] [--entry-point NAME] [--timeout S]
-[--memory-mb M] [--launcher bwrap|landlock] --json`: run one program, print one Verdict.
+"""`rsi sandbox run --program P.py --tests T.py [--format humaneval|json] [--entry-point NAME] [--helpers H.py]
+[--timeout S] [--memory-mb M] [--launcher bwrap|landlock] --json`: run one program, print one Verdict.
 
 Exit status: 0 pass, 1 not pass, 2 usage error, 3 infra (the sandbox itself failed).
 """
@@ -28,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--format", choices=("humaneval", "json"), default="humaneval")
     run.add_argument("--entry-point", default="", help="function under test (humaneval: required)")
+    run.add_argument(
+        "--helpers",
+        default=None,
+        help="humaneval: trusted source (the problem's prompt) whose definitions the tests call; of the "
+        "program the tests then see the entry point alone",
+    )
     run.add_argument("--timeout", type=float, default=Limits.timeout_s, help="seconds (per case for json)")
     run.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
     run.add_argument("--launcher", choices=LAUNCHERS, default=SandboxConfig.launcher)
@@ -43,16 +49,20 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["run", *argv]  # `run` is the only command; callers may pass just its arguments
     args = _parser().parse_args(argv)
     texts = []
-    for flag, path in (("--program", args.program), ("--tests", args.tests)):
+    files = [("--program", args.program), ("--tests", args.tests)]
+    for flag, path in files + ([("--helpers", args.helpers)] if args.helpers is not None else []):
         try:
             with open(path, encoding="utf-8") as f:
                 texts.append(f.read())
         except (OSError, UnicodeDecodeError) as exc:
             print(f"rsi sandbox run: {flag} {path}: {exc}", file=sys.stderr)
             return 2
-    program, tests_text = texts
+    program, tests_text, helpers = texts[0], texts[1], "".join(texts[2:])
     if args.format == "humaneval" and not args.entry_point:
         print("rsi sandbox run: --entry-point is required for the humaneval format", file=sys.stderr)
+        return 2
+    if args.format != "humaneval" and args.helpers is not None:
+        print("rsi sandbox run: --helpers applies to the humaneval format only", file=sys.stderr)
         return 2
     try:
         tests = json.loads(tests_text) if args.format == "json" else tests_text
@@ -68,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Sandbox(cfg) as sandbox:
             verdict = sandbox.run(
-                program, tests, fmt=args.format, entry_point=args.entry_point, limits=limits
+                program, tests, fmt=args.format, entry_point=args.entry_point, helpers=helpers, limits=limits
             )
     except (IsolationBroken, SandboxUnavailable) as exc:
         print(f"rsi sandbox: {exc}", file=sys.stderr)

