@@ -47,3 +47,7 @@ def encodable(value: object) -> bool:
         elif isinstance(v, list):
             stack += v
     return True
+
+
+# Any code point at all, lone surrogates included: what a str can hold, not only what an engine emits.
+any_unicode = st.text(alphabet=st.characters(exclude_categories=()), max_size=30)

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from rsi.corpus import counters
 from rsi.corpus.schema import TABLES
+from rsi.corpus.text import clean_value
 
 COMMITS = "_commits"
 MANIFEST = "manifest.json"
@@ -138,11 +139,14 @@ class CorpusWriter:
         committed with the chain's rows (what the caller left out of them, for instance)."""
         if chain_id in self._done or chain_id in self._buffer_chains:
             return False
-        self._buffer_tallies.update(tallies or {})
-        for name, rows in tables.items():
+        for name in tables:
             if name not in TABLES:
                 raise KeyError(f"unknown corpus table {name!r}")
-            self._buffer[name].extend(rows)
+        self._buffer_tallies.update(tallies or {})
+        for name, rows in tables.items():
+            # The last line of defence: a string Parquet cannot encode would fail the whole part, and a seeded
+            # resume would write the same text again.
+            self._buffer[name].extend(clean_value(rows))
         self._buffer_chains.append(chain_id)
         if (len(self._buffer_chains) >= self.max_chains or sum(map(len, self._buffer.values())) >= self.max_rows
                 or time.monotonic() - self._last_flush >= self.max_seconds):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rsi.corpus.text import clean_text
+
 
 @dataclass
 class GenerationRequest:
@@ -28,6 +30,10 @@ class Completion:
     model_version: int  # the weights version that produced it, recorded on every corpus row
     token_ids: list[int] = field(default_factory=list)  # exact tokens: texts can differ in partial UTF-8 tails
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Where model text enters the pipeline: whatever a backend decodes, only storable text goes on.
+        self.text = clean_text(self.text)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

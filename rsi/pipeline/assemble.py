@@ -16,11 +16,13 @@ import pyarrow as pa
 
 from rsi.corpus.ids import content_id
 from rsi.corpus.schema import JUDGMENTS, PERFORMANCES
+from rsi.corpus.text import clean_value
 from rsi.judging.config import JudgingConfig
 from rsi.judging.decide import Pair
 from rsi.judging.ranking import labels_for
 from rsi.pipeline.decisions import decide_set, items_by_set
 from rsi.tasks.family import Chain, Family, Generate
+from rsi.tasks.parsing import loads_untrusted
 
 Row = dict[str, Any]
 
@@ -32,7 +34,9 @@ def assemble_chain(chain_row: Row, family: Family, judging: JudgingConfig) -> di
     performances = [_row(PERFORMANCES, base | i | {"seed_text": chain["seed"]}, json_fields=("parsed",
                          "procedural_detail")) for i in chain["items"]]
     judgments = [_row(JUDGMENTS, base | j | {"weight": weights.get(j["id"], 1.0)}) for j in chain["judgments"]]
-    return {"performances": performances, "judgments": judgments, "preferences": preferences}
+    # The rows go on to the overlap filter (which hashes their text) and the writer: both need storable text,
+    # whatever a stage before this one let through.
+    return clean_value({"performances": performances, "judgments": judgments, "preferences": preferences})
 
 
 def chain_pairs(chain: Chain, family: Family, judging: JudgingConfig, base: Row) -> tuple[list[Row], dict[str, float]]:
@@ -82,8 +86,8 @@ def _with_ranking(answer: str, ranking: list[int] | None, level: int) -> str | N
     """A listwise judge's JSON answer with its ranking replaced by `ranking` (indices of the judged items), written
     as the judge writes JSON; None when the answer is not such an object (pairwise verdicts, free text)."""
     try:
-        obj = json.loads(answer)
-    except json.JSONDecodeError:
+        obj = loads_untrusted(answer)  # the parser's own reading, so the rewritten answer is as clean as the parsed one
+    except ValueError:
         return None
     if not (isinstance(obj, dict) and isinstance(obj.get("ranking"), list) and ranking
             and len(obj["ranking"]) == len(ranking)):

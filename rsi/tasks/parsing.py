@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from rsi.corpus.text import clean_text, clean_value
+
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.S)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # What the standard parsers raise on hostile input besides their documented syntax errors: json's
 # int-digit limit (ValueError), nesting deeper than the interpreter's stack (RecursionError), and CPython's
 # parser-stack overflow on deeply nested code, which it reports as MemoryError.
@@ -58,23 +59,12 @@ def _balanced_objects(text: str) -> list[str]:
     return spans
 
 
-def scrub_surrogates(value: Any) -> Any:
-    """`value` with every lone UTF-16 surrogate (a JSON escape such as \\ud800 decodes to one) replaced by
-    U+FFFD: such a string cannot be encoded as UTF-8, so Parquet, tokenizers and JSON-lines files reject it."""
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [scrub_surrogates(v) for v in value]
-    if isinstance(value, dict):
-        return {scrub_surrogates(k): scrub_surrogates(v) for k, v in value.items()}
-    return value
-
-
 def loads_untrusted(text: str) -> Any:
     """`json.loads` for model-written text: every failure (bad syntax, a number too long to convert, nesting
-    too deep) is a ValueError, and the value's strings are valid Unicode."""
+    too deep) is a ValueError, and the value's strings are storable (`clean_value`: a lone surrogate escape
+    such as \\ud800 decodes to a code point that Parquet, tokenizers and UTF-8 files reject)."""
     try:
-        return scrub_surrogates(json.loads(text, strict=False))
+        return clean_value(json.loads(text, strict=False))
     except json.JSONDecodeError:
         raise
     except UNPARSEABLE as e:
@@ -129,7 +119,7 @@ def extract_code(text: str) -> str:
 
 def parse_python(text: str, entry_point: str | None = None) -> Parsed:
     """Code that compiles and, when `entry_point` is given, defines that function at top level."""
-    code = extract_code(text)
+    code = clean_text(extract_code(text))
     if not code.strip():
         return Parsed("empty", error="no code")
     try:
