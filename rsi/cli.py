@@ -33,6 +33,13 @@ commands:
 
 
 def run_main(overrides: list[str]) -> int:
+    if "--help" in overrides or "-h" in overrides:  # Hydra's own: --hydra-help
+        print(run_help())
+        return 0
+    bad = unparsable_override(overrides)
+    if bad:  # before the imports below, which load torch
+        print(f"rsi: {bad}", file=sys.stderr)
+        return 2
     import hydra
     from omegaconf import DictConfig
 
@@ -40,13 +47,6 @@ def run_main(overrides: list[str]) -> int:
     from rsi.config import ConfigError, register_schema, to_dataclass
     from rsi.run_dir import RunDirError
 
-    if "--help" in overrides or "-h" in overrides:  # Hydra's own: --hydra-help
-        print(run_help())
-        return 0
-    bad = unparsable_override(overrides)
-    if bad:
-        print(f"rsi: {bad}", file=sys.stderr)
-        return 2
     register_schema()
     status = {"code": 0}
 
@@ -110,28 +110,33 @@ def unparsable_override(args: list[str]) -> str | None:
 
 
 def model_main(args: list[str]) -> int:
-    import argparse
-
+    from rsi.cli_args import ArgParser
+    from rsi.input_files import InputFileError, check_out_dir
     from rsi.models import build_tiny_model, ensure_smollm2
     from rsi.models.folders import ModelFolderError
 
-    parser = argparse.ArgumentParser(prog="rsi model")
+    parser = ArgParser(prog="rsi model")
     parser.add_argument("action", choices=["build"])
     parser.add_argument("name", choices=["tiny", "smollm2-135m"])
     parser.add_argument("--out", default=None)
     ns = parser.parse_args(args)
     try:
+        if ns.out is not None:  # before the build, which takes a while and would fail only at its first write
+            check_out_dir(ns.out, "--out")
         if ns.name == "tiny":
             from rsi.models.smollm2 import cache_root
 
             print(build_tiny_model(ns.out or cache_root() / "models" / "tiny"))
         else:
             print(ensure_smollm2(ns.out))
-    except ModelFolderError as e:
+    except (ModelFolderError, InputFileError) as e:
         print(f"rsi model build: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"rsi model build: cannot write {e.filename or ns.out}: {e.strerror}", file=sys.stderr)
+        if e.filename is None:  # not a write: a missing source package, say
+            print(f"rsi model build: {e}", file=sys.stderr)
+            return 2
+        print(f"rsi model build: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
         return 1
     return 0
 
@@ -240,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         from rsi.corpus.cli import main as corpus_main
 
         return corpus_main(rest)
-    print(f"rsi: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
+    print(f"rsi: unknown command {cmd!r} (rsi --help lists the commands)", file=sys.stderr)
     return 2
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rsi.corpus.stats import iteration_dirs
+from rsi.corpus.stats import checked_table, iteration_dirs
+from rsi.input_files import check_out_dir
 
 COLUMNS = ["prompt", "chosen", "rejected", "margin", "weight", "level", "step", "id"]
 
@@ -30,13 +32,14 @@ def export_preferences(path: Path | str, out: Path | str, fmt: str = "trl", *, m
     """Write every iteration's preferences under `path` to `out`; returns the number of rows written."""
     if fmt not in ("trl", "jsonl"):
         raise ValueError(f"unknown export format {fmt!r} (trl | jsonl)")
-    out = Path(out)
+    iter_dirs = iteration_dirs(path)
+    out = check_out_dir(out, "OUT")
     out.mkdir(parents=True, exist_ok=True)
     written = 0
     seen: set[str] = set()  # a pair id appears once even if two iterations produced it
-    for iter_dir in iteration_dirs(path):
+    for iter_dir in iter_dirs:
         for f in _files(iter_dir):
-            table = pq.read_table(f, columns=COLUMNS)
+            table = checked_table(partial(pq.read_table, f, columns=COLUMNS), f, "preferences", COLUMNS)
             mask = pc.greater_equal(table.column("margin"), min_margin)
             if levels:
                 mask = pc.and_(mask, pc.is_in(table.column("level"), pa.array(levels, pa.int8())))
@@ -52,7 +55,7 @@ def export_preferences(path: Path | str, out: Path | str, fmt: str = "trl", *, m
             if fmt == "trl":
                 pq.write_table(table, tmp)
             else:
-                with open(tmp, "w") as fh:
+                with open(tmp, "w", encoding="utf-8") as fh:
                     for row in table.to_pylist():
                         fh.write(json.dumps(row) + "\n")
             os.replace(tmp, target)

@@ -9,11 +9,16 @@ Each iteration is read column by column, never the whole corpus at once.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from rsi.corpus import counters
-from rsi.corpus.stream import read_manifest, read_table
+from rsi.corpus.schema import TABLES
+from rsi.corpus.stream import MANIFEST, read_table
+from rsi.input_files import InputFileError, check_fields, read_json
 
 
 def iteration_dirs(path: Path | str) -> list[Path]:
@@ -26,6 +31,40 @@ def iteration_dirs(path: Path | str) -> list[Path]:
     if any((p / t).is_dir() for t in ("performances", "judgments", "preferences")):
         return [p]
     raise FileNotFoundError(f"no corpus iterations under {p}")
+
+
+def checked_manifest(iter_dir: Path) -> dict[str, Any] | None:
+    """The iteration's manifest, None while it has none (incomplete); InputFileError naming it when it is not a
+    JSON object with its counts of the right types (a truncated or hand-edited file)."""
+    path = iter_dir / MANIFEST
+    if not path.exists():
+        return None
+    manifest = read_json(path, dict)
+    check_fields(manifest, {"balance_dropped": dict}, str(path), optional=True)
+    for step, n in (manifest.get("balance_dropped") or {}).items():
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise InputFileError(f"{path}: balance_dropped[{step!r}] must be an integer, got {n!r}")
+    return manifest
+
+
+def checked_table(read: Callable[[], pa.Table], where: Path, table_name: str, columns: list[str]) -> pa.Table:
+    """`read()`, a table whose `columns` have the types of rsi.corpus.schema's `table_name`; InputFileError naming
+    `where` for a file Parquet cannot read or a column of another type, which the tallies would misread."""
+    try:
+        table = read()
+    except (pa.ArrowException, OSError) as e:
+        raise InputFileError(f"{where}: cannot read ({e})") from None
+    schema = TABLES[table_name]
+    for col in columns:
+        want, got = schema.field(col).type, table.schema.field(col).type
+        if got != want:
+            raise InputFileError(f"{where}: column {col!r} is {got}, expected {want}")
+    return table
+
+
+def _read(iter_dir: Path, table_name: str, columns: list[str]) -> pa.Table:
+    return checked_table(lambda: read_table(iter_dir, table_name, columns), iter_dir / table_name, table_name,
+                         columns)
 
 
 def _text_len(messages: list[dict[str, str]] | None) -> int:
@@ -70,11 +109,12 @@ def judge_accuracy(judgments: Any, scores: dict[str, float]) -> dict[str, dict[s
 
 
 def iteration_stats(iter_dir: Path) -> dict[str, Any]:
-    perf = read_table(iter_dir, "performances", ["id", "family", "step", "parse_status", "procedural_score",
-                                                 "finish_reason"])
-    judg = read_table(iter_dir, "judgments", ["family", "step", "level", "candidate_ids", "presented_order",
-                                              "ranking", "parse_status"])
-    pref = read_table(iter_dir, "preferences", ["family", "step", "level", "chosen", "rejected"])
+    perf = _read(iter_dir, "performances", ["id", "family", "step", "parse_status", "procedural_score",
+                                            "finish_reason"])
+    judg = _read(iter_dir, "judgments", ["family", "step", "level", "candidate_ids", "presented_order", "ranking",
+                                         "parse_status"])
+    pref = _read(iter_dir, "preferences", ["family", "step", "level", "chosen", "rejected"])
+    manifest = checked_manifest(iter_dir)
 
     # The same tallies the writer keeps, so `corpus stats` and a run's own report cannot disagree.
     tallies: counters.Tallies = Counter()
@@ -90,7 +130,7 @@ def iteration_stats(iter_dir: Path) -> dict[str, Any]:
     rejected = [_text_len(m) for m in pref.column("rejected").to_pylist()]
     return {
         "iteration": iter_dir.name,
-        "complete": read_manifest(iter_dir) is not None,
+        "complete": manifest is not None,
         "rows": {"performances": _rows_by(perf, ("family", "step")),
                  "judgments": _rows_by(judg, ("family", "step", "level")),
                  "preferences": _rows_by(pref, ("family", "step", "level"))},
@@ -100,7 +140,7 @@ def iteration_stats(iter_dir: Path) -> dict[str, Any]:
         "pairs_per_step": _rows_by(pref, ("step",)),
         "mean_length": {"chosen": sum(chosen) / len(chosen) if chosen else 0.0,
                         "rejected": sum(rejected) / len(rejected) if rejected else 0.0},
-        "balance_dropped": (read_manifest(iter_dir) or {}).get("balance_dropped", {}),
+        "balance_dropped": (manifest or {}).get("balance_dropped") or {},
     }
 
 

@@ -13,13 +13,14 @@ a missing or malformed data file, a folder without weights) exits with status 2 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rsi.cli_args import ArgParser, bounded_int
 from rsi.evals.task import EvalContext, TaskResult
+from rsi.input_files import check_out_dir, read_json
 
 if TYPE_CHECKING:
     from rsi.inference.api import PoolHandle
@@ -29,6 +30,7 @@ USAGE = "usage: rsi eval {run,compare,humaneval} ...  (rsi eval VERB --help for 
 PRESETS = ("tiny", "smollm2-135m")
 SANDBOX_TASKS = {"humaneval", "output_prediction"}  # tasks that execute the model's code
 DEFAULT_TASKS = "humaneval,output_prediction,judge_accuracy,format_following"
+MAX_LIMIT = 1_000_000  # items per task: far above any held-out set, short of a typo's 10**30
 
 
 class UsageError(ValueError):
@@ -38,11 +40,10 @@ class UsageError(ValueError):
 def resolve_model(model: str, backend: str) -> str:
     """The folder the engine loads: a preset's (built or cached), or `model` itself once it is known to hold a
     loadable model with weights."""
-    from rsi.config import ConfigError
-    from rsi.models import resolve_model_path
-    from rsi.preflight import check_model
-
+    # Imported where needed: rsi.config loads torch, seconds that a refused folder should not wait for.
     if model in PRESETS:
+        from rsi.models import resolve_model_path
+
         return resolve_model_path(model, None)
     path = Path(model).expanduser()
     if not path.is_dir():
@@ -51,6 +52,9 @@ def resolve_model(model: str, backend: str) -> str:
         # Checked here first: the commonest mistake (a run folder, not its checkpoint) is named without
         # importing transformers.
         raise UsageError(f"--model {model}: no weights (*.safetensors or *.bin) in this folder")
+    from rsi.config import ConfigError
+    from rsi.preflight import check_model
+
     try:
         check_model(str(path.resolve()), backend)
     except ConfigError as e:
@@ -58,42 +62,37 @@ def resolve_model(model: str, backend: str) -> str:
     return str(path.resolve())
 
 
-def check_out_dir(out: str) -> None:
-    """Before any work: `out` is new or empty, and writable, so an evaluation never ends in a failed write and
-    never replaces an earlier one."""
-    path = Path(out).expanduser()
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--out {out}: is a file; give a new folder")
-    if path.is_dir() and any(path.iterdir()):
-        raise UsageError(f"--out {out}: already holds files (an earlier evaluation?); give a new or empty folder")
-    import tempfile
+def check_families(families: list[str]) -> None:
+    """Every name a task family: format following asks each for its prompts only once the model is up."""
+    from rsi.tasks import get_family
 
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    try:  # a file made and removed where the folder will be made: nothing is left behind on a refusal
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as e:
-        raise UsageError(f"--out {out}: cannot write there ({e.strerror})") from e
+    if not families:
+        raise UsageError("--families: no task family given")
+    for name in families:
+        try:
+            get_family(name)
+        except (KeyError, TypeError) as e:
+            raise UsageError(f"--families: {e.args[0] if e.args else e}") from e
 
 
 def max_model_len(path: str, cap: int = 4096) -> int:
     """The model's context, capped: the presets' own lengths (tiny 4096, SmolLM2 2048) without a config."""
     try:
-        with open(Path(path) / "config.json", encoding="utf-8") as f:
-            return min(cap, int(json.load(f).get("max_position_embeddings") or 2048))
-    except (OSError, ValueError):
+        return min(cap, int(read_json(Path(path) / "config.json", dict).get("max_position_embeddings") or 2048))
+    except (TypeError, ValueError):
         return 2048
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rsi eval run", description="Score one model on the held-out suite.")
+    p = ArgParser(prog="rsi eval run", description="Score one model on the held-out suite.")
     p.add_argument("--model", required=True, help=f"preset ({', '.join(PRESETS)}) or model folder")
     p.add_argument("--tasks", default=DEFAULT_TASKS, help="comma-separated tasks of rsi.evals.suite.TASKS")
-    p.add_argument("--limit", type=int, default=None, help="items per task (a deterministic subset)")
+    p.add_argument("--limit", type=bounded_int(1, MAX_LIMIT), default=None,
+                   help="items per task (a deterministic subset)")
     p.add_argument("--data", action="append", default=[], metavar="TASK=FILE", help="replace a task's items")
     p.add_argument("--families", default="programming", help="task families for format_following")
     p.add_argument("--backend", choices=("vllm", "hf"), default="vllm")
-    p.add_argument("--dtype", default="float32")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     p.add_argument("--out", required=True, help="evaluation directory to write")
     return p
 
@@ -103,17 +102,16 @@ def run(argv: list[str]) -> int:
 
     args = _parser().parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
     try:
         check_tasks(tasks)
-        if args.limit is not None and args.limit < 1:
-            raise UsageError(f"--limit {args.limit}: must be at least 1")
+        check_families(families)
         data = parse_data_args(args.data)
-        check_out_dir(args.out)
+        check_out_dir(args.out, "--out", empty=True)
         model_path = resolve_model(args.model, args.backend)
     except (UsageError, ValueError) as e:
         print(f"rsi eval run: {e}", file=sys.stderr)
         return 2
-    families = [f.strip() for f in args.families.split(",") if f.strip()]
     results = _evaluate_with_engine(args, tasks, data, families, model_path)
     print_table(results)
     print(f"evaluation written to {args.out}", file=sys.stderr)

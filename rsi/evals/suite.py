@@ -6,17 +6,18 @@ the `TASK=FILE` arguments that replace a task's built-in items.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import replace
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 from rsi.evals.compare import write_eval_dir
 from rsi.evals.format_following import run_format_following
-from rsi.evals.humaneval import run_humaneval
+from rsi.evals.humaneval import read_problem_items, run_humaneval
 from rsi.evals.judge_accuracy import load_pairs, run_judge_accuracy
 from rsi.evals.output_prediction import read_items, run_output_prediction
-from rsi.evals.task import EvalContext, Generate, TaskResult, read_jsonl
+from rsi.evals.task import EvalContext, Generate, TaskResult
+from rsi.input_files import for_flag
 
 TASKS: dict[str, Callable[[EvalContext], TaskResult]] = {
     "humaneval": run_humaneval,
@@ -24,8 +25,9 @@ TASKS: dict[str, Callable[[EvalContext], TaskResult]] = {
     "judge_accuracy": run_judge_accuracy,
     "format_following": run_format_following,
 }
-# Tasks whose data files have a loader that checks more than "one JSON object per line".
-LOADERS: dict[str, Callable[[str], object]] = {"judge_accuracy": load_pairs, "output_prediction": read_items}
+# The tasks a `TASK=FILE` argument can give items to, each with the loader that checks the file's every line.
+LOADERS: dict[str, Callable[[str], Sized]] = {"humaneval": read_problem_items, "judge_accuracy": load_pairs,
+                                              "output_prediction": read_items}
 
 
 def check_tasks(tasks: Sequence[str]) -> None:
@@ -90,18 +92,17 @@ def counting(generate: Generate, advance: Callable[[int], None], expect: Callabl
 
 def parse_data_args(args: Sequence[str]) -> dict[str, str]:
     """`["TASK=FILE", ...]` -> {task: file}. Fails (ValueError naming the argument, file or line) on a missing
-    `=`, an unknown task, a missing file or a line that is not a JSON object, so a bad file fails before any
-    model starts."""
+    `=`, an unknown task or one that reads no file, a file that is missing, not UTF-8, empty, or has a line that
+    is not a JSON object with the task's fields, so a bad file fails before any model starts."""
     data: dict[str, str] = {}
     for arg in args:
         task, sep, path = arg.partition("=")
         if not sep or not task or not path:
             raise ValueError(f"--data {arg!r}: expected TASK=FILE")
         check_tasks([task])
-        if not Path(path).is_file():
-            raise ValueError(f"--data {task}={path}: no such file")
-        read_jsonl(path, ())
-        if task in LOADERS:
-            LOADERS[task](path)
+        if task not in LOADERS:
+            raise ValueError(f"--data {arg}: task {task!r} reads no data file (those that do: {', '.join(LOADERS)})")
+        if not for_flag("--data", partial(LOADERS[task], path)):
+            raise ValueError(f"--data {path}: no items in the file")
         data[task] = path
     return data

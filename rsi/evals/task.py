@@ -9,12 +9,12 @@ only through `ctx.generate` / `ctx.judge` (the running pools in the loop, an eng
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rsi.input_files import check_fields, read_json_lines
 from rsi.judging.config import JudgingConfig
 
 # Requests in the pools' wire format ({"messages", "max_tokens", "temperature", "seed", "json_schema"}) to
@@ -64,23 +64,12 @@ def half_of(item_id: str) -> str:
     return "gate" if item_hash("half:" + item_id) % 2 == 0 else "claim"
 
 
-def read_jsonl(path: str | Path, required: tuple[str, ...], what: str = "an item", kind: type = object,
-               error: type[ValueError] = ValueError) -> list[dict[str, Any]]:
-    """One JSON object per line, each holding the `required` fields (of type `kind`); a bad line raises `error`
-    naming the file and the line, so a malformed data file fails before any model starts."""
+def read_jsonl(path: str | Path, required: tuple[str, ...], what: str = "an item",
+               kind: type | tuple[type, ...] = object, error: type[ValueError] = ValueError) -> list[dict[str, Any]]:
+    """One JSON object per line, each holding the `required` fields (of type `kind`); a bad file or line raises
+    `error` naming the file and the line, so a malformed data file fails before any model starts."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise error(f"{path}:{lineno}: not JSON: {exc}") from None
-            bad = [k for k in required if k not in obj or not isinstance(obj[k], kind)] if isinstance(obj, dict) \
-                else list(required)
-            if bad:
-                fields = ", ".join(required) if kind is object else f"{kind.__name__} fields {', '.join(required)}"
-                raise error(f"{path}:{lineno}: {what} needs {fields}; missing or wrong: {', '.join(bad)}")
-            out.append(obj)
+    for lineno, obj in read_json_lines(path, error):
+        check_fields(obj, dict.fromkeys(required, kind), f"{path}:{lineno}", error, what)
+        out.append(obj)
     return out

@@ -29,6 +29,6 @@ def read_stamp(path: Path) -> dict[str, Any] | None:
     again and replaces it."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) else None

@@ -36,17 +36,17 @@ _CORPUS = [
 def build_tiny_model(out_dir: str | Path, *, vocab_size: int = 512, hidden_size: int = 64,
                      num_layers: int = 2, num_heads: int = 2, seed: int = 0) -> Path:
     """Build (or reuse) the tiny model under `out_dir`; returns the folder, loadable by `from_pretrained`."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
     out = Path(out_dir)
     stamp = out / "rsi_tiny.json"
     recipe = {"version": BUILD_VERSION, "vocab_size": vocab_size, "hidden_size": hidden_size,
               "num_layers": num_layers, "num_heads": num_heads, "seed": seed}
     check_build_folder(out, stamp.name)
     if read_stamp(stamp) == recipe:
-        return out
+        return out  # without loading torch: the common case, and a refusal, take no seconds
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
     out.mkdir(parents=True, exist_ok=True)
 
     bpe = Tokenizer(models.BPE())

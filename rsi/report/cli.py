@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from rsi.cli_args import ArgParser
 from rsi.report import SummaryError, build_report
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgParser(
         prog="rsi report",
         description="Plots and tables of a run (RUN_DIR/summary.json) to RUN_DIR/report/index.html.")
     parser.add_argument("run_dir", help="the run folder (run.dir of `rsi run`)")
@@ -19,6 +19,9 @@ def main(argv: list[str]) -> int:
     except SummaryError as e:
         print(f"rsi report: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the report folder or a file in it cannot be written
+        print(f"rsi report: cannot write {e.filename or ns.run_dir}: {e.strerror or e}", file=sys.stderr)
+        return 1
     print(page)
     return 0
 

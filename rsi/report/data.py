@@ -4,11 +4,12 @@ returns None or an empty container instead of raising."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rsi.input_files import read_json
 
 Row = dict[str, Any]
 
@@ -17,19 +18,14 @@ DECISIONS = ("kept", "rejected", "ungated", "no_pairs")
 
 
 class SummaryError(ValueError):
-    """summary.json is absent or not a JSON list: there is nothing to report."""
+    """summary.json is absent, unreadable or not a JSON list: there is nothing to report."""
 
 
 def load_summary(run_dir: Path) -> list[Row]:
     path = run_dir / "summary.json"
-    if not path.is_file():
+    if not path.exists():
         raise SummaryError(f"{path}: no such file (is {run_dir} a run folder?)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise SummaryError(f"{path}: not JSON ({e})") from e
-    if not isinstance(data, list):
-        raise SummaryError(f"{path}: expected a JSON list (one object per iteration), got {type(data).__name__}")
+    data = read_json(path, list, SummaryError)  # one object per iteration
     return [row for row in data if isinstance(row, dict)]
 
 

@@ -9,14 +9,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
+from typing import Any
 
-from rsi.sandbox.config import LAUNCHERS, Limits, SandboxConfig
+from rsi.cli_args import ArgParser, bounded_float, bounded_int
+from rsi.input_files import InputFileError, check_fields, for_flag, json_type, loads, read_text
+from rsi.sandbox.config import LAUNCHERS, LIMIT_BOUNDS, Limits, SandboxConfig
 from rsi.sandbox.executor import IsolationBroken, Sandbox, SandboxUnavailable
 from rsi.sandbox.verdict import INFRA, PASS
 
+# Converters for the flags `rsi eval humaneval` shares: the bounds Limits and SandboxConfig enforce. Slot uids
+# stay below 2**31, past which tools that keep a uid signed misread it.
+TIMEOUT_S = bounded_float(*LIMIT_BOUNDS["timeout_s"])
+UID_BASE = bounded_int(1000, (1 << 31) - 1 - SandboxConfig.uid_count)
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rsi sandbox", description="Run untrusted code in the sandbox.")
+    p = ArgParser(prog="rsi sandbox", description="Run untrusted code in the sandbox.")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one program against its tests and print the verdict")
     run.add_argument("--program", required=True, help="Python source of the program")
@@ -34,13 +43,54 @@ def _parser() -> argparse.ArgumentParser:
         help="humaneval: trusted source (the problem's prompt) whose definitions the tests call; of the "
         "program the tests then see the entry point alone",
     )
-    run.add_argument("--timeout", type=float, default=Limits.timeout_s, help="seconds (per case for json)")
-    run.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
+    run.add_argument("--timeout", type=TIMEOUT_S, default=Limits.timeout_s, help="seconds (per case for json)")
+    run.add_argument("--memory-mb", type=bounded_int(*map(int, LIMIT_BOUNDS["memory_mb"])), default=Limits.memory_mb)
     run.add_argument("--launcher", choices=LAUNCHERS, default=SandboxConfig.launcher)
-    run.add_argument("--uid-base", type=int, default=SandboxConfig.uid_base)
+    run.add_argument("--uid-base", type=UID_BASE, default=SandboxConfig.uid_base)
     run.add_argument("--no-canary", action="store_true", help="skip the isolation self-test (faster)")
     run.add_argument("--json", action="store_true", help="print the verdict as JSON")
     return p
+
+
+# The optional fields of a JSON case (rsi.sandbox.executor.json_job), with their JSON types; `expected` is any value.
+CASE_FIELDS: dict[str, type | tuple[type, ...]] = {"function": str, "args": list, "kwargs": dict,
+                                                   "rel_tol": (int, float), "name": str}
+# The flag behind each key a Limits or SandboxConfig refusal names.
+FLAGS = {"timeout_s": "--timeout", "memory_mb": "--memory-mb", "uid_base": "--uid-base", "launcher": "--launcher"}
+
+
+def read_cases(path: str, text: str) -> list[dict[str, Any]]:
+    """The JSON format's cases, a list or {"cases": [...]}, at least one, each an object with `expected` and its
+    other fields of their types; InputFileError naming the file (and the case) otherwise."""
+    tests = loads(text, path, (list, dict), whole_file=True)
+    cases = tests.get("cases") if isinstance(tests, dict) else tests
+    if not isinstance(cases, list) or not cases:
+        raise InputFileError(f"{path}: expected a non-empty list of cases, or {{\"cases\": [...]}}")
+    for k, case in enumerate(cases):
+        where = f"{path}: case {k}"
+        if not isinstance(case, dict):
+            raise InputFileError(f"{where}: expected a JSON object, got {json_type(case)}")
+        check_fields(case, {"expected": object}, where, what="a case")
+        check_fields(case, CASE_FIELDS, where, optional=True)
+    return cases
+
+
+def read_inputs(args: argparse.Namespace) -> tuple[str, str | list[dict[str, Any]], str]:
+    """(program, tests, helpers) from the files the flags name, none of them empty; ValueError naming the flag
+    and the file otherwise."""
+    texts = []
+    files = [("--program", args.program), ("--tests", args.tests)]
+    for flag, path in files + ([("--helpers", args.helpers)] if args.helpers is not None else []):
+        text = for_flag(flag, partial(read_text, path))
+        if not text.strip():
+            raise InputFileError(f"{flag} {path}: empty file")
+        texts.append(text)
+    if args.format == "humaneval" and not args.entry_point:
+        raise ValueError("--entry-point is required for the humaneval format")
+    if args.format != "humaneval" and args.helpers is not None:
+        raise ValueError("--helpers applies to the humaneval format only")
+    tests = for_flag("--tests", partial(read_cases, args.tests, texts[1])) if args.format == "json" else texts[1]
+    return texts[0], tests, "".join(texts[2:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,33 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] not in (["run"], ["-h"], ["--help"]):
         argv = ["run", *argv]  # `run` is the only command; callers may pass just its arguments
     args = _parser().parse_args(argv)
-    texts = []
-    files = [("--program", args.program), ("--tests", args.tests)]
-    for flag, path in files + ([("--helpers", args.helpers)] if args.helpers is not None else []):
-        try:
-            with open(path, encoding="utf-8") as f:
-                texts.append(f.read())
-        except (OSError, UnicodeDecodeError) as exc:
-            print(f"rsi sandbox run: {flag} {path}: {exc}", file=sys.stderr)
-            return 2
-    program, tests_text, helpers = texts[0], texts[1], "".join(texts[2:])
-    if args.format == "humaneval" and not args.entry_point:
-        print("rsi sandbox run: --entry-point is required for the humaneval format", file=sys.stderr)
-        return 2
-    if args.format != "humaneval" and args.helpers is not None:
-        print("rsi sandbox run: --helpers applies to the humaneval format only", file=sys.stderr)
+    try:
+        program, tests, helpers = read_inputs(args)
+    except ValueError as exc:
+        print(f"rsi sandbox run: {exc}", file=sys.stderr)
         return 2
     try:
-        tests = json.loads(tests_text) if args.format == "json" else tests_text
-    except ValueError as exc:
-        print(f"rsi sandbox run: --tests {args.tests}: not JSON ({exc})", file=sys.stderr)
+        limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb)
+        cfg = SandboxConfig(launcher=args.launcher, slots=1, uid_base=args.uid_base, limits=limits,
+                            canary=not args.no_canary)
+    except ValueError as exc:  # the converters keep to the same bounds; this names a flag should they part
+        flag = next((f for key, f in FLAGS.items() if key in str(exc)), "a limit")
+        print(f"rsi sandbox run: {flag}: {exc}", file=sys.stderr)
         return 2
-    if args.format == "json" and isinstance(tests, dict):
-        tests = tests.get("cases", [])
-    limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb)
-    cfg = SandboxConfig(
-        launcher=args.launcher, slots=1, uid_base=args.uid_base, limits=limits, canary=not args.no_canary
-    )
     try:
         with Sandbox(cfg) as sandbox:
             verdict = sandbox.run(
