@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rsi.config import ConfigError, FamilyConfig, RsiConfig, validate
+from rsi.cli import field_comments, run_help
+from rsi.config import ConfigError, FamilyConfig, RsiConfig, RunConfig, validate
 from rsi.preflight import check_model, preflight
 from rsi.tasks.programming import ProgrammingConfig
 
@@ -141,3 +142,46 @@ def test_evals_data_files_are_read_whole_at_start(tmp_path: Path, text: str | by
     with pytest.raises(ConfigError, match=r"^evals\.data\.output_prediction: ") as raised:
         validate(cfg)
     assert where in str(raised.value)
+
+
+@pytest.mark.unit
+def test_help_explains_the_main_keys() -> None:
+    text = run_help()
+    assert "run.dir=runs/default" in text and "corpus, checkpoints and summaries land here" in text
+    assert "cluster.runtime_env=inherit (inherit|python|pip|image)" in text
+    assert "log.verbose=false" in text and "sandbox.resource=null" in text
+    assert field_comments(RunConfig)["commit_chains"].startswith("finished chains per committed corpus part")
+    out = subprocess.run([sys.executable, "-m", "rsi.cli", "run", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == text.strip()
+    assert "Powered by Hydra" not in out.stdout
+
+
+@pytest.mark.unit
+def test_help_prints_each_key_with_the_comment_of_the_class_that_defines_it() -> None:
+    """The help is built from the dataclasses themselves, so it cannot say what a copy of a class once said:
+    every field of every section (nested ones too, sandbox.limits.*) is listed with its own class's comment."""
+    from dataclasses import fields, is_dataclass
+
+    from rsi.config import RsiConfig
+
+    text = run_help()
+    lines = text.splitlines()
+
+    def check(prefix: str, value: object) -> int:
+        comments, seen = field_comments(type(value)), 0
+        for f in fields(value):  # type: ignore[arg-type]
+            default = getattr(value, f.name)
+            if is_dataclass(default):
+                seen += check(f"{prefix}.{f.name}", default)
+                continue
+            [line] = [x for x in lines if x.strip().startswith(f"{prefix}.{f.name}=")]
+            assert line.rstrip().endswith(comments.get(f.name, "")), (line, comments.get(f.name))
+            seen += 1
+        return seen
+
+    cfg = RsiConfig()
+    counted = sum(check(f.name, getattr(cfg, f.name)) for f in fields(RsiConfig) if is_dataclass(getattr(cfg, f.name)))
+    assert counted > 60
+    assert "sandbox.limits.memory_mb=1024" in text and "sandbox.jobs_per_sandbox=2000" in text
+    assert "tasks=[programming,python_output,open_ended,code_review]" in text

@@ -1,65 +1,13 @@
-"""What a user sees of `rsi run`: progress counts per corpus pass, third-party log lines kept in run.dir/logs/
-unless log.verbose, and `rsi run --help` explaining the keys with the config's own comments."""
+"""Third-party log lines of a run kept in run.dir/logs/ unless log.verbose: the console shows rsi's own lines."""
 
 from __future__ import annotations
 
-import io
 import logging
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
-from rsi.cli import field_comments, run_help
-from rsi.config import RunConfig
 from rsi.console import third_party_logs
-from rsi.progress import ChainProgress
-
-
-@pytest.mark.unit
-def test_help_explains_the_main_keys() -> None:
-    text = run_help()
-    assert "run.dir=runs/default" in text and "corpus, checkpoints and summaries land here" in text
-    assert "cluster.runtime_env=inherit (inherit|python|pip|image)" in text
-    assert "log.verbose=false" in text and "sandbox.resource=null" in text
-    assert field_comments(RunConfig)["commit_chains"].startswith("finished chains per committed corpus part")
-    out = subprocess.run([sys.executable, "-m", "rsi.cli", "run", "--help"], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == text.strip()
-    assert "Powered by Hydra" not in out.stdout
-
-
-@pytest.mark.unit
-def test_help_prints_each_key_with_the_comment_of_the_class_that_defines_it() -> None:
-    """The help is built from the dataclasses themselves, so it cannot say what a copy of a class once said:
-    every field of every section (nested ones too, sandbox.limits.*) is listed with its own class's comment."""
-    from dataclasses import fields, is_dataclass
-
-    from rsi.config import RsiConfig
-
-    text = run_help()
-    lines = text.splitlines()
-
-    def check(prefix: str, value: object) -> int:
-        comments, seen = field_comments(type(value)), 0
-        for f in fields(value):  # type: ignore[arg-type]
-            default = getattr(value, f.name)
-            if is_dataclass(default):
-                seen += check(f"{prefix}.{f.name}", default)
-                continue
-            [line] = [x for x in lines if x.strip().startswith(f"{prefix}.{f.name}=")]
-            assert line.rstrip().endswith(comments.get(f.name, "")), (line, comments.get(f.name))
-            seen += 1
-        return seen
-
-    cfg = RsiConfig()
-    counted = sum(check(f.name, getattr(cfg, f.name)) for f in fields(RsiConfig) if is_dataclass(getattr(cfg, f.name)))
-    assert counted > 60
-    assert "sandbox.limits.memory_mb=1024" in text and "sandbox.jobs_per_sandbox=2000" in text
-    assert "tasks=[programming,python_output,open_ended,code_review]" in text
 
 
 @pytest.mark.unit
@@ -123,42 +71,3 @@ def test_stderr_of_libraries_goes_to_the_run_dir(tmp_path: Path, capfd: pytest.C
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"
     assert (logs / "stderr.log").read_text() == "I1201 inductor config\n"
-
-
-@pytest.mark.unit
-def test_chain_progress_counts_per_step() -> None:
-    buf = io.StringIO()
-    progress = ChainProgress(Console(file=buf, width=200, force_terminal=False))
-    progress.start(4)
-    for _ in range(4):
-        progress.chain({"performances": [{"step": "respond"}] * 3,
-                        "judgments": [{"step": "rank_responses"}] * 2 + [{"step": "rank_response_rankings"}],
-                        "preferences": [{"step": "respond"}]})
-    lines = buf.getvalue().splitlines()
-    assert lines[-1] == ("corpus pass · chains 4/4 · generations 12 (respond 12) · judge calls 12 "
-                         "(rank_response_rankings 4, rank_responses 8) · pairs 4 (respond 4)")
-    assert len(lines) == 5  # the start, then a line per quarter in a log
-
-
-@pytest.mark.ray
-def test_dpo_steps_reach_the_console(ray_local) -> None:
-    """Rank 0's TRL callback reports each logged step to the run's board actor; the driver's watcher prints
-    "DPO step k/n · loss" in a log (a line per quarter, and the last)."""
-    import time
-
-    from transformers import TrainerState
-
-    from rsi.progress import start_board, watch_dpo
-    from rsi.train.progress import ProgressCallback
-
-    board = start_board()
-    buf = io.StringIO()
-    state = TrainerState(global_step=0, max_steps=4)
-    with watch_dpo(Console(file=buf, width=200, force_terminal=False), None, board, every=0.05):
-        for step in range(1, 5):
-            state.global_step = step
-            ProgressCallback().on_log(None, state, None, logs={"loss": 0.7 - 0.1 * step})
-            time.sleep(0.3)
-    lines = buf.getvalue().splitlines()
-    assert lines[-1] == "DPO step 4/4 · loss 0.3000"
-    assert all(re.fullmatch(r"DPO step [1-4]/4 · loss 0\.\d{4}", line) for line in lines)
