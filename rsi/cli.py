@@ -45,6 +45,7 @@ def run_main(overrides: list[str]) -> int:
 
     from rsi.cluster_env import ClusterError
     from rsi.config import ConfigError, register_schema, to_dataclass
+    from rsi.input_files import InputFileError
     from rsi.run_dir import RunDirError
 
     register_schema()
@@ -60,6 +61,10 @@ def run_main(overrides: list[str]) -> int:
             dcfg.run.dir = sweep_job_dir
         try:
             run_loop(to_dataclass(dcfg))  # its pools end with it: a sweep's next job starts its own
+        except InputFileError as e:  # a file of the run folder a resume reads (a record, a manifest)
+            print(f"rsi: {e}", file=sys.stderr)
+            status["code"] = 2
+            return f"bad file: {e}"
         except (ConfigError, ClusterError, RunDirError) as e:
             print(f"rsi: config error: {e}", file=sys.stderr)
             status["code"] = 2

@@ -62,10 +62,16 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def load_history(run_dir: Path | str) -> list[IterationSummary]:
     """The records of the finished iterations, in order, up to the first gap."""
+    from rsi.input_files import InputFileError, read_json
+
     run = RunDir(Path(run_dir))
     out = []
-    while (path := run.record(len(out))).is_file():
-        out.append(IterationSummary(**json.loads(path.read_text())))
+    while (path := run.record(len(out))).exists():
+        try:
+            out.append(IterationSummary(**read_json(path, dict)))
+        except (InputFileError, TypeError) as e:  # cut short by a crash of an older rsi, or edited by hand
+            raise InputFileError(f"{e if isinstance(e, InputFileError) else f'{path}: not an iteration record'}; "
+                                 f"move it aside to redo iteration {len(out)}") from None
     return out
 
 

@@ -214,8 +214,12 @@ class CorpusWriter:
 
 
 def read_manifest(iter_dir: Path | str) -> dict[str, Any] | None:
+    """The iteration's manifest, None before it is written; a damaged one (cut short, not an object) raises
+    InputFileError naming it, since a resume must not guess what the iteration holds."""
+    from rsi.input_files import read_json
+
     path = Path(iter_dir) / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path, dict) if path.exists() else None
 
 
 def read_table(out_dir: Path | str, table_name: str, columns: list[str] | None = None) -> pa.Table:
