@@ -57,7 +57,10 @@ def build_pairs(problems: dict[str, dict], run_jobs: Callable[[list[dict]], list
         good = ast.unparse(ast.parse(code))
         mutants = make_mutants(code)
         plan.append((task_id, good, mutants, len(jobs)))
-        jobs += [humaneval_job(c, p["test"], p["entry_point"]) for c in [good] + [m for _, m in mutants]]
+        # The prompt as trusted helpers, as the held-out HumanEval check runs: a mutant of a helper the prompt
+        # defines changes nothing the tests see, so it is no failing solution.
+        jobs += [humaneval_job(c, p["test"], p["entry_point"], helpers=p["prompt"])
+                 for c in [good] + [m for _, m in mutants]]
     verdicts = run_jobs(jobs)
     pairs = []
     for task_id, good, mutants, start in plan:
