@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import run_rsi
 
 from rsi.cli import field_comments, run_help
 from rsi.config import ConfigError, FamilyConfig, RsiConfig, RunConfig, validate
@@ -20,25 +21,25 @@ def _rsi(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.unit
-def test_unknown_key_fails_naming_it(tmp_path: Path) -> None:
-    out = _rsi("run", "model=tiny", "loop.iterationz=2", f"run.dir={tmp_path}")
-    assert out.returncode != 0
-    assert "iterationz" in out.stderr
-    assert "Started a local Ray instance" not in out.stdout + out.stderr
+def test_unknown_key_fails_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_rsi(["run", "model=tiny", "loop.iterationz=2", f"run.dir={tmp_path}"], capsys)
+    assert code != 0
+    assert "iterationz" in err
+    assert "Started a local Ray instance" not in out + err
 
 
 @pytest.mark.unit
-def test_unknown_group_option_fails(tmp_path: Path) -> None:
-    out = _rsi("run", "model=nosuchmodel", f"run.dir={tmp_path}")
-    assert out.returncode != 0 and "nosuchmodel" in out.stderr
+def test_unknown_group_option_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_rsi(["run", "model=nosuchmodel", f"run.dir={tmp_path}"], capsys)
+    assert code != 0 and "nosuchmodel" in err
 
 
 @pytest.mark.unit
-def test_missing_model_path_fails_before_ray(tmp_path: Path) -> None:
-    out = _rsi("run", "model=hf", f"model.path={tmp_path}/absent", f"run.dir={tmp_path}/r")
-    assert out.returncode == 2
-    assert "model.path" in out.stderr and f"{tmp_path}/absent" in out.stderr
-    assert "Ray" not in out.stdout + out.stderr
+def test_missing_model_path_fails_before_ray(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_rsi(["run", "model=hf", f"model.path={tmp_path}/absent", f"run.dir={tmp_path}/r"], capsys)
+    assert code == 2
+    assert "model.path" in err and f"{tmp_path}/absent" in err
+    assert "Ray" not in out + err
 
 
 @pytest.mark.unit
@@ -145,16 +146,15 @@ def test_evals_data_files_are_read_whole_at_start(tmp_path: Path, text: str | by
 
 
 @pytest.mark.unit
-def test_help_explains_the_main_keys() -> None:
+def test_help_explains_the_main_keys(capsys: pytest.CaptureFixture[str]) -> None:
     text = run_help()
     assert "run.dir=runs/default" in text and "corpus, checkpoints and summaries land here" in text
     assert "cluster.runtime_env=inherit (inherit|python|pip|image)" in text
     assert "log.verbose=false" in text and "sandbox.resource=null" in text
     assert field_comments(RunConfig)["commit_chains"].startswith("finished chains per committed corpus part")
-    out = subprocess.run([sys.executable, "-m", "rsi.cli", "run", "--help"], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == text.strip()
-    assert "Powered by Hydra" not in out.stdout
+    code, out, _ = run_rsi(["run", "--help"], capsys)
+    assert code == 0 and out.strip() == text.strip()
+    assert "Powered by Hydra" not in out
 
 
 @pytest.mark.unit

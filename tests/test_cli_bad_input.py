@@ -16,8 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_runner import run_rsi as run_in_process
 
-from rsi.cli import main
 from rsi.corpus.schema import PREFERENCES
 
 pytestmark = pytest.mark.unit
@@ -218,11 +218,8 @@ def _no_real_work(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run_rsi(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int | str | None, str]:
-    try:
-        code: int | str | None = main(argv)
-    except SystemExit as e:  # argparse's refusals
-        code = e.code
-    return code, capsys.readouterr().err
+    code, _, err = run_in_process(argv, capsys)
+    return code, err
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

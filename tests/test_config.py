@@ -6,14 +6,13 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import run_rsi
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
@@ -178,15 +177,12 @@ def test_choices_behave_as_their_strings() -> None:
         SandboxConfig(launcher="docker")
 
 
-def _rsi(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rsi.cli", *args], capture_output=True, text=True, timeout=120,
-                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
 
 
-def test_cli_prints_the_composed_config_and_names_a_bad_key() -> None:
-    out = _rsi("run", "model=tiny", "tasks.programming.keep=2", "--cfg", "job")
-    assert out.returncode == 0, out.stderr
-    job = OmegaConf.create(out.stdout)
+def test_cli_prints_the_composed_config_and_names_a_bad_key(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_rsi(["run", "model=tiny", "tasks.programming.keep=2", "--cfg", "job"], capsys)
+    assert code == 0, err
+    job = OmegaConf.create(out)
     assert job.model.name == "tiny" and job.train.loss_type == "sigmoid" and job.tasks.programming.keep == 2
-    bad = _rsi("run", "model=tiny", "train.loss_type=sigmoidd", "--cfg", "job")
-    assert bad.returncode != 0 and "train.loss_type" in bad.stderr
+    code, out, err = run_rsi(["run", "model=tiny", "train.loss_type=sigmoidd", "--cfg", "job"], capsys)
+    assert code != 0 and "train.loss_type" in err
