@@ -15,7 +15,7 @@ import os
 import statistics
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,6 +29,9 @@ from rsi.inference import EngineSpec, PoolConfig, start_pool  # noqa: E402
 from rsi.inference.engine import EngineActor  # noqa: E402
 from rsi.models import resolve_model_path  # noqa: E402
 
+if TYPE_CHECKING:
+    from rsi.inference.api import PoolHandle
+
 TOPICS = ["parse dates", "merge intervals", "count words", "validate emails", "rotate a matrix",
           "flatten lists", "dedupe records", "format money"]
 
@@ -39,7 +42,7 @@ def requests(n: int, max_tokens: int) -> list[dict[str, Any]]:
              "max_tokens": max_tokens, "temperature": 0.0} for i in range(n)]
 
 
-def stage(batch: dict[str, np.ndarray], *, pool: Any, max_tokens: int) -> dict[str, list[Any]]:
+def stage(batch: dict[str, np.ndarray], *, pool: PoolHandle, max_tokens: int) -> dict[str, list[Any]]:
     """A pipeline stage in the shape the corpus stages use: one blocking call on the pool per batch."""
     import ray
 
@@ -65,7 +68,7 @@ def run_bare(engine: EngineActor, reqs: list[dict[str, Any]]) -> tuple[int, floa
     return sum(o["num_tokens"] for o in outs), time.perf_counter() - t0
 
 
-def run_pipeline(pool: Any, reqs: list[dict[str, Any]], batch: int, max_tokens: int,
+def run_pipeline(pool: PoolHandle, reqs: list[dict[str, Any]], batch: int, max_tokens: int,
                  concurrency: int) -> tuple[int, float, int]:
     import ray.data
 
@@ -81,7 +84,7 @@ def run_pipeline(pool: Any, reqs: list[dict[str, Any]], batch: int, max_tokens: 
     return tokens, time.perf_counter() - t0, rows
 
 
-def run_direct(pool: Any, reqs: list[dict[str, Any]], batch: int) -> tuple[int, float]:
+def run_direct(pool: PoolHandle, reqs: list[dict[str, Any]], batch: int) -> tuple[int, float]:
     """The pool without Ray Data: the same batches as concurrent calls from this process (attribution)."""
     import ray
 
