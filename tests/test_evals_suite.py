@@ -18,7 +18,7 @@ import yaml
 from rsi.evals import cli, format_following, judge_accuracy
 from rsi.evals.compare import load_eval_dir
 from rsi.evals.judge_accuracy import MUTANTS_PER_PROBLEM, PAIR_FIELDS, load_pairs, pair_id, run_judge_accuracy
-from rsi.evals.task import EvalContext
+from rsi.evals.task import EvalContext, TaskResult
 from rsi.judging.config import JudgingConfig
 from rsi.judging.ranking import labels_for, ranking_schema
 from rsi.pipeline.steps import JUDGE_SYSTEM, SYSTEM
@@ -443,3 +443,13 @@ def test_counting_asks_in_concurrent_chunks_and_keeps_the_order() -> None:
     assert asked == [37] and sum(done) == 37 and sorted(done) == [1] + [4] * 9
     assert most[0] > 1  # chunks overlap: the engines can batch them together
     assert ask([]) == [] and asked == [37, 0]
+
+
+@pytest.mark.unit
+def test_an_item_with_a_lone_surrogate_is_written_cleaned(tmp_path: Path) -> None:
+    """Evaluation items hold model text; it reaches disk through the corpus' cleaning path like the corpus."""
+    from rsi.evals.compare import load_eval_dir, write_eval_dir
+
+    item = {"id": "a", "correct": 0, "completion": "def f():\n    return '\ud83d'"}
+    write_eval_dir(str(tmp_path), [TaskResult("humaneval", "pass@1", 0.0, (0.0, 1.0), 1, [item])])
+    assert load_eval_dir(str(tmp_path))[1]["humaneval"][0]["completion"] == "def f():\n    return '\ufffd'"

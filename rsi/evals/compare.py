@@ -37,6 +37,8 @@ def _write_atomic(path: str, text: str) -> None:
 
 def write_eval_dir(out_dir: str, results: Sequence[TaskResult]) -> None:
     """metrics.json (metric, value, ci95, n and each extra metric per task) and TASK.jsonl (the items)."""
+    from rsi.corpus.text import clean_value
+
     os.makedirs(out_dir, exist_ok=True)
     metrics: dict[str, dict[str, Any]] = {}
     for r in results:
@@ -48,7 +50,8 @@ def write_eval_dir(out_dir: str, results: Sequence[TaskResult]) -> None:
                 raise ValueError(f"task {r.task!r}: extra metric {name!r} clashes with a reserved key")
             entry[name] = extra
         metrics[r.task] = entry
-        lines = "".join(json.dumps(it, ensure_ascii=False) + "\n" for it in r.items)
+        # Items hold model text: through the corpus' one cleaning path, so no lone surrogate fails the write
+        lines = "".join(json.dumps(clean_value(it), ensure_ascii=False) + "\n" for it in r.items)
         _write_atomic(os.path.join(out_dir, f"{r.task}.jsonl"), lines)
     # metrics.json last: a directory with it lists only tasks whose items are already on disk.
     _write_atomic(os.path.join(out_dir, METRICS), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
