@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from rsi.cluster_env import check_shared_storage, init_ray
-from rsi.config import RsiConfig, plain_config
+from rsi.config import RsiConfig, plain_config, validate
 from rsi.console import quiet_ray_data, ray_logs_link, third_party_logs
 from rsi.corpus.stream import mark_manifest
 from rsi.evals.gate import Items, decide, paired
@@ -49,10 +49,12 @@ def run_loop(cfg: RsiConfig, console: Console | None = None, pools: Pools | None
     started = time.perf_counter()
     # Piped into a log, rich would wrap tables at 80 columns; a fixed width keeps them readable there.
     console = console or (Console() if sys.stdout.isatty() else Console(width=130))
-    model_path = preflight(cfg)  # before Ray: bad keys, paths and models fail here
+    validate(cfg)  # bad keys and values fail before anything is written
     with claim(Path(cfg.run.dir), plain_config(cfg), resume=cfg.run.resume, overwrite=cfg.run.overwrite,
                defaults=plain_config(RsiConfig())) as run, \
             third_party_logs(run.root, cfg.log.verbose):  # vLLM/Ray/transformers lines go to run.dir/logs/
+        model_path = preflight(cfg)  # before Ray: paths and models that cannot load fail here
+        run.save_config(plain_config(cfg))
         history = load_history(run.root) if cfg.run.resume else []
         console.print(init_ray(cfg.cluster, verbose=cfg.log.verbose), markup=False)
         if not cfg.log.verbose:

@@ -78,20 +78,29 @@ class RunDir:
     def record(self, iteration: int) -> Path:
         return self.root / "iterations" / f"iter_{iteration:03d}.json"
 
+    def save_config(self, config: dict[str, Any]) -> None:
+        """Record `config` as the run's own (what a resume is compared with), atomically."""
+        import yaml
+
+        self.config.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.config.with_name(f".{self.config.name}.tmp")
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        os.replace(tmp, self.config)
+
 
 def held_entries(root: Path) -> list[str]:
-    """What the folder holds besides its lock."""
+    """What the folder holds besides its lock and its logs (a run that stopped at its checks leaves only those)."""
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.name != LOCK)
+    return sorted(p.name for p in root.iterdir() if p.name not in (LOCK, "logs"))
 
 
 @contextmanager
 def claim(root: Path, config: dict[str, Any], *, resume: bool, overwrite: bool,
           defaults: dict[str, Any] | None = None) -> Iterator[RunDir]:
     """Hold `root` for one run: lock it, then refuse or move aside what another run left there, or check that a
-    resume keeps the corpus' config (`defaults`: the value of a key the saved config lacks); `config` (the run's
-    whole config, plain) is written as the run's own."""
+    resume keeps the corpus' config (`config`, the run's whole config, plain; `defaults`: the value of a key the
+    saved config lacks). The run records its config with `RunDir.save_config` once its checks passed."""
     if resume and overwrite:
         raise RunDirError("run.resume=true and run.overwrite=true contradict each other: pick one")
     if root.exists() and not root.is_dir():
@@ -109,9 +118,7 @@ def claim(root: Path, config: dict[str, Any], *, resume: bool, overwrite: bool,
                 f"run.dir: {root} already holds a run ({', '.join(held[:4])}{', …' if len(held) > 4 else ''}); "
                 "continue it with run.resume=true, choose another run.dir, or pass run.overwrite=true to move "
                 "it aside")
-        run = RunDir(root)
-        _write_config(run.config, config)
-        yield run
+        yield RunDir(root)
 
 
 def _move_aside(root: Path, aside: Path) -> None:
@@ -180,12 +187,3 @@ def _check_resume(root: Path, config: dict[str, Any], defaults: dict[str, Any] |
         raise RunDirError(f"run.resume: the config differs from the one {root} was run with in keys that change "
                           f"the corpus: {shown}{' …' if len(keys) > 6 else ''}; resume with the same values, or "
                           "start a new run.dir")
-
-
-def _write_config(path: Path, config: dict[str, Any]) -> None:
-    import yaml
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)

@@ -21,6 +21,7 @@ CONFIG = {"run": {"seed": 0, "resume": False}, "loop": {"iterations": 1}, "train
 
 def _finished_run(root: Path) -> None:
     with claim(root, CONFIG, resume=False, overwrite=False) as run:
+        run.save_config(CONFIG)
         run.summary.write_text("[]")
         run.record(0).parent.mkdir()
         run.record(0).write_text("{}")
@@ -39,6 +40,16 @@ def test_a_folder_holding_a_run_is_refused_and_kept_whole(tmp_path: Path) -> Non
             pass
 
 
+def test_a_folder_left_by_a_run_that_stopped_at_its_checks_is_taken(tmp_path: Path) -> None:
+    """A bad model path stops a run after it took the folder: its logs and lock are all it left, and the same
+    command, fixed, runs there."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "driver.log").write_text("vllm: …")
+    (tmp_path / ".lock").write_text("pid 1 on host")
+    with claim(tmp_path, CONFIG, resume=False, overwrite=False) as run:
+        assert (run.logs / "driver.log").is_file()
+
+
 def test_a_folder_of_the_users_files_is_refused_too(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(RunDirError, match="notes.txt"):
@@ -51,7 +62,7 @@ def test_overwrite_moves_the_old_run_aside_and_deletes_nothing(tmp_path: Path) -
     root = tmp_path / "run"
     _finished_run(root)
     with claim(root, {**CONFIG, "run": {"seed": 5}}, resume=False, overwrite=True) as run:
-        assert not run.summary.exists() and run.config.is_file()
+        assert not run.summary.exists() and not run.config.exists()
     [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
     assert (aside / "summary.json").read_text() == "[]" and (aside / "iterations" / "iter_000.json").is_file()
     assert "seed: 0" in (aside / ".hydra" / "config.yaml").read_text()
