@@ -99,10 +99,15 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
     )
     started = time.monotonic()
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception as e:
+        if _out_of_space(e):  # a worker's ENOSPC arrives wrapped (WorkerGroupError): say it as the pass does
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out)) from e
+        raise
     seconds = time.monotonic() - started
     if result.error is not None:
-        if _out_of_space(result.error):  # a worker's ENOSPC arrives wrapped (WorkerGroupError): say it as the pass does
+        if _out_of_space(result.error):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out)) from result.error
         raise RuntimeError(f"DPO training failed: {result.error}") from result.error
     if result.checkpoint is None:
