@@ -181,7 +181,7 @@ valid_answer = st.builds(lambda r, text, esc: _answer(r, text).replace('"rationa
 any_answer = valid_answer | st.just('{"ranking": [1,2], "rationale": "\\ud83d"}') | any_unicode | model_text
 
 
-@settings(FUZZ, max_examples=60)  # each example writes and reads a corpus on disk
+@settings(FUZZ, max_examples=30)  # each example writes and reads a corpus on disk
 @given(completions=st.lists(any_unicode | model_text, min_size=3, max_size=3),
        valid=st.lists(valid_answer, min_size=2, max_size=2), others=st.lists(any_answer, max_size=2))
 def test_any_unicode_is_stored_as_its_sanitised_text(completions: list[str], valid: list[str],

@@ -49,16 +49,19 @@ def test_problems_ship_offline(problems: dict) -> None:
 
 @pytest.mark.unit
 def test_canonical_solutions_pass_at_1(problems: dict, tmp_path, capsys) -> None:  # noqa: ANN001
+    """The command's path (samples file in, scores and a results file out) on every 8th problem: that all 164
+    canonical solutions pass is checked under both launchers below."""
     samples = tmp_path / "samples.jsonl"
+    chosen = list(problems)[::8]
     with open(samples, "w") as f:
-        for tid, p in problems.items():
-            f.write(json.dumps({"task_id": tid, "completion": p["canonical_solution"]}) + "\n")
+        for tid in chosen:
+            f.write(json.dumps({"task_id": tid, "completion": problems[tid]["canonical_solution"]}) + "\n")
     assert humaneval.main(["--samples", str(samples), "--uid-base", "64200"]) == 0
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert scores == {"pass@1": 1.0}  # pass@10 needs 10 samples per task
     with open(str(samples) + "_results.jsonl") as f:
         rows = [json.loads(line) for line in f]
-    assert len(rows) == 164 and all(r["passed"] and r["result"] == "passed" for r in rows)
+    assert len(rows) == len(chosen) == 21 and all(r["passed"] and r["result"] == "passed" for r in rows)
     assert set(rows[0]) == {"task_id", "completion", "result", "passed"}
 
 
