@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from rsi.run_dir import RunDir
+
 # Loggers of the libraries rsi drives; their INFO/WARNING lines go to run.dir/logs/driver.log unless verbose.
 THIRD_PARTY = ("vllm", "ray", "transformers", "torch", "triton", "datasets", "deepspeed", "trl", "accelerate",
                "filelock", "urllib3", "httpx", "huggingface_hub", "tensorboard", "absl")
@@ -20,7 +22,7 @@ def third_party_logs(run_dir: Path, verbose: bool) -> Iterator[Path]:
     console, and whatever reaches file descriptor 2 (torch's and vLLM's own handlers, C++ logs of Ray and vLLM)
     goes to `run_dir/logs/stderr.log`; both are restored afterwards, so an error raised out of the block is
     printed as usual. The actors' own output stays in Ray's session logs (`ray_logs_link`)."""
-    logs = run_dir / "logs"
+    logs = RunDir(run_dir).logs
     logs.mkdir(parents=True, exist_ok=True)
     if verbose:
         yield logs

@@ -14,6 +14,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from rsi.run_dir import RunDir
+
 SUMMARY_JSON = "sweep_summary.json"
 SUMMARY_CSV = "sweep_summary.csv"
 
@@ -32,7 +34,7 @@ def job_run_dir() -> str | None:
 def final_metrics(run_dir: Path) -> dict[str, Any]:
     """What a sweep compares, from the run's last iteration record: versions, decision, corpus size, DPO loss,
     each held-out metric of the candidate and of the kept version, and the seconds of the whole run."""
-    path = run_dir / "summary.json"
+    path = RunDir(run_dir).summary
     if not path.is_file():
         return {}
     history = json.loads(path.read_text())

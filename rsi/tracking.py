@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rsi.choice import Choice
+from rsi.run_dir import RunDir
 
 
 class TrackerKind(Choice):
@@ -31,7 +32,7 @@ class Tracker:
         if self.kind == TrackerKind.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(self.run_dir / "tb" / "loop"))
+            self._writer = SummaryWriter(log_dir=str(RunDir(self.run_dir).tb / "loop"))
         elif self.kind == TrackerKind.mlflow:
             try:
                 import mlflow
@@ -46,7 +47,7 @@ class Tracker:
     @property
     def dpo_logging_dir(self) -> Path | None:
         """Where TRL writes its own TensorBoard curves, one folder per version (TensorBoard only)."""
-        return self.run_dir / "tb" if self.kind == TrackerKind.tensorboard else None
+        return RunDir(self.run_dir).tb if self.kind == TrackerKind.tensorboard else None
 
     def log(self, scalars: dict[str, float | None], step: int) -> None:
         values = {k: float(v) for k, v in scalars.items() if v is not None}

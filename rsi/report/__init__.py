@@ -8,6 +8,7 @@ from pathlib import Path
 from rsi.report.data import SummaryError, load_summary
 from rsi.report.html import render_page
 from rsi.report.plots import PLOTS, write_plots
+from rsi.run_dir import RunDir
 
 __all__ = ["PLOTS", "SummaryError", "build_report"]
 
@@ -17,7 +18,7 @@ def build_report(run_dir: Path | str) -> Path:
     no readable summary.json."""
     run_dir = Path(run_dir).resolve()
     rows = load_summary(run_dir)
-    out_dir = run_dir / "report"
+    out_dir = RunDir(run_dir).report
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = write_plots(rows, out_dir)
     page = out_dir / "index.html"

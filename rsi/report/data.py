@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rsi.input_files import read_json
+from rsi.run_dir import RunDir
 
 Row = dict[str, Any]
 
@@ -22,7 +23,7 @@ class SummaryError(ValueError):
 
 
 def load_summary(run_dir: Path) -> list[Row]:
-    path = run_dir / "summary.json"
+    path = RunDir(run_dir).summary
     if not path.exists():
         raise SummaryError(f"{path}: no such file (is {run_dir} a run folder?)")
     data = read_json(path, list, SummaryError)  # one object per iteration
@@ -165,7 +166,7 @@ def paired_sub_rows(run_dir: Path, row: Row) -> dict[str, dict[str, Any]]:
         return {}
 
     def folder(version: float) -> str:
-        return str(run_dir / "evals" / f"v{int(version)}")
+        return str(RunDir(run_dir).evals(int(version)))
 
     out: dict[str, dict[str, Any]] = {}
     for block, (a, half) in {"gate": (base, "gate"), "claim": (base, "claim"), "vs_v0": (0, "claim")}.items():
