@@ -109,7 +109,9 @@ def claim(root: Path, config: dict[str, Any], *, resume: bool, overwrite: bool,
     with _locked(root):
         held = held_entries(root)
         if held and overwrite:
-            aside = root.with_name(f"{root.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            aside = next(a for n in range(1000) if not (a := root.with_name(
+                f"{root.name}.old-{stamp}{f'-{n}' if n else ''}")).exists())
             _move_aside(root, aside)
         elif held and resume:
             _check_resume(root, config, defaults)

@@ -66,6 +66,14 @@ def test_overwrite_moves_the_old_run_aside_and_deletes_nothing(tmp_path: Path) -
     [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
     assert (aside / "summary.json").read_text() == "[]" and (aside / "iterations" / "iter_000.json").is_file()
     assert "seed: 0" in (aside / ".hydra" / "config.yaml").read_text()
+    _finished_run_over(root)  # the folder was empty: nothing to move
+    _finished_run_over(root)  # within the same second again: each old run gets a folder of its own
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]) == 2
+
+
+def _finished_run_over(root: Path) -> None:
+    with claim(root, CONFIG, resume=False, overwrite=True) as run:
+        run.summary.write_text("[]")
 
 
 def test_resume_with_a_config_that_changes_the_corpus_is_refused_naming_the_keys(tmp_path: Path) -> None:
