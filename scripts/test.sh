@@ -12,4 +12,8 @@ fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
 .venv/bin/ruff check rsi tests scripts
-exec .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=900 --durations=15 "$@"
+# The unit tier starts no Ray and shares no model, so `-m unit` alone runs on both cores (pytest-xdist); the Ray
+# tiers run one test at a time, as one Ray per machine needs.
+workers=()
+[ "$*" = "-m unit" ] && workers=(-n 2)
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=900 --durations=15 "${workers[@]}" "$@"

@@ -86,13 +86,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tests: dict[str, set[str]] = defaultdict(set)
     for reports in terminalreporter.stats.values():
         for rep in reports:
-            tier = tier_of.get(getattr(rep, "nodeid", None)) if isinstance(rep, pytest.TestReport) else None
+            if not isinstance(rep, pytest.TestReport):
+                continue
+            # Under pytest-xdist the workers collect, not this process: the report's markers name the tier.
+            tier = tier_of.get(rep.nodeid) or next((t for t in TIERS if t in rep.keywords), None)
             if tier:
                 seconds[tier] += rep.duration
                 tests[tier].add(rep.nodeid)
     if not seconds:
         return
-    terminalreporter.write_sep("=", "seconds per tier")
+    workers = getattr(config.option, "numprocesses", None)
+    terminalreporter.write_sep("=", "seconds per tier" + (f" (summed over {workers} workers)" if workers else ""))
     for tier in TIERS:
         if tier in seconds:
             terminalreporter.write_line(f"{tier:<5} {seconds[tier]:8.1f} s  {len(tests[tier]):4d} tests")
