@@ -134,7 +134,9 @@ def test_review_sets_hold_the_program_against_mutants_that_break_it(sandbox) -> 
         _program("p_ok", PROGRAM),
         _program("p_nondet", "import time\n\ndef solution():\n    if time.perf_counter_ns() > 0:\n"
                              "        return time.perf_counter_ns()\n    return 0\n"),
-        _program("p_unparsed", None, status="no_code")]}
+        _program("p_unparsed", None, status="no_code"),
+        # a mutant (3 -> 4) changes its result, but a literal fixes that result: it computes nothing
+        _program("p_literal", "def solution():\n    return [1, 2, 3]\n")]}
     make_review_sets(chain, lambda jobs: [v.to_dict() for v in sandbox.run(jobs)], CodeReviewConfig(reviews=2))
     by_step = {}
     for i in chain["items"]:
@@ -142,8 +144,13 @@ def test_review_sets_hold_the_program_against_mutants_that_break_it(sandbox) -> 
     programs = {p["id"]: p for p in by_step["write_program"]}
     assert programs["p_ok"]["procedural_score"] == 1.0 and programs["p_ok"]["procedural_detail"]["broken"] == 2
     assert programs["p_nondet"]["procedural_score"] == 0.0 and programs["p_unparsed"]["procedural_score"] == 0.0
+    literal = programs["p_literal"]
+    assert literal["procedural_score"] == 0.0 and literal["procedural_detail"]["broken"] >= 1
+    assert literal["procedural_detail"]["computes"] is False
     sets: dict[str, list[dict]] = {}
     for r in by_step["review"]:
+        if r["parent_id"] == "p_literal":
+            continue
         sets.setdefault(r["set_id"], []).append(r)
     assert len(sets) == 2
     for items in sets.values():
@@ -173,6 +180,22 @@ def test_a_program_that_copies_the_prompts_example_scores_nothing(sandbox) -> No
     assert {i["parent_id"] for i in limited["items"] if i["step"] == "review"} == {"p_copy", "p_own"}
     unlimited = run(CodeReviewConfig(reviews=1))
     assert [i["procedural_score"] for i in unlimited["items"] if i["step"] == "write_program"] == [1.0, 1.0]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("code", "computes"), [
+    ("def solution():\n    return 10\n", False),
+    ('def solution():\n    return [{"apple": 3}, {"pear": 5}]\n', False),
+    ("def solution():\n    xs = [3, 1, 2]\n    return xs\n", False),
+    ("def solution():\n    return -1\n", False),
+    ("def solution():\n    return sorted([3, 1, 2])\n", True),
+    ("def solution():\n    xs = [3, 1, 2]\n    return xs[0] * 2\n", True),
+    (PROGRAM, True),
+])
+def test_a_program_computes_when_it_does_any_work(code: str, computes: bool) -> None:
+    from rsi.tasks.code_review import computes_its_result
+
+    assert computes_its_result(code) is computes
 
 
 @pytest.mark.unit

@@ -5,7 +5,8 @@ The judges' rankings of these sets have a truth: the original is right. So every
 disagree gives a judgement pair that no judge's opinion decides (`rsi.judging.decide`), put on both shown
 orders (`rsi.pipeline.assemble`), and the judge learns to read the code rather than the position. Which label the
 original gets is drawn per set from its content, so a judge cannot learn a favourite label instead. The
-writer learns too: a program that parses, runs the same twice and has a mutant that changes its result scores 1.
+writer learns too: a program that parses, computes its result, runs the same twice and has a mutant that changes
+that result scores 1.
 """
 
 from __future__ import annotations
@@ -85,14 +86,30 @@ def make_review_sets(chain: Chain, run_jobs: Callable[[list[dict]], list[dict]],
                   if _outcome(verdicts[start + 2 + k]) != first][:cfg.reviews]
         share = example_share(original, example)
         copied = share > cfg.max_example_share
-        p["procedural_score"] = 1.0 if broken and not copied else 0.0
+        computes = computes_its_result(original)
+        p["procedural_score"] = 1.0 if broken and computes and not copied else 0.0
         p["procedural_detail"] = {"deterministic": True, "output": first[1], "mutants": len(mutants),
-                                  "broken": len(broken), "example_share": round(share, 3)}
+                                  "broken": len(broken), "example_share": round(share, 3), "computes": computes}
         for kind, code in broken:
             set_id = content_id("set", chain=p["set_id"], step=REVIEW, parent=p["id"], mutant=code)
             pair = [_review_item(p, original, True, set_id, None), _review_item(p, code, False, set_id, kind)]
             # the original's label (A or B) is drawn from the set's content: no favourite label to learn
             chain["items"] += pair if int(set_id[:8], 16) % 2 == 0 else pair[::-1]
+
+
+# What makes a program compute: a `solution()` holding none of these returns a value its literals fix, and an
+# off-by-one in a literal "breaks" it. SmolLM2-135M's first trained version learned exactly that from the reward
+# without this rule: `return [1, 2, 3, ...` until the token limit, in 10 of 25 held-out programs.
+_COMPUTING = ("For", "While", "If", "IfExp", "Compare", "BinOp", "BoolOp", "AugAssign", "Call", "Subscript",
+              "ListComp", "SetComp", "DictComp", "GeneratorExp")
+
+
+def computes_its_result(code: str) -> bool:
+    """Whether the program does any work: a loop, a branch, a comparison, an operation or a call. Raises
+    SyntaxError for code that does not parse."""
+    import ast
+
+    return any(type(node).__name__ in _COMPUTING for node in ast.walk(ast.parse(code)))
 
 
 def example_share(code: str, example: str) -> float:
