@@ -90,6 +90,8 @@ def report(kind: str, data: Any) -> None:
     """From any worker of the run: best effort, nothing when no board runs (a library call outside `rsi run`)."""
     import ray
 
+    if not ray.is_initialized():  # ray.get_actor would start a Ray of its own
+        return
     try:
         board = ray.get_actor(BOARD)
     except ValueError:

@@ -41,6 +41,38 @@ class LossType(Choice):
     sigmoid_norm = "sigmoid_norm"
 
 
+# Module names LoRA may wrap: the attention and MLP projections of the Llama, Qwen2 and Mistral families (SmolLM2
+# and the tiny model are Llamas), which vLLM's LoRA kernels serve; "all-linear" is peft's every linear but the head.
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "all-linear")
+
+
+@dataclass
+class LoraSettings:
+    """`train.lora`: DPO trains a LoRA adapter (peft's LoraConfig fields) instead of every weight, and the pools
+    serve it by name on base weights that stay loaded (docs/lora.md says when it pays)."""
+
+    enabled: bool = False
+    r: int = 16  # rank of each adapter matrix pair; vLLM serves ranks up to 512
+    alpha: float = 32.0  # scale alpha/r on the adapter's update (lora_alpha)
+    dropout: float = 0.0  # on the adapter's input while training (lora_dropout); 0 keeps DPO's two passes alike
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                               "gate_proj", "up_proj", "down_proj"])
+
+    def validate(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"train.lora.r: must be >= 1 (got r={self.r})")
+        if self.r > 512:
+            raise ValueError(f"train.lora.r: at most 512, the largest rank vLLM serves (got r={self.r})")
+        if not self.alpha > 0:
+            raise ValueError(f"train.lora.alpha: must be > 0 (got alpha={self.alpha})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"train.lora.dropout: must be within [0, 1) (got dropout={self.dropout})")
+        unknown = [m for m in self.target_modules if m not in LORA_TARGETS]
+        if unknown or not self.target_modules:
+            raise ValueError(f"train.lora.target_modules: unknown {unknown} (known: {', '.join(LORA_TARGETS)})"
+                             if unknown else "train.lora.target_modules: name at least one module")
+
+
 @dataclass
 class TrainConfig:
     deepspeed: DeepSpeed = DeepSpeed.none
@@ -88,6 +120,8 @@ class TrainConfig:
     # dies is restarted up to `max_failures` times (-1: without limit) and resumes from the newest checkpoint.
     save_steps: int = 0
     max_failures: int = 0
+    # LoRA instead of full fine-tuning: a checkpoint is then an adapter folder on the unchanged base weights.
+    lora: LoraSettings = field(default_factory=LoraSettings)
 
     def validate(self) -> None:
         """Fail before any Ray worker starts on settings that can never train; the message starts with the key.
@@ -95,6 +129,7 @@ class TrainConfig:
         Run by rsi.config.validate at preflight, and again by `train_dpo` for callers that skip preflight.
         """
         check_choices(self, "train")
+        self.lora.validate()
         positive = {"num_workers": self.num_workers, "cpus_per_worker": self.cpus_per_worker,
                     "epochs": self.epochs, "per_device_batch_size": self.per_device_batch_size,
                     "gradient_accumulation_steps": self.gradient_accumulation_steps}
@@ -123,7 +158,9 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    checkpoint: str  # HF folder: safetensors weights, config, tokenizer; loadable by from_pretrained and vLLM
+    # HF folder (safetensors weights, config, tokenizer; loadable by from_pretrained and vLLM), or with train.lora
+    # an adapter folder in peft's format whose rsi_adapter.json names the base model and its hash
+    checkpoint: str
     steps: int  # optimizer steps taken
     loss: float | None  # mean training DPO loss over all steps (HF Trainer's `training_loss`)
     metrics: dict = field(default_factory=dict)  # last logged value of each TRL metric, plus run totals

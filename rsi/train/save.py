@@ -1,4 +1,4 @@
-"""Writing the trained policy as a plain HF folder that `from_pretrained` and vLLM load.
+"""Writing the trained policy as a plain HF folder that `from_pretrained` and vLLM load, or as a LoRA adapter.
 
 `Trainer.save_model` under DeepSpeed goes through `accelerator.get_state_dict`, whose tensors no longer share
 storage, so a tied model comes out with a separate `lm_head.weight` beside `embed_tokens`. Engines that
@@ -14,17 +14,26 @@ from typing import Any
 
 
 def save_policy(trainer: Any, save_dir: str) -> None:
-    """Save model, configs and tokenizer to `save_dir`; call it on every rank (ZeRO-3 gathers)."""
+    """Save model, configs and tokenizer to `save_dir`; call it on every rank (ZeRO-3 gathers).
+
+    A peft model saves its trained adapter ("default") alone, in peft's format: not the frozen "ref" copy TRL
+    keeps when it continues an adapter, and not the base weights."""
     accelerator = trainer.accelerator
     model = accelerator.unwrap_model(trainer.model)
+    adapter = hasattr(model, "peft_config")
     state_dict = None
     if _zero_stage(trainer) == 3:
         # Collective: every rank must take part; the full weights land on the main process only.
         state_dict = accelerator.get_state_dict(trainer.model_wrapped)
-        state_dict = drop_tied_aliases(model, state_dict)
+        if not adapter:
+            state_dict = drop_tied_aliases(model, state_dict)
     if accelerator.is_main_process:
         os.makedirs(save_dir, exist_ok=True)
-        model.save_pretrained(save_dir, state_dict=state_dict, safe_serialization=True)
+        if adapter:
+            model.save_pretrained(save_dir, state_dict=state_dict, selected_adapters=["default"],
+                                  safe_serialization=True, save_embedding_layers=False)
+        else:
+            model.save_pretrained(save_dir, state_dict=state_dict, safe_serialization=True)
         trainer.processing_class.save_pretrained(save_dir)
     accelerator.wait_for_everyone()
 
@@ -43,6 +52,10 @@ def drop_tied_aliases(model: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
 def check_saved(save_dir: str) -> None:
     """A run that saved no weights must fail here, not later inside an engine's weight swap."""
     names = set(os.listdir(save_dir))
+    if "adapter_config.json" in names:
+        if "adapter_model.safetensors" not in names:
+            raise RuntimeError(f"saved adapter is incomplete: {sorted(names)}")
+        return
     if not any(n.endswith(".safetensors") for n in names) or "config.json" not in names:
         raise RuntimeError(f"saved model is incomplete: {sorted(names)}")
 

@@ -86,7 +86,10 @@ def build_trainer(cfg: TrainConfig, model: Any, tokenizer: Any, dataset: Any, ou
     trainer.add_callback(ProgressCallback())  # the console's "DPO step k/n · loss"
     length = longest_pair(trainer.train_dataset, args.max_length)
     rows = 2 * cfg.per_device_batch_size  # chosen and rejected rows of each pair
-    n_params = sum(p.numel() for p in model.parameters())
+    # The estimate counts 16 bytes a parameter (weight, gradient, AdamW's two moments); a frozen base weight
+    # (LoRA) holds only its 4, so it counts as a quarter of one.
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_params = trainable + (sum(p.numel() for p in model.parameters()) - trainable) // 4
     budget = available_bytes(cfg.use_gpu, local_workers)
     if cfg.gradient_checkpointing == Checkpointing.auto and _can_checkpoint(cfg):
         # Read by Trainer.train(), which is when checkpointing is switched on.
@@ -107,6 +110,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rsi.train.data import draw_pairs, table_to_dataset
+    from rsi.train.lora import base_of, policy_model, write_meta
     from rsi.train.resume import add_callbacks, restore_checkpoint
     from rsi.train.save import check_saved, save_policy
     from rsi.train.speed import cpu_threads
@@ -127,10 +131,17 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
         draws = cfg.max_steps * cfg.per_device_batch_size * cfg.gradient_accumulation_steps * context.get_world_size()
         dataset = draw_pairs(dataset, draws, cfg.seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(config["base_model"])
+    start = config["base_model"]  # a full model folder, or with train.lora the adapter to continue
+    base = base_of(start)
+    tokenizer = AutoTokenizer.from_pretrained(base)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(config["base_model"], dtype=torch.float32)
+    if cfg.lora.enabled:
+        # The reference is the policy trained from: the base with the adapter disabled for a fresh adapter, or a
+        # frozen copy of the continued adapter (TRL's "ref" adapter, megabytes); never a second model.
+        model, _ = policy_model(start, cfg.lora, torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)
 
     with tempfile.TemporaryDirectory(prefix="rsi-dpo-") as work:
         logging_dir = config.get("logging_dir") if rank == 0 else None
@@ -155,6 +166,8 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
         metrics.update({"resumed_from_step": resumed_from, **{f"decided/{k}": v for k, v in decided.items()}})
         checkpoint = None
         if rank == 0:
+            if cfg.lora.enabled:
+                write_meta(save_dir, base, start if start != base else None)
             check_saved(save_dir)
             checkpoint = ray.train.Checkpoint.from_directory(save_dir)
         # All ranks report once (it is a barrier); rank 0's metrics are the run's, with the model attached.
