@@ -67,10 +67,19 @@ def end_pool(pool: PoolHandle) -> None:
 
 def engine_spec(cfg: RsiConfig, model_path: str) -> EngineSpec:
     b = cfg.backend
+    lora = cfg.train.lora
+    # With LoRA the engines keep `model_path` packed for the whole run; its hash is what every adapter swap is
+    # checked against, taken once here rather than by each replica.
+    digest = None
+    if lora.enabled:
+        from rsi.train.lora import base_hash
+
+        digest = base_hash(model_path)
     return EngineSpec(model_path=model_path, backend=b.name, dtype=cfg.model.dtype,
                       max_model_len=cfg.model.max_model_len, threads=b.threads, kv_cache_gb=b.kv_cache_gb,
                       tensor_parallel_size=b.tensor_parallel_size, enforce_eager=b.enforce_eager,
-                      seed=cfg.run.seed, engine_kwargs=dict(b.engine_kwargs), sleep_mode=b.colocate)
+                      seed=cfg.run.seed, engine_kwargs=dict(b.engine_kwargs), sleep_mode=b.colocate,
+                      lora_rank=lora.r if lora.enabled else 0, base_hash=digest)
 
 
 def pool_config(cfg: RsiConfig, name: str) -> PoolConfig:

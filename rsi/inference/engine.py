@@ -30,6 +30,11 @@ class EngineSpec:
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     initial_version: int = 0  # a replica restarted on version v's checkpoint reports v, not 0
     sleep_mode: bool = False  # colocated with a trainer: let the engine free its GPU memory while training runs
+    # LoRA serving (train.lora): the largest adapter rank to serve, 0 for none. The base weights stay loaded and
+    # a swap to an adapter folder loads the adapter alone.
+    lora_rank: int = 0
+    adapter: str | None = None  # adapter to serve from the start (a restarted replica's), at initial_version
+    base_hash: str | None = None  # rsi.train.lora.base_hash(model_path), computed once by whoever starts pools
 
 
 class EngineActor:
@@ -45,7 +50,7 @@ class EngineActor:
                 spec.model_path, dtype=spec.dtype, max_model_len=spec.max_model_len, threads=spec.threads,
                 kv_cache_gb=spec.kv_cache_gb, tensor_parallel_size=spec.tensor_parallel_size,
                 enforce_eager=spec.enforce_eager, seed=spec.seed, engine_kwargs=spec.engine_kwargs,
-                sleep_mode=spec.sleep_mode,
+                sleep_mode=spec.sleep_mode, lora_rank=spec.lora_rank,
             )
         elif spec.backend == "hf":
             from rsi.inference.hf_backend import HFBackend
@@ -56,6 +61,9 @@ class EngineActor:
             raise ValueError(f"backend.name={spec.backend!r}: expected 'vllm' or 'hf'")
         if hasattr(self.backend, "version"):  # a threaded backend tags completions itself, under its lock
             self.backend.version = self._version
+        self._base_hash = spec.base_hash
+        if spec.adapter:
+            self.update_weights(spec.adapter, spec.initial_version)
         self.start_seconds = time.perf_counter() - t0
 
     def generate(self, requests: list[GenerationRequest | dict[str, Any]]) -> list[dict[str, Any]]:
@@ -68,14 +76,34 @@ class EngineActor:
         """Load the checkpoint folder at `path` into the running engine; returns the new version.
 
         A pool passes `version` so every replica (restarted ones included) reports the pool's number.
+        An adapter folder (train.lora) is loaded beside the adapters already loaded and requests go to it; the
+        base model's own folder routes them back to no adapter. Neither touches the base weights.
         """
+        from rsi.train.lora import check_base, is_adapter
+
         if not os.path.isdir(path):
             raise FileNotFoundError(f"no checkpoint folder at {path}")
         new = self._version + 1 if version is None else version
-        self.backend.load_weights(path, new)
+        if is_adapter(path):
+            if not self.spec.lora_rank:
+                raise ValueError(f"{path} is a LoRA adapter, but this engine was started without LoRA serving "
+                                 f"(EngineSpec.lora_rank=0; a run sets it from train.lora)")
+            check_base(path, self.spec.model_path, self.base_hash())
+            self.backend.load_adapter(path, new)
+        elif self.spec.lora_rank and os.path.realpath(path) == os.path.realpath(self.spec.model_path):
+            self.backend.use_base(new)
+        else:
+            self.backend.load_weights(path, new)
         self._version = new
         self._weights_path = path
         return self._version
+
+    def base_hash(self) -> str:
+        from rsi.train.lora import base_hash
+
+        if self._base_hash is None:
+            self._base_hash = base_hash(self.spec.model_path)
+        return self._base_hash
 
     def sleep(self, level: int = 1) -> bool:
         """Free accelerator memory while a colocated trainer runs; False where the backend cannot."""

@@ -7,6 +7,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from rsi.inference.adapters import AdapterSlots
 from rsi.inference.requests import Completion, GenerationRequest, prompt_length
 
 
@@ -66,6 +67,7 @@ class HFBackend:
         self.max_model_len = max_model_len
         self.batch_size = batch_size
         self._grammar_compiler: Any = None
+        self.adapters = AdapterSlots()
 
     def _compiled_grammar(self, schema: dict[str, Any]) -> Any:
         import xgrammar as xgr
@@ -106,7 +108,7 @@ class HFBackend:
             processors.append(xgr.contrib.hf.LogitsProcessor([self._compiled_grammar(r.json_schema) for r in batch]))
         processors.append(RowSampler(batch, self.seed, self.device))  # after the grammar: samples among allowed
         budget = min(max(r.max_tokens for r in batch), self.max_model_len - enc["input_ids"].shape[1])
-        with torch.inference_mode():
+        with torch.inference_mode(), self._routing():
             out = self.model.generate(
                 **enc, max_new_tokens=budget, do_sample=False, temperature=None, top_p=None, top_k=None,
                 logits_processor=processors, pad_token_id=self.tokenizer.pad_token_id,
@@ -127,9 +129,45 @@ class HFBackend:
             ))
         return completions
 
+    def _routing(self) -> Any:
+        """The adapter requests go to: the active one, or none (the base) with every adapter switched off."""
+        from contextlib import nullcontext
+
+        if self.adapters.active is None and hasattr(self.model, "disable_adapter"):
+            return self.model.disable_adapter()
+        return nullcontext()
+
+    def load_adapter(self, path: str, version: int | None = None) -> None:
+        """Serve the LoRA adapter at `path`: loaded beside the previous one (a rollback routes back to it without
+        reading the disk), older ones dropped. The calls of one replica are serial, so routing is a switch."""
+        from peft import PeftModel
+
+        before = dict(self.adapters.names)
+        name, new, evict = self.adapters.admit(path)
+        try:
+            if new:
+                if isinstance(self.model, PeftModel):
+                    self.model.load_adapter(path, adapter_name=name)
+                else:
+                    self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+                self.model.eval()
+        except BaseException:
+            self.adapters.names = before  # still serving what it served
+            raise
+        self.model.set_adapter(name)
+        for old in evict:
+            self.model.delete_adapter(old)
+        self.adapters.active = name
+
+    def use_base(self, version: int | None = None) -> None:
+        self.adapters.active = None
+
     def load_weights(self, path: str, version: int | None = None) -> None:
         from transformers import AutoModelForCausalLM
 
+        if hasattr(self.model, "unload"):  # new base weights: the adapters were trained on the old ones
+            self.model = self.model.unload()
+            self.adapters = AdapterSlots()
         fresh = AutoModelForCausalLM.from_pretrained(path, dtype=self.model.dtype)
         # Copy into the live module so anything holding a reference to it sees the new weights.
         missing, unexpected = self.model.load_state_dict(fresh.state_dict(), strict=False)
@@ -138,3 +176,4 @@ class HFBackend:
                              f"missing={missing[:5]} unexpected={unexpected[:5]}")
         if getattr(self.model.config, "tie_word_embeddings", False):
             self.model.tie_weights()
+

@@ -114,6 +114,7 @@ class EnginePool:
 
     async def update_weights(self, path: str, version: int | None = None) -> int:
         """Swap every replica to the checkpoint at `path` (disk path: vLLM `reload_weights`); returns the version."""
+        self._check_adapter(path)  # a mismatched adapter fails before the pool pauses; it keeps serving
         async with self._swap_lock:
             t0 = time.perf_counter()
             await self._drain()
@@ -127,6 +128,19 @@ class EnginePool:
 
     async def version(self) -> int:
         return self._version
+
+    def _check_adapter(self, path: str) -> None:
+        """An adapter folder must be servable here: LoRA on, trained on the base weights the replicas hold."""
+        from rsi.train.lora import base_hash, check_base, is_adapter
+
+        if not is_adapter(path):
+            return
+        if not self.spec.lora_rank:
+            raise ValueError(f"{path} is a LoRA adapter, but pool {self.config.name} was started without LoRA "
+                             f"serving (train.lora.enabled=false)")
+        if self.spec.base_hash is None:
+            self.spec = dataclasses.replace(self.spec, base_hash=base_hash(self.spec.model_path))
+        check_base(path, self.spec.model_path, self.spec.base_hash)
 
     async def health(self) -> dict[str, Any]:
         alive = [r for r in self._replicas if r.alive]
@@ -279,7 +293,13 @@ class EnginePool:
             pass
         # The replacement loads the pool's current weights and reports the pool's version, so rows it serves
         # are tagged exactly like rows from replicas that were swapped in place.
-        spec = dataclasses.replace(self.spec, model_path=self._weights, initial_version=self._version)
+        from rsi.train.lora import is_adapter
+
+        if is_adapter(self._weights):  # the base stays the pool's; the replacement loads the adapter over it
+            spec = dataclasses.replace(self.spec, adapter=self._weights, initial_version=self._version)
+        else:
+            spec = dataclasses.replace(self.spec, model_path=self._weights, adapter=None,
+                                       initial_version=self._version)
         while True:
             handle = self._launch(spec, replica.index)
             try:

@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rsi.inference.adapters import AdapterSlots
 from rsi.inference.requests import Completion, GenerationRequest, prompt_length
 
 
@@ -26,6 +27,14 @@ def _refresh_tied_lm_head(worker: Any) -> int:
         return 0
     method.process_weights_after_loading(lm_head)
     return 1
+
+
+def lora_rank_slot(rank: int) -> int:
+    """The smallest max_lora_rank vLLM accepts that holds `rank`."""
+    for slot in (1, 8, 16, 32, 64, 128, 256, 320, 512):
+        if rank <= slot:
+            return slot
+    raise ValueError(f"train.lora.r: vLLM serves ranks up to 512 (got {rank})")
 
 
 @dataclass
@@ -47,7 +56,7 @@ class EngineLoad:
 class VLLMBackend:
     def __init__(self, model_path: str, *, dtype: str, max_model_len: int, threads: int, kv_cache_gb: float,
                  tensor_parallel_size: int, enforce_eager: bool, seed: int, engine_kwargs: dict[str, Any],
-                 sleep_mode: bool = False):
+                 sleep_mode: bool = False, lora_rank: int = 0):
         # The engine must live in this (actor) process so that reload_weights reaches its worker directly.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
@@ -75,6 +84,10 @@ class VLLMBackend:
         self.sleep_mode = sleep_mode and torch.cuda.is_available()
         if self.sleep_mode:
             kwargs["enable_sleep_mode"] = True
+        if lora_rank:
+            # Two adapters resident: the one served and the one before it, so a rollback is a change of route.
+            # The CPU backend runs them through its punica CPU path (and without torch.compile).
+            kwargs.update(enable_lora=True, max_lora_rank=lora_rank_slot(lora_rank), max_loras=2, max_cpu_loras=2)
         kwargs.update(engine_kwargs)
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
@@ -89,6 +102,8 @@ class VLLMBackend:
         self._done = threading.Condition()  # guards `_finished`; notified after every step
         self._failure: Exception | None = None  # what ended the stepping thread: every caller gets it
         self._ids = itertools.count()
+        self.adapters = AdapterSlots()
+        self._adapter: Any = None  # the LoRARequest new requests are added with; None: the base model
         self.version: int | None = None  # weights version tagged on completions; the actor sets it at each load
         self.load = EngineLoad()
         self._busy_since: float | None = None
@@ -165,7 +180,7 @@ class VLLMBackend:
         with self._inbox_lock:
             waiting, self._inbox = self._inbox, []
         for rid, prompt, sp, version in waiting:
-            self.llm.llm_engine.add_request(rid, prompt, sp)
+            self.llm.llm_engine.add_request(rid, prompt, sp, lora_request=self._adapter)
             self._tags[rid] = self.version if self.version is not None else version
 
     def _wait_for(self, ids: list[str]) -> tuple[list[Any], list[int]]:
@@ -244,6 +259,30 @@ class VLLMBackend:
             # Cached KV blocks were computed by the old weights; reusing them would mix versions in one answer.
             self.llm.reset_prefix_cache()
             self.version = version
+
+    def load_adapter(self, path: str, version: int | None = None) -> None:
+        """Serve the LoRA adapter at `path`: loaded into the engine now (a bad folder fails here, and the engine
+        keeps serving what it served), requests admitted from here on go to it. The previous adapter stays
+        loaded; older ones are removed. No drain: a request keeps the adapter it was admitted with."""
+        from vllm.lora.request import LoRARequest
+
+        with self._lock:
+            before = dict(self.adapters.names)
+            name, new, evict = self.adapters.admit(path)
+            request = LoRARequest(name, AdapterSlots.number(name), path)
+            try:
+                if new and not self.llm.llm_engine.add_lora(request):
+                    raise RuntimeError(f"vLLM did not load the adapter at {path}")
+            except BaseException:
+                self.adapters.names = before
+                raise
+            for old in evict:
+                self.llm.llm_engine.remove_lora(AdapterSlots.number(old))
+            self._adapter, self.adapters.active, self.version = request, name, version
+
+    def use_base(self, version: int | None = None) -> None:
+        with self._lock:
+            self._adapter, self.adapters.active, self.version = None, None, version
 
     def sleep(self, level: int) -> bool:
         if not self.sleep_mode:

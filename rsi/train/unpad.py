@@ -105,7 +105,9 @@ def _pair_sharing_prompt(model: torch.nn.Module, head: Any, input_ids: torch.Ten
         return None
     # All of the prompt but its last token; each row then runs from that token, whose output predicts the first
     # completion token.
-    prefix = model.base_model(input_ids=input_ids[a:a + 1, :prompt - 1], use_cache=True)
+    # The decoder alone: a peft model's `base_model` is its tuner, which would run the LM head over the prefix.
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    prefix = causal_lm.base_model(input_ids=input_ids[a:a + 1, :prompt - 1], use_cache=True)
     cache = prefix.past_key_values
     if (cache is None or cache.get_seq_length() != prompt - 1
             or any(type(layer).__name__ != "DynamicLayer" for layer in cache.layers)):
