@@ -284,6 +284,25 @@ def _validate_evals(evals: EvalsConfig, gate: GateConfig) -> None:
     _require(gate.tolerance >= 0, "gate.tolerance", "must be >= 0 (points of the metric)")
 
 
+# Backends whose engines load LoRA adapters beside the base weights (rsi.inference: vLLM's LoRA, peft on hf).
+ADAPTER_BACKENDS = ("vllm", "hf")
+
+
+def _validate_lora_serving(cfg: RsiConfig) -> None:
+    """train.lora makes every checkpoint an adapter: the engines must be able to serve one."""
+    _require(str(cfg.backend.name) in ADAPTER_BACKENDS, "backend.name",
+             f"{cfg.backend.name} cannot serve LoRA adapters, which train.lora.enabled=true trains "
+             f"(use one of {', '.join(ADAPTER_BACKENDS)})")
+    kw = cfg.backend.engine_kwargs
+    _require(kw.get("enable_lora", True) is not False, "backend.engine_kwargs.enable_lora",
+             "false, but train.lora.enabled=true needs engines that serve adapters")
+    rank = kw.get("max_lora_rank")
+    _require(rank is None or rank >= cfg.train.lora.r, "backend.engine_kwargs.max_lora_rank",
+             f"{rank} is below train.lora.r={cfg.train.lora.r}")
+    _require(kw.get("max_loras", 2) >= 2, "backend.engine_kwargs.max_loras",
+             "needs 2: the served adapter and the one a rollback routes back to")
+
+
 def validate(cfg: RsiConfig) -> None:
     """Checks that need no model load and no Ray: every section's ranges and choices, each error naming its key."""
     try:
@@ -316,6 +335,8 @@ def validate(cfg: RsiConfig) -> None:
              "tasks.<family>.max_tokens", f"{longest} tokens leave no room for a prompt within "
              f"model.max_model_len={cfg.model.max_model_len}")
     _validate_evals(cfg.evals, cfg.gate)
+    if cfg.train.lora.enabled:
+        _validate_lora_serving(cfg)
     if cfg.model.path is not None and (cfg.model.path.startswith(("/", ".", "~")) or Path(cfg.model.path).exists()):
         _require(Path(cfg.model.path).expanduser().is_dir(), "model.path",
                  f"no such model folder: {cfg.model.path}")

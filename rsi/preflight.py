@@ -8,8 +8,9 @@ from rsi.config import ConfigError, RsiConfig, validate
 from rsi.models import resolve_model_path
 
 
-def check_model(path: str, backend: str) -> None:
-    """Fail fast when the backend cannot load the model at `path` (missing, not a model, unknown arch)."""
+def check_model(path: str, backend: str, lora: bool = False) -> None:
+    """Fail fast when the backend cannot load the model at `path` (missing, not a model, unknown arch), or, with
+    `lora`, cannot serve adapters on it."""
     from transformers import AutoConfig
 
     p = Path(path)
@@ -29,6 +30,13 @@ def check_model(path: str, backend: str) -> None:
         if not any(a in supported for a in archs):
             raise ConfigError(f"model.path: {path} has architectures {archs}, none of which vLLM serves; "
                               "use backend=hf")
+        if lora:
+            from vllm.model_executor.models.interfaces import supports_lora
+
+            classes = [ModelRegistry._try_load_model_cls(a) for a in archs if a in supported]
+            if not any(c is not None and supports_lora(c) for c in classes):
+                raise ConfigError(f"train.lora.enabled: vLLM serves no LoRA adapters on {archs} ({path}); "
+                                  "use backend=hf or train.lora.enabled=false")
 
 
 def preflight(cfg: RsiConfig) -> str:
@@ -42,5 +50,5 @@ def preflight(cfg: RsiConfig) -> str:
         path = resolve_model_path(str(cfg.model.name), cfg.model.path)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"model: {e}") from e
-    check_model(path, str(cfg.backend.name))
+    check_model(path, str(cfg.backend.name), cfg.train.lora.enabled)
     return path

@@ -48,6 +48,8 @@ def resolve_model(model: str, backend: str) -> str:
     path = Path(model).expanduser()
     if not path.is_dir():
         raise UsageError(f"--model {model}: neither a preset ({', '.join(PRESETS)}) nor a model folder")
+    if (path / "adapter_config.json").is_file():  # a LoRA run's checkpoint: served on its recorded base
+        return _resolve_adapter(model, path, backend)
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         # Checked here first: the commonest mistake (a run folder, not its checkpoint) is named without
         # importing transformers.
@@ -58,6 +60,21 @@ def resolve_model(model: str, backend: str) -> str:
     try:
         check_model(str(path.resolve()), backend)
     except ConfigError as e:
+        raise UsageError(f"--model {model}: {str(e).removeprefix('model.path: ')}") from e
+    return str(path.resolve())
+
+
+def _resolve_adapter(model: str, path: Path, backend: str) -> str:
+    from rsi.config import ConfigError
+    from rsi.preflight import check_model
+    from rsi.train.lora import base_hash, read_meta
+
+    try:
+        meta = read_meta(path)
+        if base_hash(meta["base_model"]) != meta["base_hash"]:
+            raise ValueError(f"its base {meta['base_model']} has other weights than it was trained on")
+        check_model(meta["base_model"], backend, lora=True)
+    except (ConfigError, OSError, ValueError, KeyError) as e:
         raise UsageError(f"--model {model}: {str(e).removeprefix('model.path: ')}") from e
     return str(path.resolve())
 
@@ -121,10 +138,13 @@ def run(argv: list[str]) -> int:
 def _evaluate_with_engine(args: argparse.Namespace, tasks: list[str], data: dict[str, str], families: list[str],
                           model_path: str) -> dict[str, TaskResult]:
     """Start what the tasks need (local Ray, one engine, a sandbox pool), evaluate, and stop what was started."""
+    import dataclasses
+
     import ray
 
     from rsi.evals.suite import evaluate
     from rsi.inference import EngineSpec, start_engine
+    from rsi.train.lora import adapter_spec
 
     started_ray = not ray.is_initialized()
     if started_ray:
@@ -133,8 +153,9 @@ def _evaluate_with_engine(args: argparse.Namespace, tasks: list[str], data: dict
     sandbox: SandboxPool | None = None
     try:
         gpus = _gpus()
-        spec = EngineSpec(model_path=model_path, backend=args.backend, dtype=args.dtype,
-                          max_model_len=max_model_len(model_path), kv_cache_gb=0.0 if gpus else 0.5)
+        spec = adapter_spec(model_path) or EngineSpec(model_path=model_path)
+        spec = dataclasses.replace(spec, backend=args.backend, dtype=args.dtype, kv_cache_gb=0.0 if gpus else 0.5,
+                                   max_model_len=max_model_len(spec.model_path))
         engine = start_engine(spec, num_gpus=1 if gpus else 0)
         if SANDBOX_TASKS & set(tasks):
             from rsi.sandbox.config import SandboxConfig
