@@ -22,6 +22,7 @@ USAGE = """usage: rsi <command> [args]
 commands:
   run [overrides…]            the self-improvement loop (Hydra: rsi run model=tiny loop.iterations=2 run.dir=/tmp/r)
   model build NAME [--out D]  build/convert a preset model offline (tiny | smollm2-135m) and print its folder
+  model merge ADAPTER --out D a LoRA checkpoint merged into its base: a plain HF folder (export)
   sandbox run …               run a program against tests in the sandbox, print a Verdict
   eval run --model M --out D  held-out evaluation of a model (--tasks, --limit N, --data TASK=FILE)
   eval compare DIR_A DIR_B    paired comparison of two evaluations: delta, 95% CI, McNemar p (--json)
@@ -120,8 +121,10 @@ def model_main(args: list[str]) -> int:
     from rsi.models import build_tiny_model, ensure_smollm2
     from rsi.models.folders import ModelFolderError
 
+    if args[:1] == ["merge"]:
+        return merge_main(args[1:])
     parser = ArgParser(prog="rsi model")
-    parser.add_argument("action", choices=["build"])
+    parser.add_argument("action", choices=["build", "merge"])
     parser.add_argument("name", choices=["tiny", "smollm2-135m"])
     parser.add_argument("--out", default=None)
     ns = parser.parse_args(args)
@@ -142,6 +145,33 @@ def model_main(args: list[str]) -> int:
             print(f"rsi model build: {e}", file=sys.stderr)
             return 2
         print(f"rsi model build: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def merge_main(args: list[str]) -> int:
+    """`rsi model merge ADAPTER --out D`: the adapter folder of a train.lora run folded into its recorded base."""
+    from rsi.cli_args import ArgParser
+    from rsi.input_files import InputFileError, check_out_dir
+
+    parser = ArgParser(prog="rsi model merge")
+    parser.add_argument("adapter", help="adapter folder: a checkpoint of a run with train.lora.enabled=true")
+    parser.add_argument("--out", required=True, help="empty or new folder for the merged HF model")
+    ns = parser.parse_args(args)
+    adapter = Path(ns.adapter).expanduser()
+    try:
+        if not (adapter / "adapter_config.json").is_file():
+            raise InputFileError(f"{ns.adapter}: not an adapter folder (no adapter_config.json); a full-weight "
+                                 "checkpoint is an HF folder already")
+        check_out_dir(ns.out, "--out", empty=True)
+        from rsi.train.lora import merge_adapter
+
+        print(merge_adapter(str(adapter), ns.out))
+    except (InputFileError, FileNotFoundError, ValueError) as e:
+        print(f"rsi model merge: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"rsi model merge: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
         return 1
     return 0
 
