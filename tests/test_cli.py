@@ -184,4 +184,4 @@ def test_help_prints_each_key_with_the_comment_of_the_class_that_defines_it() ->
     counted = sum(check(f.name, getattr(cfg, f.name)) for f in fields(RsiConfig) if is_dataclass(getattr(cfg, f.name)))
     assert counted > 60
     assert "sandbox.limits.memory_mb=1024" in text and "sandbox.jobs_per_sandbox=2000" in text
-    assert "tasks=[programming,python_output,open_ended,code_review]" in text
+    assert "tasks=[programming,python_output,open_ended,code_review,negotiation]" in text

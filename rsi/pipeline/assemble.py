@@ -21,7 +21,7 @@ from rsi.judging.config import JudgingConfig
 from rsi.judging.decide import Pair
 from rsi.judging.ranking import labels_for
 from rsi.pipeline.decisions import decide_set, items_by_set
-from rsi.tasks.family import Chain, Family, Generate
+from rsi.tasks.family import Chain, Derive, Family, Generate
 from rsi.tasks.parsing import loads_untrusted
 
 Row = dict[str, Any]
@@ -72,7 +72,7 @@ def chain_pairs(chain: Chain, family: Family, judging: JudgingConfig, base: Row)
                     row["rejected"] = [{"role": "assistant", "content": contrast or bad["raw_text"]}]
             preferences += rows
     sets = items_by_set(chain["items"])
-    for op in (o for o in family.ops if isinstance(o, Generate)):
+    for op in (o for o in family.ops if isinstance(o, Generate) or (isinstance(o, Derive) and o.pairs)):
         for set_id, cands in sets.items():
             if cands[0]["step"] != op.step or len(cands) < 2:
                 continue

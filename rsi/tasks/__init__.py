@@ -10,7 +10,7 @@ import importlib
 
 from rsi.tasks.family import Family
 
-BUILTIN = ("programming", "python_output", "open_ended", "code_review")
+BUILTIN = ("programming", "python_output", "open_ended", "code_review", "negotiation")
 _REGISTERED: dict[str, Family] = {}
 
 

@@ -57,7 +57,7 @@ def render_transcript(scn: Scenario, transcript: list[Entry], side: int) -> str:
         if entry.get("offer") is not None:
             what = offer_text(scn, side, tuple(entry["offer"]))
             verb = "accepted" if entry["accept"] else "offered"
-            lines.append(f"  ({who.lower()} {verb}, from your side: {what})")
+            lines.append(f"  ({'you' if who == 'You' else 'they'} {verb}, from your side: {what})")
     return "\n".join(lines)
 
 

@@ -82,14 +82,17 @@ class Check:
 @dataclass(frozen=True)
 class Derive:
     """Adds the items of `step` to a chain: sets of candidates built from a parent step's items by code, each
-    with its `procedural_score` set. They are the judges' material, not the policy's answers, so they never
-    form performance pairs and do not count as model outputs (their `finish_reason` is DERIVED)."""
+    with its `procedural_score` set. They are the judges' material, not the policy's answers, so they form no
+    performance pairs (unless `pairs`) and do not count as model outputs (their `finish_reason` is DERIVED)."""
 
     step: str
     run: Callable[[Chain, Callable[[list[dict]], list[dict]], Any], None]  # (chain, sandbox runner, family config)
     render: Callable[[Item], str]  # what a judge sees of an item
     count: str | None = None  # field of the family's config bounding the sets made per parent item
     needs_sandbox: bool = True
+    # True where the items are the policy's own outputs regrouped (one side's turns of a whole dialogue): its sets
+    # then form performance pairs, as a Generate's do. They still do not count again as model outputs.
+    pairs: bool = False
 
 
 DERIVED = "derived"  # the finish_reason of a Derive step's items
