@@ -199,9 +199,15 @@ def evaluate_version(cfg: RsiConfig, pools: Pools, out: Path, *, reuse: bool) ->
                           run_jobs=sandbox.run_dicts if sandbox is not None else None, limit=cfg.evals.limit,
                           limits=dict(cfg.evals.limits),
                           data=dict(cfg.evals.data), families=list(cfg.evals.families or cfg.tasks),
-                          judging=cfg.judging)
+                          judging=cfg.judging, partner=_asker(pools.partner))
         evaluate(list(cfg.evals.tasks), ctx, str(out))
     return load_eval_dir(str(out))
+
+
+def _asker(pool: PoolHandle | None) -> Any:
+    import ray
+
+    return None if pool is None else lambda reqs: ray.get(pool.generate.remote(reqs))
 
 
 def vs_v0(run: RunDir, items: Items) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from rsi.config import RsiConfig
@@ -26,6 +26,8 @@ class Pools:
     policy: PoolHandle  # serves the policy's generations at the kept version
     judge: PoolHandle  # serves the rankings: the policy pool itself unless backend.judge_replicas > 0
     sandbox: SandboxPool | None  # executes model-written code; None when neither the families nor evals need it
+    # negotiation's frozen opponent: the starting weights, never swapped (None unless evals.tasks holds negotiation)
+    partner: PoolHandle | None = None
 
     @property
     def engines(self) -> list[PoolHandle]:
@@ -46,8 +48,12 @@ def serving(cfg: RsiConfig, model_path: str, *, sandbox: bool = True) -> Iterato
         if cfg.backend.judge_replicas:
             judge = start_pool(engine_spec(cfg, model_path), pool_config(cfg, "judge"))
             started.append(judge)
+        partner = None
+        if cfg.evals.enabled and "negotiation" in cfg.evals.tasks:
+            partner = start_pool(engine_spec(cfg, model_path), replace(pool_config(cfg, "partner"), replicas=1))
+            started.append(partner)
         box = start_sandbox(cfg) if sandbox else None
-        yield Pools(policy, judge, box)
+        yield Pools(policy, judge, box, partner)
     finally:
         for pool in started:
             with suppress(Exception):  # a run's own error is what its caller must see, not a teardown's

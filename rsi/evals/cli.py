@@ -2,7 +2,7 @@
 samples.
 
     rsi eval run --model M --tasks humaneval,output_prediction,judge_accuracy,format_following
-                 [--limit N] [--data TASK=FILE ...] [--backend vllm|hf] --out DIR
+                 [--limit N] [--data TASK=FILE ...] [--partner V0] [--backend vllm|hf] --out DIR
     rsi eval compare DIR_A DIR_B [--json]
     rsi eval humaneval --samples S.jsonl [...]
 
@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="items per task (a deterministic subset)")
     p.add_argument("--data", action="append", default=[], metavar="TASK=FILE", help="replace a task's items")
     p.add_argument("--families", default="programming", help="task families for format_following")
+    p.add_argument("--partner", default=None,
+                   help="preset or model folder of the frozen opponent in negotiation (default: --model itself); "
+                        "give v0 to compare versions against the same opponent")
     p.add_argument("--backend", choices=("vllm", "hf"), default="vllm")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     p.add_argument("--out", required=True, help="evaluation directory to write")
@@ -126,6 +129,7 @@ def run(argv: list[str]) -> int:
         data = parse_data_args(args.data)
         check_out_dir(args.out, "--out", empty=True)
         model_path = resolve_model(args.model, args.backend)
+        args.partner_path = resolve_model(args.partner, args.backend) if args.partner else model_path
     except (UsageError, ValueError) as e:
         print(f"rsi eval run: {e}", file=sys.stderr)
         return 2
@@ -150,6 +154,7 @@ def _evaluate_with_engine(args: argparse.Namespace, tasks: list[str], data: dict
     if started_ray:
         ray.init(num_cpus=max(4, os.cpu_count() or 1))
     engine: PoolHandle | None = None
+    partner: PoolHandle | None = None
     sandbox: SandboxPool | None = None
     try:
         gpus = _gpus()
@@ -157,24 +162,32 @@ def _evaluate_with_engine(args: argparse.Namespace, tasks: list[str], data: dict
         spec = dataclasses.replace(spec, backend=args.backend, dtype=args.dtype, kv_cache_gb=0.0 if gpus else 0.5,
                                    max_model_len=max_model_len(spec.model_path))
         engine = start_engine(spec, num_gpus=1 if gpus else 0)
+        if "negotiation" in tasks and args.partner_path != model_path:
+            # a second engine only where the opponent differs from the model evaluated (a GPU each, on GPUs)
+            partner = start_engine(dataclasses.replace(spec, model_path=args.partner_path,
+                                                       max_model_len=max_model_len(args.partner_path)),
+                                   num_gpus=1 if gpus > 1 else 0)
         if SANDBOX_TASKS & set(tasks):
             from rsi.sandbox.config import SandboxConfig
             from rsi.sandbox.pool import SandboxPool
 
             sandbox = SandboxPool(SandboxConfig(), num_workers=1, num_cpus_per_worker=0)
 
-        def generate(reqs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            return ray.get(engine.generate.remote(reqs)) if reqs else []
+        def asking(actor: PoolHandle) -> Any:
+            return lambda reqs: ray.get(actor.generate.remote(reqs)) if reqs else []
 
+        generate = asking(engine)
         # The model judges itself, as in the loop without a separate judge pool.
         ctx = EvalContext(generate=generate, judge=generate, run_jobs=sandbox.run_dicts if sandbox else None,
-                          limit=args.limit, data=data, families=families)
+                          limit=args.limit, data=data, families=families,
+                          partner=asking(partner) if partner is not None else generate)
         return evaluate(tasks, ctx, args.out)
     finally:
         if sandbox is not None:
             sandbox.close()
-        if engine is not None:
-            ray.kill(engine)
+        for actor in (engine, partner):
+            if actor is not None:
+                ray.kill(actor)
         if started_ray:
             ray.shutdown()
 

@@ -108,12 +108,15 @@ def _copies_example(item: dict[str, Any]) -> int | None:
 # property (None: not applicable): the judge's position consistency (the same candidate picked in both shown
 # orders; an invalid answer counts as not) moves before its accuracy does, and is what a position-biased judge
 # gets wrong; a program that repeats its prompt's example parses, so only this row shows the copying.
-SECONDARY: dict[str, dict[str, Callable[[dict[str, Any]], int | None]]] = {
+SECONDARY: dict[str, dict[str, Callable[[dict[str, Any]], float | None]]] = {
     "judge_accuracy": {"same_pick_both_orders": _same_pick},
     "format_following": {"copies_example": _copies_example},
+    # a negotiation's deal, its validity, the plain share and a provable lie, each paired by scenario
+    "negotiation": {key: (lambda item, key=key: item.get(key))
+                    for key in ("deal", "valid_deal", "utility_share", "provable_lie")},
 }
 # Rows where a fall is the improvement; every other row is better higher.
-LOWER_IS_BETTER = {"format_following.copies_example"}
+LOWER_IS_BETTER = {"format_following.copies_example", "negotiation.provable_lie"}
 
 
 # Groups of a task's items also compared on their own, as `task.group` rows (an item in no group, None, is in no
@@ -130,7 +133,7 @@ def _row(name: str, c: dict[str, Any]) -> dict[str, Any]:
     return {**c, "ci95": list(c["ci95"]), "better": "lower" if name in LOWER_IS_BETTER else "higher"}
 
 
-def _property(items: list[dict[str, Any]], prop: Callable[[dict[str, Any]], int | None]) -> list[dict[str, Any]]:
+def _property(items: list[dict[str, Any]], prop: Callable[[dict[str, Any]], float | None]) -> list[dict[str, Any]]:
     return [{"id": it["id"], "correct": v} for it in items if (v := prop(it)) is not None]
 
 

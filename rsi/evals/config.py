@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rsi.evals.suite import TASKS
+from rsi.evals.suite import DEFAULT_TASKS
 
 
 @dataclass
 class EvalsConfig:
     enabled: bool = True
-    # held-out tasks scored on v0 and on every candidate; default: every task of rsi.evals.suite.TASKS
-    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    # held-out tasks scored on v0 and on every candidate (rsi.evals.suite.TASKS); default: all but negotiation
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
     # items per task (a deterministic subset, rsi.evals.task.subset); null: every item (+preset=gpu). 20 keeps
     # the candidate's evaluation under a third of a SmolLM2 iteration on 2 cores (docs/evaluation.md)
     limit: int | None = 20
@@ -31,7 +31,7 @@ class EvalsConfig:
 @dataclass
 class GateConfig:
     enabled: bool = True  # off: every candidate is kept, the metrics are still reported
-    metrics: list[str] = field(default_factory=lambda: list(TASKS))  # gated tasks; default: every task
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))  # gated tasks; default: evals.tasks
     tolerance: float = 0.0  # largest acceptable drop, in points of the metric (0.05 = 5 points)
     # the mean of the gated metrics' point-estimate deltas must reach this (0: no worse on average)
     min_gain: float = 0.0

@@ -15,6 +15,7 @@ from rsi.evals.compare import write_eval_dir
 from rsi.evals.format_following import run_format_following
 from rsi.evals.humaneval import read_problem_items, run_humaneval
 from rsi.evals.judge_accuracy import load_pairs, run_judge_accuracy
+from rsi.evals.negotiation import run_negotiation
 from rsi.evals.output_prediction import read_items, run_output_prediction
 from rsi.evals.task import EvalContext, Generate, TaskResult
 from rsi.input_files import for_flag
@@ -24,7 +25,11 @@ TASKS: dict[str, Callable[[EvalContext], TaskResult]] = {
     "output_prediction": run_output_prediction,
     "judge_accuracy": run_judge_accuracy,
     "format_following": run_format_following,
+    "negotiation": run_negotiation,
 }
+# What `evals.tasks` and `gate.metrics` hold unless set: negotiation is left out, since it needs a partner pool of
+# its own (v0's weights) and doubles as a family's held-out metric (+preset=negotiate).
+DEFAULT_TASKS = ("humaneval", "output_prediction", "judge_accuracy", "format_following")
 # The tasks a `TASK=FILE` argument can give items to, each with the loader that checks the file's every line.
 LOADERS: dict[str, Callable[[str], Sized]] = {"humaneval": read_problem_items, "judge_accuracy": load_pairs,
                                               "output_prediction": read_items}

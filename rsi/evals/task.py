@@ -34,6 +34,9 @@ class EvalContext:
     data: dict[str, str] = field(default_factory=dict)  # task -> file replacing its built-in items
     families: list[str] = field(default_factory=lambda: ["programming"])  # enabled task families
     judging: JudgingConfig = field(default_factory=JudgingConfig)  # the judge prompt's settings, as in the pipeline
+    # The other side of two-agent tasks (negotiation): v0's weights, never swapped, so every version meets the same
+    # opponent. None: such a task refuses to run, naming itself.
+    partner: Generate | None = None
 
 
 @dataclass

@@ -34,7 +34,7 @@ from rsi.tasks.dialogue import (
 )
 from rsi.tasks.family import DERIVED, Chain, Check, Derive, Family, FamilyConfig, Generate, Item, MetaRank, Op, Rank
 from rsi.tasks.parsing import Parsed
-from rsi.tasks.scenarios import HELD_OUT_PREFIX, SIDES, brief, make_scenario, offer_help
+from rsi.tasks.scenarios import HELD_OUT_PREFIX, SIDES, Scenario, brief, make_scenario, offer_help
 from rsi.tasks.templates import SYSTEM
 
 DIALOGUE = "dialogue"
@@ -57,12 +57,15 @@ def turn_step(turn: int) -> str:
     return f"turn_{turn}"
 
 
-def turn_prompt_variables(turn: int, seed: str, parent: Item | None) -> dict[str, str]:
-    scn = make_scenario(seed)
+def turn_variables(scn: Scenario, turn: int, transcript: list[dict]) -> dict[str, str]:
+    """The turn prompt's variables for the side whose turn it is (the held-out evaluation asks the same way)."""
     side = side_of_turn(turn)
-    transcript = parent["parsed"]["transcript"] if parent is not None else []
     return {"brief": brief(scn, side), "offer_help": offer_help(scn), "turn": str(turn), "turns": str(MAX_TURNS),
             "transcript": render_transcript(scn, transcript, side)}
+
+
+def turn_prompt_variables(turn: int, seed: str, parent: Item | None) -> dict[str, str]:
+    return turn_variables(make_scenario(seed), turn, parent["parsed"]["transcript"] if parent is not None else [])
 
 
 def parse_raw_turn(text: str, parent: Item | None = None) -> Parsed:
