@@ -181,3 +181,35 @@ def test_negotiation_family_on_tiny(engine, tmp_path: Path) -> None:
     assert details and all({"valid", "share", "lies", "failures"} <= set(d) for d in details)
     assert set(read_table(out, "judgments").column("step").to_pylist()) <= {"rank_dialogues",
                                                                             "rank_dialogue_rankings"}
+
+
+@pytest.mark.unit
+def test_negotiate_preset_runs_the_family_and_gates_its_metric() -> None:
+    from test_config import _compose
+
+    from rsi.config import validate
+
+    cfg = _compose("+preset=negotiate")
+    assert list(cfg.tasks) == ["negotiation"] and isinstance(cfg.tasks["negotiation"], NegotiationConfig)
+    assert "negotiation" in cfg.evals.tasks and "negotiation" in cfg.gate.metrics
+    validate(cfg)
+
+
+@pytest.mark.e2e
+def test_negotiate_preset_runs_one_iteration_on_the_tiny_model(tiny_model: Path, tmp_path: Path) -> None:
+    """`rsi run +preset=negotiate` sized down to the tiny model: dialogues, judges, DPO, the v0 partner pool and the
+    negotiation metric on both versions, gated."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "rsi.cli", "run", "+preset=negotiate", "model=tiny", f"model.path={tiny_model}",
+           f"run.dir={run_dir}", "backend.kv_cache_gb=0.25", "backend.num_cpus=0",
+           "tasks.negotiation.seeds=[train-0,train-1]", "tasks.negotiation.candidates=2",
+           "tasks.negotiation.max_tokens=24", "judging.max_tokens=40", "judging.rationale_chars=16",
+           "train.max_steps=1", "evals.limits.negotiation=4", "evals.limits.judge_accuracy=2"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-6000:]
+    for version in ("v0", "v1"):
+        metrics = json.loads((run_dir / "evals" / version / "metrics.json").read_text())
+        assert metrics["negotiation"]["n"] == 4 and "lie_rate" in metrics["negotiation"]
