@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import tempfile
 import time
 from typing import Any
@@ -164,6 +165,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
         metrics = _summary(trainer.state.log_history, None if resume else output.training_loss, steps,
                            train_seconds, steps - resumed_from)
         metrics.update({"resumed_from_step": resumed_from, **{f"decided/{k}": v for k, v in decided.items()}})
+        metrics["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
         checkpoint = None
         if rank == 0:
             if cfg.lora.enabled:

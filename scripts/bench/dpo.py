@@ -1,14 +1,16 @@
 """DPO step cost: a bare in-process DPOTrainer (a) against `train_dpo` under Ray Train (b), per speed setting.
 
     python scripts/bench/dpo.py [--model smollm2|tiny|PATH] [--pairs DIR] [--steps 12] [--repeats 3]
-                                [--variants before,after] [--modes a,b,r,t,q] [--batch 2]
+                                [--variants before,after] [--modes a,s,b,r,t,q] [--batch 2]
+    python scripts/bench/dpo.py --variants after,lora --modes s      # LoRA against full fine-tuning, no Ray
 
 Both sides build the trainer the same way (`rsi.train.worker.build_trainer`: DPOConfig from the TrainConfig, the
 trainer class, the speed settings), on the same pairs (weights dropped, so TRL's own shuffling orders them the
 same on both) and seed; (b) adds only Ray Train (worker start, the table through the object store, the report).
 Prints, per variant and side, medians over the repeats of: seconds per optimizer step (Trainer loop only; the
 reference pass before it is shown apart as "prep s"), real tokens per second, the model FLOP/s and their share
-of this machine's fp32 matmul peak (a `torch.mm` loop measured in this run), b/a, and the mean loss.
+of this machine's fp32 matmul peak (a `torch.mm` loop measured in this run), b/a, the mean loss and the
+trainer's peak RSS (side a: this process' so far; s: its own process'; b: the Ray Train worker's).
 
 Model FLOPs per step: the least a DPO step must compute (forward and backward of the body over each prompt once
 and over both completions, the LM head over completion tokens, causal attention), the same for every variant,
@@ -38,7 +40,19 @@ VARIANTS: dict[str, dict] = {
     "ref_once_auto_ckpt": {"padding_free": False},
     "unpadded": {"share_prompt": False},
     "after": {},
+    # A LoRA adapter (train.lora's defaults: r 16 on every attention and MLP projection) on the "after" step
+    "lora": {"lora": {"enabled": True}},
 }
+
+
+def train_config(name: str, **kw):
+    from rsi.train import TrainConfig
+    from rsi.train.config import LoraSettings
+
+    settings = dict(VARIANTS[name])
+    if "lora" in settings:
+        settings["lora"] = LoraSettings(**settings["lora"])
+    return TrainConfig(**kw, **settings)
 
 
 def _write_pairs(folder: Path, n: int) -> None:
@@ -127,7 +141,12 @@ def run_a(cfg, model_dir: str, table, work: Path) -> dict:
 
     torch.set_num_threads(cpu_threads(cfg.threads, 1))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if cfg.lora.enabled:
+        from rsi.train.lora import policy_model
+
+        model, _ = policy_model(model_dir, cfg.lora, torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     started = time.monotonic()
     trainer, decided = build_trainer(cfg, model, tokenizer, table_to_dataset(table), str(work))
     prep = time.monotonic() - started
@@ -135,10 +154,25 @@ def run_a(cfg, model_dir: str, table, work: Path) -> dict:
     output = trainer.train()
     seconds = time.monotonic() - started
     result = {"s_step": seconds / trainer.state.global_step, "prep": prep, "loss": output.training_loss,
-              "ckpt": decided["gradient_checkpointing"]}
+              "ckpt": decided["gradient_checkpointing"], "rss_gb": peak_rss_gb()}
     del trainer, model
     gc.collect()
     return result
+
+
+def peak_rss_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def run_s(cfg, model_dir: str, table, work: Path) -> dict:
+    """(a) in a fresh process of its own (no Ray): its peak RSS is this trainer's alone, not the largest of every
+    side run so far in this one."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(run_a, (cfg, model_dir, table, work))
 
 
 def run_b(cfg, model_dir: str, pairs: Path, work: Path) -> dict:
@@ -147,7 +181,8 @@ def run_b(cfg, model_dir: str, pairs: Path, work: Path) -> dict:
 
     r = train_dpo(str(pairs), model_dir, str(work), cfg, weight_column=None)
     return {"s_step": r.metrics["seconds_per_step"], "prep": r.seconds - r.metrics["train_seconds"],
-            "loss": r.loss, "ckpt": r.metrics["decided/gradient_checkpointing"]}
+            "loss": r.loss, "ckpt": r.metrics["decided/gradient_checkpointing"],
+            "rss_gb": r.metrics.get("peak_rss_gb", float("nan"))}
 
 
 # Ray Train's periodic work while a run is in flight: the controller polls the workers (every 2 s), watches for
@@ -211,7 +246,8 @@ def main() -> None:
     ap.add_argument("--variants", default="before,after",
                     help=f"comma-separated of {','.join(VARIANTS)}; NAME:b runs that one on side b only")
     ap.add_argument("--modes", default="a,b",
-                    help="a: bare in-process, b: under Ray Train, r: the bare trainer in a plain Ray task, "
+                    help="a: bare in-process, s: bare in a fresh process (its own peak RSS; no Ray), "
+                         "b: under Ray Train, r: the bare trainer in a plain Ray task, "
                          "t: the same in a thread of a task with train_dpo's worker environment, "
                          "q: b with Ray Train's background polling slowed or off")
     args = ap.parse_args()
@@ -247,26 +283,27 @@ def main() -> None:
             ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False)
         runs: dict[tuple[str, str], list[dict]] = {}
         tokens, flops = measure_work(TrainConfig(per_device_batch_size=args.batch), model_dir, table, root / "work")
+        # LoRA's FLOP/s count the full model's minimum work, so its share shows the step's speed, not utilisation
         for repeat in range(args.repeats):
             for name, sides in plan:
-                cfg = TrainConfig(max_steps=args.steps, per_device_batch_size=args.batch, learning_rate=5e-6,
-                                  **VARIANTS[name])
+                cfg = train_config(name, max_steps=args.steps, per_device_batch_size=args.batch,
+                                   learning_rate=5e-6)
                 for mode in sides:
                     out = root / f"{name}-{mode}-{repeat}"
                     if mode in ("b", "q"):
                         r = {"b": run_b, "q": run_q}[mode](cfg, model_dir, pairs, out)
                     else:
-                        r = {"a": run_a, "r": run_r, "t": run_t}[mode](cfg, model_dir, table, out)
+                        r = {"a": run_a, "s": run_s, "r": run_r, "t": run_t}[mode](cfg, model_dir, table, out)
                     runs.setdefault((name, mode), []).append(r)
                     print(f"  {name:22} {mode} repeat {repeat}: {r['s_step']:.2f} s/step, prep {r['prep']:.1f} s, "
-                          f"loss {r['loss']:.5f}", flush=True)
+                          f"loss {r['loss']:.5f}, peak RSS {r['rss_gb']:.2f} GB", flush=True)
         if ray.is_initialized():
             ray.shutdown()
 
     print(f"\nmodel {Path(model_dir).name}, {len(table)} pairs, {args.steps} steps, batch {args.batch}, "
           f"{torch.get_num_threads()} threads, medians of {args.repeats}; peak {peak / 1e9:.1f} GFLOP/s")
     print(f"{'variant':22} {'side':4} {'s/step':>8} {'tok/s':>8} {'GFLOP/s':>8} {'peak %':>7} {'b/a':>6} "
-          f"{'prep s':>7} {'ckpt':>5} {'loss':>9} {'vs first':>8}")
+          f"{'prep s':>7} {'ckpt':>5} {'loss':>9} {'vs first':>8} {'RSS GB':>7}")
     first: dict[str, float] = {}
     for name, sides in plan:
         a_step = statistics.median(r["s_step"] for r in runs[(name, "a")]) if (name, "a") in runs else None
@@ -278,7 +315,7 @@ def main() -> None:
             print(f"{name:22} {mode:4} {s:8.2f} {tokens / s:8.0f} {flops / s / 1e9:8.1f} "
                   f"{100 * flops / s / peak:6.1f}% {ratio} {statistics.median(r['prep'] for r in rs):7.1f} "
                   f"{'on' if rs[0]['ckpt'] else 'off':>5} {statistics.median(r['loss'] for r in rs):9.5f} "
-                  f"{s / first[mode]:8.2f}")
+                  f"{s / first[mode]:8.2f} {max(r['rss_gb'] for r in rs):7.2f}")
     print("b/a: (a) s/step over (b), (r) or (t) s/step, the throughput relative to bare (1.0: no cost); "
           "vs first: s/step over the first variant's on the same side.")
 
