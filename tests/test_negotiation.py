@@ -17,7 +17,14 @@ from rsi.pipeline.assemble import assemble_chain
 from rsi.pipeline.corpus_pass import seed_chains
 from rsi.tasks import BUILTIN, get_family
 from rsi.tasks.dialogue import MAX_TURNS, referee
-from rsi.tasks.negotiation import DIALOGUE, FAMILY, NegotiationConfig, referee_turn, turn_step
+from rsi.tasks.negotiation import (
+    DIALOGUE,
+    FAMILY,
+    NegotiationConfig,
+    judge_agreement,
+    referee_turn,
+    turn_step,
+)
 from rsi.tasks.pareto import valid_points
 from rsi.tasks.scenarios import claim_value, make_scenario, offer_text, valid, violations
 from rsi.tasks.templates import JUDGE_SYSTEM
@@ -126,6 +133,12 @@ def test_the_family_scores_dialogues_and_pairs_them(monkeypatch) -> None:
     assert {j["step"] for j in tables["judgments"]} == {"rank_dialogues", "rank_dialogue_rankings"}
     derived = [p for p in tables["performances"] if p["step"] == DIALOGUE]
     assert all(p["finish_reason"] == "derived" for p in derived)
+    # the scripted judge puts first what it was shown first: right in one order of each set, wrong in the other
+    agree, compared = judge_agreement(chain["items"], chain["judgments"])
+    level1 = [j for j in chain["judgments"] if j["step"] == "rank_dialogues" and j["level"] == 1]
+    assert compared == sum(3 if len(j["candidate_ids"]) == 3 else 1 for j in level1) - sum(
+        1 for j in level1 if len(j["candidate_ids"]) == 3)  # A's set: the failure and the invalid deal tie at 0
+    assert 0 < agree < compared
 
 
 @pytest.mark.unit

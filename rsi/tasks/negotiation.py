@@ -146,6 +146,24 @@ def render_dialogue(item: Item) -> str:
     return item["parsed"]["shown"]
 
 
+def judge_agreement(items: list[Item], judgments: list[dict]) -> tuple[int, int]:
+    """(agreeing, compared): over every valid level-1 ranking of a dialogue set and every two of its dialogues whose
+    procedural scores differ, how often the ranking puts the higher-scored one first; where one has a valid deal and
+    the other not, that asks whether the judge prefers the valid deal. Reads chain records or corpus rows alike."""
+    by_id = {i["id"]: i for i in items if i["step"] == DIALOGUE}
+    agree = total = 0
+    for j in judgments:
+        if j["step"] != "rank_dialogues" or j["level"] != 1 or not j["ranking"]:
+            continue
+        place = {j["candidate_ids"][k]: pos for pos, k in enumerate(j["ranking"])}
+        scored = [(place[c], by_id[c]["procedural_score"]) for c in j["candidate_ids"] if c in by_id]
+        for (pa, sa), (pb, sb) in ((a, b) for n, a in enumerate(scored) for b in scored[n + 1:]):
+            if sa != sb:
+                total += 1
+                agree += (pa < pb) == (sa > sb)
+    return agree, total
+
+
 TURN = """You are negotiating, turn $turn of at most $turns. No deal by the last turn means 0 points for both sides.
 $brief
 
