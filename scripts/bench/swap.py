@@ -9,8 +9,12 @@ Then the same for replica pools on local Ray: `update_weights` on an N-replica p
 replica, resume) vs starting a fresh pool on the new checkpoint (router and N replica processes, until every
 replica has loaded), and the swapped pool's greedy tokens against the fresh pool's.
 
+With `--weights lora` (run beside `full` by default) the same for LoRA (train.lora): each swap loads a new
+adapter folder into engines whose base weights stay packed, a rollback routes back to the adapter before it, and
+the fresh side starts engines (or a pool) on the base plus that adapter.
+
     .venv/bin/python scripts/bench/swap.py [--models tiny smollm2-135m] [--backends vllm hf] [--repeats 3]
-        [--pool-replicas 2] [--pool-threads 1] [--skip-engine] [--skip-pool]
+        [--pool-replicas 2] [--pool-threads 1] [--skip-engine] [--skip-pool] [--weights full lora]
 """
 
 from __future__ import annotations
@@ -41,6 +45,64 @@ def perturbed_copy(src: str, out: Path) -> str:
     model.save_pretrained(out, safe_serialization=True)
     AutoTokenizer.from_pretrained(src).save_pretrained(out)
     return str(out)
+
+
+def random_adapter(base: str, out: Path, seed: int, r: int = 16) -> str:
+    """A LoRA adapter folder on `base` (train.lora's defaults), its B matrices nudged off zero so that it changes
+    the outputs, as a DPO run's adapter would; rsi_adapter.json records the base as train_dpo's does."""
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rsi.train.config import LoraSettings
+    from rsi.train.lora import peft_config, write_meta
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+                           peft_config(LoraSettings(enabled=True, r=r)))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    write_meta(out, base, None)
+    return str(out)
+
+
+def measure_adapter(model: str, backend: str, repeats: int, work: Path) -> dict[str, float | bool]:
+    """An engine with LoRA on: each swap loads a new adapter folder (as each iteration does), a rollback routes
+    back to the one before; against a fresh engine started on the base plus the last adapter."""
+    from rsi.train.lora import base_hash
+
+    base = resolve_model_path(model, None)
+    folders = [random_adapter(base, work / f"{model}-{backend}-lora-{i}", i) for i in range(repeats + 1)]
+    spec = EngineSpec(model_path=base, backend=backend, kv_cache_gb=0.5, max_model_len=2048, lora_rank=16,
+                      base_hash=base_hash(base))
+    prompts = [{"messages": [{"role": "user", "content": f"Write a Python function #{i} that parses dates."}],
+                "max_tokens": 24} for i in range(8)]
+    engine = EngineActor(spec)
+    engine.update_weights(folders[0], 1)
+    swaps, rollbacks = [], []
+    for i in range(1, repeats + 1):
+        t0 = time.perf_counter()
+        engine.update_weights(folders[i], i + 1)
+        swaps.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        engine.update_weights(folders[i - 1], i)
+        rollbacks.append(time.perf_counter() - t0)
+        engine.update_weights(folders[i], i + 1)
+    swapped = [c["token_ids"] for c in engine.generate(prompts)]
+    del engine
+    starts, fresh_tokens = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fresh = EngineActor(EngineSpec(**{**spec.__dict__, "adapter": folders[-1], "initial_version": repeats + 1}))
+        starts.append(time.perf_counter() - t0)
+        fresh_tokens = [c["token_ids"] for c in fresh.generate(prompts)]
+        del fresh
+    return {"swap_s": statistics.median(swaps), "rollback_s": statistics.median(rollbacks),
+            "fresh_s": statistics.median(starts), "equal": swapped == fresh_tokens}
 
 
 def measure(model: str, backend: str, repeats: int, work: Path) -> dict[str, float | bool]:
@@ -117,6 +179,55 @@ def measure_pool(model: str, backend: str, replicas: int, threads: int, repeats:
             "equal": swapped == fresh_tokens}
 
 
+def measure_pool_adapter(model: str, backend: str, replicas: int, threads: int, repeats: int,
+                         work: Path) -> dict[str, float | bool]:
+    """`update_weights` of an N-replica LoRA pool to a new adapter folder (drain, every replica loads it,
+    resume), and the rollback to the one before (a change of route), vs a fresh pool started on base + adapter."""
+    import ray
+
+    from rsi.inference import PoolConfig, start_pool
+    from rsi.train.lora import base_hash
+
+    base = resolve_model_path(model, None)
+    folders = [random_adapter(base, work / f"{model}-{backend}-pool-lora-{i}", 100 + i) for i in range(repeats + 1)]
+    spec = EngineSpec(model_path=base, backend=backend, kv_cache_gb=0.5, max_model_len=2048, threads=threads,
+                      lora_rank=16, base_hash=base_hash(base))
+    config = PoolConfig(replicas=replicas, num_cpus=0)
+    prompts = [{"messages": [{"role": "user", "content": f"Write a Python function #{i} that parses dates."}],
+                "max_tokens": 24} for i in range(8)]
+
+    def stop(pool: object) -> None:
+        for h in ray.get(pool.replica_handles.remote()):
+            ray.kill(h)
+        ray.kill(pool)
+
+    pool = start_pool(spec, config)
+    ray.get(pool.update_weights.remote(folders[0], 1))
+    ray.get(pool.generate.remote(prompts))  # in service before the swap, as in the loop
+    swaps, rollbacks = [], []
+    for i in range(1, repeats + 1):
+        t0 = time.perf_counter()
+        ray.get(pool.update_weights.remote(folders[i], i + 1))
+        swaps.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        ray.get(pool.update_weights.remote(folders[i - 1], i))
+        rollbacks.append(time.perf_counter() - t0)
+        ray.get(pool.update_weights.remote(folders[i], i + 1))
+    swapped = [c["token_ids"] for c in ray.get(pool.generate.remote(prompts))]
+    stop(pool)
+
+    starts, fresh_tokens = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fresh = start_pool(EngineSpec(**{**spec.__dict__, "adapter": folders[-1], "initial_version": repeats + 1}),
+                           config)
+        starts.append(time.perf_counter() - t0)
+        fresh_tokens = [c["token_ids"] for c in ray.get(fresh.generate.remote(prompts))]
+        stop(fresh)
+    return {"swap_s": statistics.median(swaps), "rollback_s": statistics.median(rollbacks),
+            "fresh_s": statistics.median(starts), "equal": swapped == fresh_tokens}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="+", default=["tiny", "smollm2-135m"])
@@ -126,30 +237,47 @@ def main() -> None:
     parser.add_argument("--pool-threads", type=int, default=1, help="OMP threads per pool replica")
     parser.add_argument("--skip-engine", action="store_true")
     parser.add_argument("--skip-pool", action="store_true")
+    parser.add_argument("--weights", nargs="+", default=["full", "lora"], choices=["full", "lora"],
+                        help="full: checkpoints of every weight; lora: adapter folders on base weights kept loaded")
     args = parser.parse_args()
 
     table = Table(title="weight swap vs fresh engine (medians)")
-    for col in ("model", "backend", "swap s", "fresh start s", "swap/fresh", "first start s (with import)",
-                "greedy equal"):
+    for col in ("model", "backend", "weights", "swap s", "rollback s", "fresh start s", "swap/fresh",
+                "first start s (with import)", "greedy equal"):
         table.add_column(col, justify="right")
     pools = Table(title=f"pool swap vs fresh pool start · {args.pool_replicas} replicas (medians)")
-    for col in ("model", "backend", "pool swap s", "fresh pool start s", "swap/fresh", "greedy equal"):
+    for col in ("model", "backend", "weights", "pool swap s", "rollback s", "fresh pool start s", "swap/fresh",
+                "greedy equal"):
         pools.add_column(col, justify="right")
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             for backend in args.backends:
                 if not args.skip_engine:
-                    r = measure(model, backend, args.repeats, Path(tmp))
-                    table.add_row(model, backend, f"{r['swap_s']:.3f}", f"{r['fresh_s']:.2f}",
-                                  f"{r['swap_s'] / r['fresh_s']:.4f}", f"{r['first_start_s']:.2f}", str(r["equal"]))
+                    if "full" in args.weights:
+                        r = measure(model, backend, args.repeats, Path(tmp))
+                        table.add_row(model, backend, "full", f"{r['swap_s']:.3f}", "(a swap)", f"{r['fresh_s']:.2f}",
+                                      f"{r['swap_s'] / r['fresh_s']:.4f}", f"{r['first_start_s']:.2f}",
+                                      str(r["equal"]))
+                    if "lora" in args.weights:
+                        r = measure_adapter(model, backend, args.repeats, Path(tmp))
+                        table.add_row(model, backend, "lora", f"{r['swap_s']:.3f}", f"{r['rollback_s']:.4f}",
+                                      f"{r['fresh_s']:.2f}", f"{r['swap_s'] / r['fresh_s']:.4f}", "",
+                                      str(r["equal"]))
                 if not args.skip_pool:
                     import ray
 
                     if not ray.is_initialized():
                         ray.init(num_cpus=4, include_dashboard=False)
-                    p = measure_pool(model, backend, args.pool_replicas, args.pool_threads, args.repeats, Path(tmp))
-                    pools.add_row(model, backend, f"{p['swap_s']:.3f}", f"{p['fresh_s']:.2f}",
-                                  f"{p['swap_s'] / p['fresh_s']:.4f}", str(p["equal"]))
+                    if "full" in args.weights:
+                        p = measure_pool(model, backend, args.pool_replicas, args.pool_threads, args.repeats,
+                                         Path(tmp))
+                        pools.add_row(model, backend, "full", f"{p['swap_s']:.3f}", "(a swap)", f"{p['fresh_s']:.2f}",
+                                      f"{p['swap_s'] / p['fresh_s']:.4f}", str(p["equal"]))
+                    if "lora" in args.weights:
+                        p = measure_pool_adapter(model, backend, args.pool_replicas, args.pool_threads,
+                                                 args.repeats, Path(tmp))
+                        pools.add_row(model, backend, "lora", f"{p['swap_s']:.3f}", f"{p['rollback_s']:.4f}",
+                                      f"{p['fresh_s']:.2f}", f"{p['swap_s'] / p['fresh_s']:.4f}", str(p["equal"]))
     console = Console(width=140)
     if not args.skip_engine:
         console.print(table)
