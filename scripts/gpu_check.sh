@@ -5,7 +5,9 @@
 #   3. 2-replica vLLM pool: tokens/s; a training process writes new weights and the pool swaps to them from disk
 #      (reload_weights in place); greedy outputs must equal a fresh engine on them, and equal the pool's own
 #      outputs again after swapping back;
-#   4. 10 DeepSpeed (ZeRO-2) DPO steps on the GPU under Ray Train: step time.
+#   4. 10 DeepSpeed (ZeRO-2) DPO steps on the GPU under Ray Train: step time;
+#   5. LoRA (train.lora): 10 DPO steps training an adapter under ZeRO-2 and ZeRO-3 with peft, then a 2-replica
+#      vLLM pool with LoRA on CUDA: adapter swap and rollback by route, greedy equality with a fresh engine.
 # Offline installs: RSI_WHEELHOUSE=/path/to/wheels (pip --no-index --find-links) with vllm, torch, ray, trl,
 # deepspeed and their dependencies for this Python.  Output: one line per figure, also in $OUT/gpu_check.log.
 set -euo pipefail
@@ -27,8 +29,8 @@ VPY=$WORK/venv/bin/python
 pip_args=(-q)
 if [ -n "${RSI_WHEELHOUSE:-}" ]; then pip_args+=(--no-index --find-links "$RSI_WHEELHOUSE"); fi
 DS_BUILD_OPS=0 $VPY -m pip install "${pip_args[@]}" -e ".[gpu]"
-$VPY -c "import vllm, torch, ray, trl, deepspeed; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
-'vllm', vllm.__version__, 'ray', ray.__version__, 'gpus', torch.cuda.device_count())"
+$VPY -c "import vllm, torch, ray, trl, deepspeed, peft; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
+'vllm', vllm.__version__, 'ray', ray.__version__, 'peft', peft.__version__, 'gpus', torch.cuda.device_count())"
 echo "install s: $(( $(date +%s) - start ))"
 
 # 2 + 3. model, pool, disk swap, greedy equality (the model is built on first use)
@@ -40,4 +42,10 @@ echo "pool check s: $(( $(date +%s) - t ))"
 t=$(date +%s)
 $VPY scripts/bench/train_step.py --gpu --model "$WORK/qwen2-0.5b-random" --steps 10 --batch 2 --modes zero2
 echo "dpo check s: $(( $(date +%s) - t ))"
+
+# 5. LoRA: adapter DPO with DeepSpeed and peft (ZeRO-2 and ZeRO-3), then adapters hot-loaded into a vLLM pool
+t=$(date +%s)
+$VPY scripts/bench/train_step.py --gpu --lora --model "$WORK/qwen2-0.5b-random" --steps 10 --batch 2 --modes zero2,zero3
+$VPY scripts/gpu_check_lora.py --model "$WORK/qwen2-0.5b-random" --replicas 2
+echo "lora check s: $(( $(date +%s) - t ))"
 echo "gpu_check total s: $(( $(date +%s) - start ))"

@@ -1,6 +1,6 @@
 """DPO step time under Ray Train, per DeepSpeed mode, with the ratio to the plain (DDP) run.
 
-    python scripts/bench/train_step.py [--model PATH] [--steps 8] [--workers 1] [--modes none,zero2]
+    python scripts/bench/train_step.py [--model PATH] [--steps 8] [--workers 1] [--modes none,zero2] [--lora]
 
 Without --model it builds the tiny offline model. Prints seconds/step measured inside the worker (Trainer
 loop only) and the whole `train_dpo` wall time (worker start, tokenising, save included).
@@ -37,12 +37,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--modes", default="none,zero2")
     ap.add_argument("--gpu", action="store_true")
+    ap.add_argument("--lora", action="store_true", help="train.lora: a LoRA adapter (r 16) instead of every weight")
     args = ap.parse_args()
 
     import ray
 
     from rsi.models.tiny import build_tiny_model
     from rsi.train import TrainConfig, train_dpo
+    from rsi.train.config import LoraSettings
+    from rsi.train.lora import is_adapter
 
     with tempfile.TemporaryDirectory(prefix="rsi-bench-train-") as tmp:
         root = Path(tmp)
@@ -52,15 +55,19 @@ def main() -> None:
         rows = []
         for mode in args.modes.split(","):
             cfg = TrainConfig(deepspeed=mode, num_workers=args.workers, use_gpu=args.gpu, max_steps=args.steps,
-                              per_device_batch_size=args.batch, learning_rate=1e-5)
+                              per_device_batch_size=args.batch, learning_rate=1e-4 if args.lora else 1e-5,
+                              lora=LoraSettings(enabled=args.lora))
             r = train_dpo(str(root / "prefs"), model, str(root / f"out-{mode}"), cfg)
-            rows.append((mode, r.metrics["seconds_per_step"], r.seconds, r.loss))
+            if args.lora and not is_adapter(r.checkpoint):
+                raise SystemExit(f"{mode}: train.lora saved no adapter folder at {r.checkpoint}")
+            rows.append((mode, r.metrics["seconds_per_step"], r.seconds, r.loss, r.metrics.get("peak_rss_gb")))
         ray.shutdown()
 
     base = rows[0][1]
-    print(f"{'mode':8} {'s/step':>8} {'ratio':>6} {'run s':>7} {'loss':>8}")
-    for mode, sps, wall, loss in rows:
-        print(f"{mode:8} {sps:8.3f} {sps / base:6.2f} {wall:7.1f} {loss:8.4f}")
+    kind = "lora" if args.lora else "full"
+    print(f"{'mode':8} {'weights':7} {'s/step':>8} {'ratio':>6} {'run s':>7} {'loss':>8} {'RSS GB':>7}")
+    for mode, sps, wall, loss, rss in rows:
+        print(f"{mode:8} {kind:7} {sps:8.3f} {sps / base:6.2f} {wall:7.1f} {loss:8.4f} {rss or float('nan'):7.2f}")
 
 
 if __name__ == "__main__":
