@@ -27,6 +27,7 @@ from rsi.serving import Pools, serving
 from rsi.tables import step_table, summary_table
 from rsi.tracking import Tracker
 from rsi.train import train_dpo
+from rsi.train.lora import weights_record
 
 if TYPE_CHECKING:
     from rsi.inference.api import PoolHandle
@@ -88,7 +89,7 @@ def iterate(cfg: RsiConfig, pools: Pools, run: RunDir, history: list[IterationSu
 
     first = len(history)
     for iteration in range(first, cfg.loop.iterations):
-        served = kept.version
+        served, served_from = kept.version, weights_record(kept.checkpoint)
         console.rule(f"iteration {iteration} · policy v{served}")
         seconds = {"startup": startup if iteration == first else 0.0}
         gated = cfg.evals.enabled and iteration % cfg.evals.every == 0
@@ -108,7 +109,8 @@ def iterate(cfg: RsiConfig, pools: Pools, run: RunDir, history: list[IterationSu
 
         if not stats.rows.get("preferences"):  # every answer unusable, or no margin big enough: nothing to learn
             console.print(f"iteration {iteration}: the corpus pass gave no usable pair; v{served} stays, unchanged")
-            mark_manifest(corpus_dir, gate={"candidate": None, "decision": NO_PAIRS, "reasons": ["no pairs"]})
+            mark_manifest(corpus_dir, gate={"candidate": None, "decision": NO_PAIRS, "reasons": ["no pairs"]},
+                          weights=served_from)
             record_iteration(run.root, history, IterationSummary(
                 iteration=iteration, model_version=served, new_version=served, kept_version=served,
                 kept_checkpoint=kept.checkpoint, decision=NO_PAIRS, checkpoint=kept.checkpoint,
@@ -149,7 +151,8 @@ def iterate(cfg: RsiConfig, pools: Pools, run: RunDir, history: list[IterationSu
                 ray.get([p.update_weights.remote(kept.checkpoint, kept.version) for p in engines])
         else:
             kept = Kept(candidate, result.checkpoint, cand_items, cand_metrics)
-        mark_manifest(corpus_dir, gate={"candidate": candidate, "decision": decision, "reasons": reasons})
+        mark_manifest(corpus_dir, gate={"candidate": candidate, "decision": decision, "reasons": reasons},
+                      weights=served_from)
 
         summary = IterationSummary(
             iteration=iteration, model_version=served, new_version=candidate,

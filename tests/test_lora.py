@@ -379,7 +379,7 @@ def test_a_lora_run_resumes_after_sigkill_on_the_last_kept_adapter(tiny_model: P
     """Iteration 0 trains and keeps v1's adapter; the run is killed with SIGKILL inside iteration 1 and resumed:
     the pools reload v1's adapter (iteration 1's rows say version 1), v2 continues it, and every checkpoint is
     an adapter recording the tiny model's hash."""
-    from rsi.corpus.stream import read_table
+    from rsi.corpus.stream import read_manifest, read_table
     from rsi.history import load_history
 
     run_dir = tmp_path / "run"
@@ -404,3 +404,5 @@ def test_a_lora_run_resumes_after_sigkill_on_the_last_kept_adapter(tiny_model: P
     assert history[1].trained_from == v1 and read_meta(v2)["parent"] == v1
     versions = read_table(run_dir / "corpus" / "iter_001", "performances", ["model_version"])
     assert set(versions.column("model_version").to_pylist()) == {1}
+    served = read_manifest(run_dir / "corpus" / "iter_001")["weights"]  # the corpus' provenance names the adapter
+    assert served["checkpoint"] == v1 and served["adapter"] and served["base_hash"] == base_hash(tiny_model)

@@ -72,6 +72,15 @@ def base_of(path: str | os.PathLike[str]) -> str:
     return read_meta(path)["base_model"] if is_adapter(path) else str(path)
 
 
+def weights_record(path: str) -> dict[str, Any]:
+    """What served a corpus pass, for its manifest: the checkpoint, and for an adapter the base it ran on."""
+    if not is_adapter(path):
+        return {"checkpoint": str(path), "adapter": False}
+    meta = read_meta(path)
+    return {"checkpoint": str(path), "adapter": True, "base_model": meta["base_model"],
+            "base_hash": meta["base_hash"], "parent": meta.get("parent")}
+
+
 def check_base(adapter_dir: str, serving_base: str, serving_hash: str) -> None:
     """Refuse an adapter trained on other base weights than the served ones: one line naming both."""
     meta = read_meta(adapter_dir)
