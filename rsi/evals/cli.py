@@ -148,7 +148,7 @@ def _evaluate_with_engine(args: argparse.Namespace, tasks: list[str], data: dict
 
     from rsi.evals.suite import evaluate
     from rsi.inference import EngineSpec, start_engine
-    from rsi.train.lora import adapter_spec
+    from rsi.inference.engine import adapter_spec
 
     started_ray = not ray.is_initialized()
     if started_ray:

@@ -37,6 +37,17 @@ class EngineSpec:
     base_hash: str | None = None  # rsi.train.lora.base_hash(model_path), computed once by whoever starts pools
 
 
+def adapter_spec(path: str) -> EngineSpec | None:
+    """An EngineSpec serving the adapter folder at `path` on its recorded base; None for a full model folder."""
+    from rsi.train.lora import adapter_rank, is_adapter, read_meta
+
+    if not is_adapter(path):
+        return None
+    meta = read_meta(path)
+    return EngineSpec(model_path=meta["base_model"], adapter=str(path), lora_rank=adapter_rank(path),
+                      base_hash=meta["base_hash"])
+
+
 class EngineActor:
     def __init__(self, spec: EngineSpec):
         self.spec = spec

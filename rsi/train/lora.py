@@ -94,17 +94,6 @@ def adapter_rank(adapter_dir: str | os.PathLike[str]) -> int:
     return int(json.loads((Path(adapter_dir) / ADAPTER_CONFIG).read_text())["r"])
 
 
-def adapter_spec(path: str) -> Any:
-    """An EngineSpec serving the adapter at `path` on its recorded base; None for a full model folder."""
-    from rsi.inference.engine import EngineSpec
-
-    if not is_adapter(path):
-        return None
-    meta = read_meta(path)
-    return EngineSpec(model_path=meta["base_model"], adapter=str(path), lora_rank=adapter_rank(path),
-                      base_hash=meta["base_hash"])
-
-
 def peft_config(settings: LoraSettings) -> Any:
     from peft import LoraConfig
 
