@@ -51,10 +51,11 @@ class LoraSettings:
     """`train.lora`: DPO trains a LoRA adapter (peft's LoraConfig fields) instead of every weight, and the pools
     serve it by name on base weights that stay loaded (docs/lora.md says when it pays)."""
 
-    enabled: bool = False
+    enabled: bool = False  # true: DPO trains an adapter, the engines keep the base and hot-load each version's
     r: int = 16  # rank of each adapter matrix pair; vLLM serves ranks up to 512
     alpha: float = 32.0  # scale alpha/r on the adapter's update (lora_alpha)
-    dropout: float = 0.0  # on the adapter's input while training (lora_dropout); 0 keeps DPO's two passes alike
+    # lora_dropout: TRL's DPO switches every dropout off (DPOConfig.disable_dropout), this one too
+    dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
                                                                "gate_proj", "up_proj", "down_proj"])
 
