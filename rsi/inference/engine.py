@@ -72,7 +72,7 @@ class EngineActor:
             raise ValueError(f"backend.name={spec.backend!r}: expected 'vllm' or 'hf'")
         if hasattr(self.backend, "version"):  # a threaded backend tags completions itself, under its lock
             self.backend.version = self._version
-        self._base_hash = spec.base_hash
+        self._base, self._base_hash = spec.model_path, spec.base_hash  # the full weights loaded: adapters go on them
         if spec.adapter:
             self.update_weights(spec.adapter, spec.initial_version)
         self.start_seconds = time.perf_counter() - t0
@@ -99,12 +99,13 @@ class EngineActor:
             if not self.spec.lora_rank:
                 raise ValueError(f"{path} is a LoRA adapter, but this engine was started without LoRA serving "
                                  f"(EngineSpec.lora_rank=0; a run sets it from train.lora)")
-            check_base(path, self.spec.model_path, self.base_hash())
+            check_base(path, self._base, self.base_hash())
             self.backend.load_adapter(path, new)
-        elif self.spec.lora_rank and os.path.realpath(path) == os.path.realpath(self.spec.model_path):
+        elif self.spec.lora_rank and os.path.realpath(path) == os.path.realpath(self._base):
             self.backend.use_base(new)
         else:
             self.backend.load_weights(path, new)
+            self._base, self._base_hash = path, None
         self._version = new
         self._weights_path = path
         return self._version
@@ -113,7 +114,7 @@ class EngineActor:
         from rsi.train.lora import base_hash
 
         if self._base_hash is None:
-            self._base_hash = base_hash(self.spec.model_path)
+            self._base_hash = base_hash(self._base)
         return self._base_hash
 
     def sleep(self, level: int = 1) -> bool:

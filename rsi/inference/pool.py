@@ -15,7 +15,10 @@ the queue. A retried request is answered exactly once to its caller, and since c
 hashes, a retried row is the same row: nothing is lost and nothing duplicated.
 
 A swap (`update_weights`) pauses dispatch, lets the in-flight batches finish on the old weights, swaps every
-replica, then resumes: each completion carries the version of the replica that produced it.
+replica, then resumes: each completion carries the version of the replica that produced it. A swap to a LoRA
+adapter folder (train.lora) is checked against the base weights the pool holds before anything pauses; the
+replicas load the adapter beside the one they serve, and a swap back to that one, or to the base folder, is a
+change of route.
 """
 
 from __future__ import annotations
@@ -76,7 +79,8 @@ class EnginePool:
         self._launch = launcher or _default_launcher(config)
         self._continuous = config.continuous if config.continuous is not None else spec.backend == "vllm"
         self._version = spec.initial_version
-        self._weights = spec.model_path
+        self._weights = spec.model_path  # what the replicas serve: a full model folder, or an adapter folder
+        self._base = spec.model_path  # the full weights under it (train.lora: the same for the whole run)
         self._queue: deque[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = deque()
         self._paused = False
         self._changed = asyncio.Event()  # anything that may let the dispatcher send work
@@ -138,9 +142,9 @@ class EnginePool:
         if not self.spec.lora_rank:
             raise ValueError(f"{path} is a LoRA adapter, but pool {self.config.name} was started without LoRA "
                              f"serving (train.lora.enabled=false)")
-        if self.spec.base_hash is None:
-            self.spec = dataclasses.replace(self.spec, base_hash=base_hash(self.spec.model_path))
-        check_base(path, self.spec.model_path, self.spec.base_hash)
+        if self.spec.base_hash is None or self.spec.model_path != self._base:
+            self.spec = dataclasses.replace(self.spec, model_path=self._base, base_hash=base_hash(self._base))
+        check_base(path, self._base, self.spec.base_hash)
 
     async def health(self) -> dict[str, Any]:
         alive = [r for r in self._replicas if r.alive]
@@ -295,11 +299,9 @@ class EnginePool:
         # are tagged exactly like rows from replicas that were swapped in place.
         from rsi.train.lora import is_adapter
 
-        if is_adapter(self._weights):  # the base stays the pool's; the replacement loads the adapter over it
-            spec = dataclasses.replace(self.spec, adapter=self._weights, initial_version=self._version)
-        else:
-            spec = dataclasses.replace(self.spec, model_path=self._weights, adapter=None,
-                                       initial_version=self._version)
+        adapter = self._weights if is_adapter(self._weights) else None  # loaded over the pool's base
+        spec = dataclasses.replace(self.spec, model_path=self._base, adapter=adapter, initial_version=self._version,
+                                   base_hash=self.spec.base_hash if self._base == self.spec.model_path else None)
         while True:
             handle = self._launch(spec, replica.index)
             try:
@@ -325,7 +327,11 @@ class EnginePool:
         replicas = [r for r in self._replicas if r.alive]
         results = await asyncio.gather(*(r.handle.update_weights.remote(path, version) for r in replicas),
                                        return_exceptions=True)
+        from rsi.train.lora import is_adapter
+
         self._weights, self._version = path, version
+        if not is_adapter(path):
+            self._base = path
         for replica, result in zip(replicas, results):
             if isinstance(result, BaseException):
                 if not _replica_lost(result):

@@ -254,6 +254,9 @@ class VLLMBackend:
     def load_weights(self, path: str, version: int | None = None) -> None:
         with self._lock:
             self._drained()
+            for name in self.adapters.names.values():  # trained on the weights being replaced
+                self.llm.llm_engine.remove_lora(AdapterSlots.number(name))
+            self.adapters, self._adapter = AdapterSlots(), None
             self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
             self.llm.collective_rpc(_refresh_tied_lm_head)
             # Cached KV blocks were computed by the old weights; reusing them would mix versions in one answer.
