@@ -52,6 +52,9 @@ def train_dpo(preferences: str | Path | datasets.Dataset, base_model: str, out_d
               overwrite: bool = False, logging_dir: str | None = None) -> TrainResult:
     """DPO fine-tune `base_model` on `preferences` under Ray Train; the policy lands in `out_dir`.
 
+    With `cfg.lora.enabled` the policy is a LoRA adapter folder (rsi.train.lora) on `base_model`, or, when
+    `base_model` is itself an adapter folder, that adapter trained on over its recorded base.
+
     `preferences` is a folder of Parquet files (or the Dataset `load_preferences` returns for it) with
     conversational prompt/chosen/rejected columns. With `weight_column` present, pairs are sampled in
     proportion to it (see `weighted`); other extra columns are dropped. The caller owns `ray.init()`.
