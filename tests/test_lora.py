@@ -326,8 +326,9 @@ def test_pool_swaps_adapters_rolls_back_and_restarts_on_the_adapter(backend: str
                                                                      ray_local) -> None:
     import ray
 
-    from rsi.inference import EngineSpec, PoolConfig, start_pool
+    from rsi.inference import EngineSpec, PoolConfig, start_engine, start_pool
     from rsi.serving import end_pool
+    from rsi.train.lora import merge_adapter
 
     spec = EngineSpec(model_path=str(tiny_model), backend=backend, lora_rank=8, max_model_len=4096,
                       kv_cache_gb=0.25, threads=1, base_hash=base_hash(tiny_model))
@@ -343,7 +344,13 @@ def test_pool_swaps_adapters_rolls_back_and_restarts_on_the_adapter(backend: str
         assert ray.get(pool.update_weights.remote(str(adapters["v1"]), 1)) == 1
         v1 = tokens(1)
         ray.get(pool.update_weights.remote(str(adapters["v2"]), 2))
-        assert tokens(2) != v1
+        v2 = tokens(2)
+        assert v2 != v1
+        merged = merge_adapter(str(adapters["v2"]), str(tmp_path / "merged"))  # the pool's greedy tokens = merged
+        fresh = start_engine(EngineSpec(model_path=str(merged), backend=backend, max_model_len=4096,
+                                        kv_cache_gb=0.25, threads=1), num_cpus=0)
+        assert [c["token_ids"] for c in ray.get(fresh.generate.remote(PROMPTS))] == v2
+        ray.kill(fresh)
         ray.get(pool.update_weights.remote(str(adapters["v1"]), 1))  # rejected: route back
         assert tokens(1) == v1 and ray.get(pool.health.remote())["pids"] == pids
         bad = _fake_adapter(tmp_path / "bad", _fake_base(tmp_path / "other", b"x"))

@@ -17,7 +17,8 @@ class RemoteMethod(Protocol):
 
 class PoolHandle(Protocol):
     generate: RemoteMethod  # (requests: list[dict]) -> list[completion dict], each with its version
-    update_weights: RemoteMethod  # (checkpoint: str, version: int | None) -> version now served
+    # (checkpoint: str, version: int | None) -> version now served; an HF folder, or (train.lora) an adapter folder
+    update_weights: RemoteMethod
     version: RemoteMethod  # () -> version served
     sleep: RemoteMethod  # (level: int = 1) -> list[bool]: frees the GPUs for the trainer where vLLM can
     wake_up: RemoteMethod  # () -> list[bool]
