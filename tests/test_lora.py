@@ -143,6 +143,35 @@ def test_merge_refuses_a_folder_that_is_no_adapter(tmp_path: Path, capsys) -> No
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.unit
+def test_adapter_meta_records_the_base_and_provenance_names_it(tmp_path: Path) -> None:
+    from rsi.train.lora import weights_record, write_meta
+
+    base = _fake_base(tmp_path / "base", b"one")
+    adapter = tmp_path / "v1"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 8}))
+    meta = write_meta(adapter, str(base), None)
+    assert meta == read_meta(adapter) and meta["base_model"] == str(base.resolve())
+    assert weights_record(str(adapter)) == {"checkpoint": str(adapter), "adapter": True, "parent": None,
+                                            "base_model": str(base.resolve()), "base_hash": base_hash(base)}
+    assert weights_record(str(base)) == {"checkpoint": str(base), "adapter": False}
+    (base / "model.safetensors").write_bytes(b"changed")  # the hash follows the bytes, not the path
+    assert base_hash(base) != meta["base_hash"]
+
+
+@pytest.mark.unit
+def test_merge_refuses_an_adapter_whose_base_changed(tmp_path: Path, capsys) -> None:
+    from rsi.cli import model_main
+
+    base = _fake_base(tmp_path / "base", b"one")
+    adapter = _fake_adapter(tmp_path / "v1", base)
+    (base / "model.safetensors").write_bytes(b"two")
+    assert model_main(["merge", str(adapter), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "whose weights have changed since" in err and err.count("\n") == 1
+
+
 # ---- DPO training an adapter in one process (tier ray: the tiny model, no Ray started) ---------------------------
 def _dataset():
     import datasets

@@ -32,9 +32,19 @@ def is_adapter(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
+def model_folder(model: str | os.PathLike[str]) -> Path:
+    """The local folder of a model: `model` itself, or for an HF id (model.path=Org/Name) its cached snapshot."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(model), local_files_only=True))
+
+
 def base_hash(model_dir: str | os.PathLike[str]) -> str:
     """sha256 over a model folder's config.json and weight files (names and bytes), cached per file state."""
-    folder = Path(model_dir).resolve()
+    folder = model_folder(model_dir)
     files = sorted(p for p in folder.iterdir() if p.name == "config.json" or p.name.endswith(_HASHED))
     if not any(p.name.endswith(_HASHED) for p in files):
         raise FileNotFoundError(f"{folder}: no weight files to hash (a base model folder holds *.safetensors)")
@@ -62,7 +72,7 @@ def read_meta(adapter_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_meta(adapter_dir: str | os.PathLike[str], base_model: str, parent: str | None) -> dict[str, Any]:
-    meta = {"base_model": str(Path(base_model).resolve()), "base_hash": base_hash(base_model), "parent": parent}
+    meta = {"base_model": str(model_folder(base_model)), "base_hash": base_hash(base_model), "parent": parent}
     (Path(adapter_dir) / ADAPTER_META).write_text(json.dumps(meta, indent=1) + "\n")
     return meta
 
@@ -124,15 +134,15 @@ def trainable_share(model: Any) -> tuple[int, int]:
 def merge_adapter(adapter_dir: str, out_dir: str) -> Path:
     """Merge an adapter into its base: a plain HF folder (weights, config, tokenizer) that transformers and vLLM
     load with no peft; the adapter's rsi_adapter.json is copied beside as rsi_merged_from.json."""
+    meta = read_meta(adapter_dir)
+    base = meta["base_model"]
+    if base_hash(base) != meta["base_hash"]:  # before torch loads: a refusal takes no seconds
+        raise ValueError(f"adapter {adapter_dir} was trained on {base} (sha256 {meta['base_hash'][:12]}), whose "
+                         f"weights have changed since (sha256 {base_hash(base)[:12]})")
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    meta = read_meta(adapter_dir)
-    base = meta["base_model"]
-    if base_hash(base) != meta["base_hash"]:
-        raise ValueError(f"adapter {adapter_dir} was trained on {base} (sha256 {meta['base_hash'][:12]}), whose "
-                         f"weights have changed since (sha256 {base_hash(base)[:12]})")
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     out = Path(out_dir)
