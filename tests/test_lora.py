@@ -8,6 +8,7 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -295,8 +296,13 @@ def test_vllm_engine_serves_adapters_with_lora_and_matches_merged_weights(
     v2 = [c["token_ids"] for c in out]
     assert {c["model_version"] for c in out} == {2} and v2 != v0
     engine.update_weights(str(adapters["v1"]), 1)
+    v1 = _tokens(engine)
     engine.update_weights(str(adapters["v2"]), 2)  # rollback to the previous adapter: no load
     assert _tokens(engine) == v2
+    third = tmp_path / "v3"  # a third folder: the oldest adapter is unloaded, two stay
+    shutil.copytree(adapters["v1"], third)
+    engine.update_weights(str(third), 3)
+    assert _tokens(engine) == v1 and engine.backend.llm.llm_engine.list_loras() == {1, 3}  # v2 (served before) and v3
     engine.update_weights(str(tiny_model), 0)
     assert _tokens(engine) == v0
     del engine

@@ -85,9 +85,10 @@ class VLLMBackend:
         if self.sleep_mode:
             kwargs["enable_sleep_mode"] = True
         if lora_rank:
-            # Two adapters resident: the one served and the one before it, so a rollback is a change of route.
-            # The CPU backend runs them through its punica CPU path (and without torch.compile).
-            kwargs.update(enable_lora=True, max_lora_rank=lora_rank_slot(lora_rank), max_loras=2, max_cpu_loras=2)
+            # Two adapters resident: the one served and the one before it, so a rollback is a change of route;
+            # room for a third while a swap loads the next, before the oldest is removed (vLLM would otherwise
+            # evict by its own LRU order). The CPU backend runs them through its punica CPU path, uncompiled.
+            kwargs.update(enable_lora=True, max_lora_rank=lora_rank_slot(lora_rank), max_loras=2, max_cpu_loras=3)
         kwargs.update(engine_kwargs)
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
