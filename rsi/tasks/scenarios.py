@@ -211,9 +211,11 @@ def make_scenario(seed: str) -> Scenario:
 
 
 def any_valid(scn: Scenario) -> bool:
-    from rsi.tasks.pareto import valid_points
+    """Whether some deal satisfies both sides: by brute force, which is small and stops at the first (the frontier's
+    search, rsi.tasks.pareto, builds on this module)."""
+    import itertools
 
-    return bool(valid_points(scn))
+    return any(valid(scn, deal) for deal in itertools.product(*(range(len(i.options)) for i in scn.issues)))
 
 
 def _split(rng: random.Random, seed: str, template: str, setting: str) -> Scenario:
