@@ -119,6 +119,28 @@ def test_oracle_judge_scores_one() -> None:
 
 
 @pytest.mark.unit
+def test_a_consistent_judge_that_cannot_read_the_code_is_told_from_one_that_can() -> None:
+    """Picking the same program in both orders by a content coin (here: the shorter text) lifts `accuracy` from a
+    position-biased 0 toward 0.5 without reading anything; `right_when_consistent` shows it is at chance, and the
+    oracle's is far from it."""
+    def shorter(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for r in requests:
+            blocks = sorted(BLOCK.findall(r["messages"][1]["content"]), key=lambda b: (len(b[1]), b[1]))
+            out.append(_answer(blocks[0][0], blocks[1][0]))
+        return out
+
+    coin = run_judge_accuracy(_ctx(judge=shorter, limit=80))
+    assert coin.extra["position_consistency"]["value"] == 1.0 and 0.0 < coin.value < 1.0
+    rwc = coin.extra["right_when_consistent"]
+    assert rwc["n"] == 80 and rwc["value"] == coin.value
+    oracle = run_judge_accuracy(_ctx(judge=oracle_judge, limit=80)).extra["right_when_consistent"]
+    assert oracle["value"] == 1.0 and oracle["p_vs_chance"] < 1e-20
+    biased = run_judge_accuracy(_ctx(judge=first_shown_judge, limit=80)).extra["right_when_consistent"]
+    assert biased["n"] == 0 and biased["p_vs_chance"] == 1.0
+
+
+@pytest.mark.unit
 def test_invalid_answers_count_as_wrong() -> None:
     def garbage(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{"text": "A is better"} for _ in requests]

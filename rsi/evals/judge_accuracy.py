@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rsi.corpus.ids import content_id, derived_seed
-from rsi.evals.stats import wilson
+from rsi.evals.stats import mcnemar_exact, wilson
 from rsi.evals.task import EvalContext, TaskResult, item_hash, read_jsonl, subset
 from rsi.judging.config import JudgingConfig
 from rsi.judging.ranking import labels_for, parse_ranking, ranking_messages, ranking_schema
@@ -134,8 +134,15 @@ def score(pairs: list[dict[str, Any]], answers: list[str]) -> TaskResult:
     both_valid = [it for it in items if all(it[f"pick_{name}"] is not None for name in ORDERS)]
     picks = [(order[0], it[f"pick_{name}"]) for it in items for name, order in ORDERS.items()
              if it[f"pick_{name}"] is not None]
+    consistent = [it for it in both_valid if it["pick_AB"] == it["pick_BA"]]
+    right = sum(it["correct"] for it in consistent)
     extra = {
-        "position_consistency": _metric(sum(it["pick_AB"] == it["pick_BA"] for it in both_valid), len(both_valid)),
+        "position_consistency": _metric(len(consistent), len(both_valid)),
+        # A judge that picks the same program in both orders but by a coin scores 0.5 on `accuracy`, one that always
+        # picks a position scores 0: a rise of `accuracy` from 0 can be consistency alone. Reading the code shows
+        # here, as right picks among the consistent ones above 0.5 (p: exact two-sided binomial test against 0.5).
+        "right_when_consistent": {**_metric(right, len(consistent)),
+                                  "p_vs_chance": mcnemar_exact(right, len(consistent) - right)},
         "first_shown_pick_rate": _metric(sum(first == pick for first, pick in picks), len(picks)),
     }
     for name in ORDERS:  # every answer of the order counts, an invalid one as wrong
