@@ -134,10 +134,10 @@ def test_a_consistent_judge_that_cannot_read_the_code_is_told_from_one_that_can(
     assert coin.extra["position_consistency"]["value"] == 1.0 and 0.0 < coin.value < 1.0
     rwc = coin.extra["right_when_consistent"]
     assert rwc["n"] == 80 and rwc["value"] == coin.value
-    oracle = run_judge_accuracy(_ctx(judge=oracle_judge, limit=80)).extra["right_when_consistent"]
-    assert oracle["value"] == 1.0 and oracle["p_vs_chance"] < 1e-20
-    biased = run_judge_accuracy(_ctx(judge=first_shown_judge, limit=80)).extra["right_when_consistent"]
-    assert biased["n"] == 0 and biased["p_vs_chance"] == 1.0
+    oracle = run_judge_accuracy(_ctx(judge=oracle_judge, limit=80)).extra
+    assert oracle["right_when_consistent"]["value"] == 1.0 and oracle["right_when_consistent_p_vs_chance"] < 1e-20
+    biased = run_judge_accuracy(_ctx(judge=first_shown_judge, limit=80)).extra
+    assert biased["right_when_consistent"]["n"] == 0 and biased["right_when_consistent_p_vs_chance"] == 1.0
 
 
 @pytest.mark.unit
