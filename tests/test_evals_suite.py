@@ -135,9 +135,10 @@ def test_a_consistent_judge_that_cannot_read_the_code_is_told_from_one_that_can(
     rwc = coin.extra["right_when_consistent"]
     assert rwc["n"] == 80 and rwc["value"] == coin.value
     oracle = run_judge_accuracy(_ctx(judge=oracle_judge, limit=80)).extra
-    assert oracle["right_when_consistent"]["value"] == 1.0 and oracle["right_when_consistent_p_vs_chance"] < 1e-20
+    assert oracle["right_when_consistent"]["value"] == 1.0 and oracle["right_when_consistent"]["ci95"][0] > 0.5
+    assert rwc["ci95"][0] < 0.5 < rwc["ci95"][1] or rwc["value"] < 0.5
     biased = run_judge_accuracy(_ctx(judge=first_shown_judge, limit=80)).extra
-    assert biased["right_when_consistent"]["n"] == 0 and biased["right_when_consistent_p_vs_chance"] == 1.0
+    assert biased["right_when_consistent"]["n"] == 0
 
 
 @pytest.mark.unit
