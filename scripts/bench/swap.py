@@ -31,6 +31,18 @@ from rich.table import Table
 from rsi.inference.engine import EngineActor, EngineSpec
 from rsi.models import resolve_model_path
 
+# the same greedy requests on every side, so tokens compare
+PROMPTS = [{"messages": [{"role": "user", "content": f"Write a Python function #{i} that parses dates."}],
+            "max_tokens": 24} for i in range(8)]
+
+
+def stop_pool(pool: object) -> None:
+    import ray
+
+    for h in ray.get(pool.replica_handles.remote()):
+        ray.kill(h)
+    ray.kill(pool)
+
 
 def perturbed_copy(src: str, out: Path) -> str:
     """A second checkpoint of the same model (every weight nudged), as a training step would produce."""
@@ -79,8 +91,7 @@ def measure_adapter(model: str, backend: str, repeats: int, work: Path) -> dict[
     folders = [random_adapter(base, work / f"{model}-{backend}-lora-{i}", i) for i in range(repeats + 1)]
     spec = EngineSpec(model_path=base, backend=backend, kv_cache_gb=0.5, max_model_len=2048, lora_rank=16,
                       base_hash=base_hash(base))
-    prompts = [{"messages": [{"role": "user", "content": f"Write a Python function #{i} that parses dates."}],
-                "max_tokens": 24} for i in range(8)]
+    prompts = PROMPTS
     engine = EngineActor(spec)
     engine.update_weights(folders[0], 1)
     swaps, rollbacks = [], []
@@ -109,8 +120,7 @@ def measure(model: str, backend: str, repeats: int, work: Path) -> dict[str, flo
     base = resolve_model_path(model, None)
     other = perturbed_copy(base, work / f"{model}-b")
     spec = EngineSpec(model_path=base, backend=backend, kv_cache_gb=0.5, max_model_len=2048)
-    prompts = [{"messages": [{"role": "user", "content": f"Write a Python function #{i} that parses dates."}],
-                "max_tokens": 24} for i in range(8)]
+    prompts = PROMPTS
 
     t0 = time.perf_counter()
     engine = EngineActor(spec)
@@ -148,13 +158,7 @@ def measure_pool(model: str, backend: str, replicas: int, threads: int, repeats:
     other = perturbed_copy(base, work / f"{model}-pool-b")
     spec = EngineSpec(model_path=base, backend=backend, kv_cache_gb=0.5, max_model_len=2048, threads=threads)
     config = PoolConfig(replicas=replicas, num_cpus=0)
-    prompts = [{"messages": [{"role": "user", "content": f"Write a Python function #{i} that parses dates."}],
-                "max_tokens": 24} for i in range(8)]
-
-    def stop(pool: object) -> None:
-        for h in ray.get(pool.replica_handles.remote()):
-            ray.kill(h)
-        ray.kill(pool)
+    prompts = PROMPTS
 
     pool = start_pool(spec, config)
     ray.get(pool.generate.remote(prompts))  # in service before the swap, as in the loop
@@ -166,7 +170,7 @@ def measure_pool(model: str, backend: str, replicas: int, threads: int, repeats:
     if repeats % 2 == 0:
         ray.get(pool.update_weights.remote(other))
     swapped = [c["token_ids"] for c in ray.get(pool.generate.remote(prompts))]
-    stop(pool)
+    stop_pool(pool)
 
     starts, fresh_tokens = [], []
     for _ in range(repeats):
@@ -174,7 +178,7 @@ def measure_pool(model: str, backend: str, replicas: int, threads: int, repeats:
         fresh = start_pool(EngineSpec(**{**spec.__dict__, "model_path": other}), config)
         starts.append(time.perf_counter() - t0)
         fresh_tokens = [c["token_ids"] for c in ray.get(fresh.generate.remote(prompts))]
-        stop(fresh)
+        stop_pool(fresh)
     return {"swap_s": statistics.median(swaps), "fresh_s": statistics.median(starts),
             "equal": swapped == fresh_tokens}
 
@@ -193,13 +197,7 @@ def measure_pool_adapter(model: str, backend: str, replicas: int, threads: int, 
     spec = EngineSpec(model_path=base, backend=backend, kv_cache_gb=0.5, max_model_len=2048, threads=threads,
                       lora_rank=16, base_hash=base_hash(base))
     config = PoolConfig(replicas=replicas, num_cpus=0)
-    prompts = [{"messages": [{"role": "user", "content": f"Write a Python function #{i} that parses dates."}],
-                "max_tokens": 24} for i in range(8)]
-
-    def stop(pool: object) -> None:
-        for h in ray.get(pool.replica_handles.remote()):
-            ray.kill(h)
-        ray.kill(pool)
+    prompts = PROMPTS
 
     pool = start_pool(spec, config)
     ray.get(pool.update_weights.remote(folders[0], 1))
@@ -214,7 +212,7 @@ def measure_pool_adapter(model: str, backend: str, replicas: int, threads: int, 
         rollbacks.append(time.perf_counter() - t0)
         ray.get(pool.update_weights.remote(folders[i], i + 1))
     swapped = [c["token_ids"] for c in ray.get(pool.generate.remote(prompts))]
-    stop(pool)
+    stop_pool(pool)
 
     starts, fresh_tokens = [], []
     for _ in range(repeats):
@@ -223,7 +221,7 @@ def measure_pool_adapter(model: str, backend: str, replicas: int, threads: int, 
                            config)
         starts.append(time.perf_counter() - t0)
         fresh_tokens = [c["token_ids"] for c in ray.get(fresh.generate.remote(prompts))]
-        stop(fresh)
+        stop_pool(fresh)
     return {"swap_s": statistics.median(swaps), "rollback_s": statistics.median(rollbacks),
             "fresh_s": statistics.median(starts), "equal": swapped == fresh_tokens}
 
