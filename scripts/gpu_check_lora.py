@@ -22,28 +22,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def make_adapter(base: str, out: Path, seed: int, r: int = 16) -> str:
-    """A LoRA adapter on `base` with its B matrices off zero (so it changes the outputs), as train_dpo writes."""
-    import torch
-    from peft import get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def make_adapter(base: str, out: Path, seed: int) -> str:
+    """A reused folder, else a new adapter whose B matrices are off zero (so it changes the outputs)."""
+    from rsi.train.lora import random_adapter
 
-    from rsi.train.config import LoraSettings
-    from rsi.train.lora import peft_config, write_meta
-
-    if (out / "adapter_config.json").is_file():
-        return str(out)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
-                           peft_config(LoraSettings(enabled=True, r=r)))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    model.save_pretrained(out, safe_serialization=True)
-    AutoTokenizer.from_pretrained(base).save_pretrained(out)
-    write_meta(out, base, None)
-    return str(out)
+    return str(out) if (out / "adapter_config.json").is_file() else random_adapter(base, out, seed, scale=0.05)
 
 
 def main() -> int:

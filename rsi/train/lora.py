@@ -153,3 +153,23 @@ def merge_adapter(adapter_dir: str, out_dir: str) -> Path:
     (out / "rsi_merged_from.json").write_text(json.dumps({**meta, "adapter": str(Path(adapter_dir).resolve())},
                                                          indent=1) + "\n")
     return out
+
+
+def random_adapter(base: str, out: Path, seed: int, r: int = 16, scale: float = 0.02) -> str:
+    """An adapter folder on `base` as a DPO step writes one, its B matrices drawn off zero (seeded) so that it
+    changes the outputs: what swap benchmarks and device checks load without training."""
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+                           peft_config(LoraSettings(enabled=True, r=r)))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * scale)
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    write_meta(out, base, None)
+    return str(out)

@@ -59,33 +59,10 @@ def perturbed_copy(src: str, out: Path) -> str:
     return str(out)
 
 
-def random_adapter(base: str, out: Path, seed: int, r: int = 16) -> str:
-    """A LoRA adapter folder on `base` (train.lora's defaults), its B matrices nudged off zero so that it changes
-    the outputs, as a DPO run's adapter would; rsi_adapter.json records the base as train_dpo's does."""
-    import torch
-    from peft import get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rsi.train.config import LoraSettings
-    from rsi.train.lora import peft_config, write_meta
-
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
-                           peft_config(LoraSettings(enabled=True, r=r)))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
-    model.save_pretrained(out, safe_serialization=True)
-    AutoTokenizer.from_pretrained(base).save_pretrained(out)
-    write_meta(out, base, None)
-    return str(out)
-
-
 def measure_adapter(model: str, backend: str, repeats: int, work: Path) -> dict[str, float | bool]:
     """An engine with LoRA on: each swap loads a new adapter folder (as each iteration does), a rollback routes
     back to the one before; against a fresh engine started on the base plus the last adapter."""
-    from rsi.train.lora import base_hash
+    from rsi.train.lora import base_hash, random_adapter
 
     base = resolve_model_path(model, None)
     folders = [random_adapter(base, work / f"{model}-{backend}-lora-{i}", i) for i in range(repeats + 1)]
@@ -190,7 +167,7 @@ def measure_pool_adapter(model: str, backend: str, replicas: int, threads: int, 
     import ray
 
     from rsi.inference import PoolConfig, start_pool
-    from rsi.train.lora import base_hash
+    from rsi.train.lora import base_hash, random_adapter
 
     base = resolve_model_path(model, None)
     folders = [random_adapter(base, work / f"{model}-{backend}-pool-lora-{i}", 100 + i) for i in range(repeats + 1)]
